@@ -51,7 +51,7 @@ typedef struct {
     const void *data;            /* inside the mapping, checked */
 } bs_gguf_tensor;
 
-typedef struct {
+typedef struct bs_gguf {
     const char *path;
     const uint8_t *map;
     size_t size;

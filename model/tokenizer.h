@@ -45,6 +45,9 @@ int bs_tok_vocab_size(const bs_tokenizer *t);
 int bs_tok_bos(const bs_tokenizer *t);
 int bs_tok_eos(const bs_tokenizer *t);
 int bs_tok_has_bytes(const bs_tokenizer *t);   /* 1 when <0xXX> pieces exist */
+int bs_tok_unk(const bs_tokenizer *t);
+/* 0 when a GGUF says tokenizer.ggml.add_space_prefix = false: pass it as add_prefix. */
+int bs_tok_add_space_prefix(const bs_tokenizer *t);
 
 /* Encodes len bytes of text. *ids is malloc'd (caller frees); *n gets the count.
  * add_bos: prepend BOS. add_prefix: the dummy-prefix space (SentencePiece default). */
@@ -53,7 +56,8 @@ int bs_tok_encode(const bs_tokenizer *t, const char *text, size_t len,
 
 /* The bytes token `id` stands for when it follows token `prev` (prev < 0: first token
  * of a text encoded without BOS, so its prefix space is stripped too).
- * Byte pieces give their byte; control pieces give nothing. *len gets the length. */
+ * Byte pieces give their byte; control pieces give nothing; <unk> gives " \u2047 " as
+ * SentencePiece does. *len gets the length. */
 const char *bs_tok_piece(const bs_tokenizer *t, int prev, int id, size_t *len);
 
 /* Decodes a whole sequence into a malloc'd NUL-terminated string (*len without the NUL).

@@ -1,0 +1,142 @@
+/* Subcommands that run a model in this process: run (generate) and eval (perplexity). */
+#include "client/cmds.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/ops.h"
+#include "model/generate.h"
+#include "model/load.h"
+#include "model/ppl.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Loads model + tokenizer; prints the error and returns -1 on failure. */
+static int open_model(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
+{
+    bs_err e = {{0}};
+    if (bs_model_load(m, model, &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return -1;
+    }
+    *t = bs_tok_load_for(model, tokp, m->cfg.vocab_size, &e);
+    if (!*t) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        bs_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int bs_cmd_run(int argc, char **argv)
+{
+    bs_opt o[] = {
+        {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"prompt", 'p', 0, NULL},
+        {"tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, {"top-p", 0, 0, NULL},
+        {"seed", 's', 0, NULL}, {"threads", 0, 0, NULL},
+    };
+    int no = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    long n, seed, threads;
+    double temp, top_p;
+    if (bs_opts_parse(argc, argv, o, no, pos, 0) < 0 || bs_opt_int(o, no, "tokens", 256, 1, 1 << 20, &n) ||
+        bs_opt_int(o, no, "seed", 0, 0, (long)1 << 62, &seed) || bs_opt_int(o, no, "threads", 0, 0, 1024, &threads) ||
+        bs_opt_double(o, no, "temperature", 0.8, 0, 100, &temp) ||
+        bs_opt_double(o, no, "top-p", 0.9, 1e-6, 1, &top_p))
+        return BS_EXIT_USAGE;
+    const char *model = bs_opt_get(o, no, "model");
+    if (!model) {
+        fprintf(stderr, "usage: bitstackctl run --model M [--tokenizer T] [--prompt P] [-n N] "
+                        "[--temperature T] [--top-p P] [--seed S] [--threads N]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_blas_threads((int)threads);
+    bs_model m;
+    bs_tokenizer *t;
+    if (open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+        return 1;
+    const char *prompt = bs_opt_get(o, no, "prompt");
+    if (!prompt)
+        prompt = "";
+    bs_gen_params gp = {(float)temp, (float)top_p, seed ? (uint64_t)seed : (uint64_t)time(NULL), 0};
+    bs_gen g;
+    bs_err e = {{0}};
+    int rc = 1;
+    if (bs_gen_init(&g, &m, t, &gp, &e))
+        goto out;
+    double t0 = now();
+    if (bs_gen_prompt(&g, prompt, strlen(prompt), &e))
+        goto out_gen;
+    double t1 = now();
+    fputs(prompt, stdout);
+    fflush(stdout);
+    int tok, made = 0, r = 1;
+    while (made < n && (r = bs_gen_step(&g, &tok, &e)) == 1) {
+        fwrite(g.piece, 1, g.piece_len, stdout);
+        fflush(stdout);
+        made++;
+    }
+    if (r < 0)
+        goto out_gen;
+    double t2 = now();
+    fputc('\n', stdout);
+    fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s)\n",
+            g.prompt_tokens, t1 - t0, g.prompt_tokens / (t1 - t0 + 1e-12), made, t2 - t1,
+            made / (t2 - t1 + 1e-12));
+    rc = 0;
+out_gen:
+    bs_gen_free(&g);
+out:
+    if (rc)
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    bs_tok_free(t);
+    bs_model_free(&m);
+    return rc;
+}
+
+int bs_cmd_eval(int argc, char **argv)
+{
+    bs_opt o[] = {
+        {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"text", 0, 0, NULL},
+        {"ctx", 0, 0, NULL}, {"max-chunks", 0, 0, NULL}, {"threads", 0, 0, NULL},
+    };
+    int no = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    long ctx, chunks, threads;
+    if (bs_opts_parse(argc, argv, o, no, pos, 0) < 0 || bs_opt_int(o, no, "ctx", 256, 2, 1 << 20, &ctx) ||
+        bs_opt_int(o, no, "max-chunks", 0, 0, 1 << 30, &chunks) || bs_opt_int(o, no, "threads", 0, 0, 1024, &threads))
+        return BS_EXIT_USAGE;
+    const char *model = bs_opt_get(o, no, "model"), *text = bs_opt_get(o, no, "text");
+    if (!model || !text) {
+        fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_blas_threads((int)threads);
+    bs_model m;
+    bs_tokenizer *t;
+    if (open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+        return 1;
+    bs_err e = {{0}};
+    size_t len;
+    char *buf = bs_read_file(text, &len, &e);
+    bs_ppl_result r;
+    int rc = 1;
+    if (buf && bs_ppl_text(&m, t, buf, len, (int)ctx, (int)chunks, &r, &e) == 0) {
+        printf("perplexity %.4f over %ld tokens (%d windows of %ld, ctx %ld) in %.2f s\n", r.ppl, r.tokens,
+               r.windows, ctx - 1, ctx, r.seconds);
+        rc = 0;
+    } else {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    }
+    free(buf);
+    bs_tok_free(t);
+    bs_model_free(&m);
+    return rc;
+}

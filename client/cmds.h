@@ -1,0 +1,11 @@
+/* bitstackctl subcommands. Each takes the words after its name and returns the
+ * process exit code: 0 ok, 1 failure (daemon or model error), 2 usage, 3 cannot connect. */
+#ifndef BS_CMDS_H
+#define BS_CMDS_H
+
+#include "client/opts.h"
+
+int bs_cmd_run(int argc, char **argv);
+int bs_cmd_eval(int argc, char **argv);
+
+#endif

@@ -1,0 +1,42 @@
+/* bitstackctl: the command-line client. Local work (run, eval, compress) runs in this
+ * process; everything else talks to bitstackd over its Unix socket. */
+#include <stdio.h>
+#include <string.h>
+
+#include "client/cmds.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"run", bs_cmd_run, "generate text in this process from a model file"},
+    {"eval", bs_cmd_eval, "perplexity of a model on a text file"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bitstackctl COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return BS_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "bitstackctl: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return BS_EXIT_USAGE;
+}

@@ -1,0 +1,144 @@
+#include "model/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+
+int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e)
+{
+    memset(s, 0, sizeof *s);
+    if (ctx <= 0)
+        ctx = c->seq_len;
+    if (max_batch <= 0)
+        max_batch = 1;
+    s->ctx = ctx;
+    s->max_batch = max_batch;
+    s->vocab = c->vocab_size;
+    s->dim = c->dim;
+    size_t B = (size_t)max_batch, kv = (size_t)c->n_layers * ctx * c->kv_dim;
+    s->key_cache = calloc(kv, sizeof(float));
+    s->value_cache = calloc(kv, sizeof(float));
+    s->x = calloc(B * c->dim, sizeof(float));
+    s->xb = calloc(B * c->dim, sizeof(float));
+    s->xb2 = calloc(B * c->dim, sizeof(float));
+    s->q = calloc(B * c->dim, sizeof(float));
+    s->k = calloc(B * c->kv_dim, sizeof(float));
+    s->v = calloc(B * c->kv_dim, sizeof(float));
+    s->hb = calloc(B * c->hidden_dim, sizeof(float));
+    s->hb2 = calloc(B * c->hidden_dim, sizeof(float));
+    s->att = calloc((size_t)ctx, sizeof(float));
+    s->logits = calloc(B * c->vocab_size, sizeof(float));
+    if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
+        !s->hb || !s->hb2 || !s->att || !s->logits) {
+        bs_state_free(s);
+        return bs_err_set(e, "out of memory for a context of %d tokens", ctx);
+    }
+    return 0;
+}
+
+void bs_state_free(bs_state *s)
+{
+    free(s->key_cache); free(s->value_cache);
+    free(s->x); free(s->xb); free(s->xb2); free(s->q); free(s->k); free(s->v);
+    free(s->hb); free(s->hb2); free(s->att); free(s->logits);
+    memset(s, 0, sizeof *s);
+}
+
+void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate)
+{
+    bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
+}
+
+/* Causal attention for n tokens whose q/k/v are in s->q/k/v, at positions pos.. */
+static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos)
+{
+    size_t loff = (size_t)layer * s->ctx * c->kv_dim;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < n; t++) {
+        int p = pos + t;
+        memcpy(s->key_cache + loff + (size_t)p * c->kv_dim, s->k + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+        memcpy(s->value_cache + loff + (size_t)p * c->kv_dim, s->v + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+    }
+    for (int t = 0; t < n; t++) {
+        int p = pos + t;
+        for (int h = 0; h < c->n_heads; h++) {
+            const float *q = s->q + (size_t)t * c->dim + h * hd;
+            size_t kvo = (size_t)(h / group) * hd;
+            for (int j = 0; j <= p; j++) {
+                const float *k = s->key_cache + loff + (size_t)j * c->kv_dim + kvo;
+                float dot = 0.0f;
+                for (int i = 0; i < hd; i++)
+                    dot += q[i] * k[i];
+                s->att[j] = dot * scale;
+            }
+            bs_softmax(s->att, p + 1);
+            float *out = s->xb2 + (size_t)t * c->dim + h * hd;
+            memset(out, 0, hd * sizeof(float));
+            for (int j = 0; j <= p; j++) {
+                const float *v = s->value_cache + loff + (size_t)j * c->kv_dim + kvo;
+                float a = s->att[j];
+                for (int i = 0; i < hd; i++)
+                    out[i] += a * v[i];
+            }
+        }
+    }
+}
+
+static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
+{
+    const bs_config *c = &m->cfg;
+    const bs_layer *L = &m->layers[l];
+    for (int t = 0; t < n; t++)
+        bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->att_norm, c->dim, c->rms_eps);
+    bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0);
+    bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0);
+    bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0);
+    for (int t = 0; t < n; t++) {
+        bs_rope(s->q + (size_t)t * c->dim, c->n_heads, c->head_dim, pos + t, c->rope_theta);
+        bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_theta);
+    }
+    attention(c, s, l, n, pos);
+    bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1);
+
+    for (int t = 0; t < n; t++)
+        bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->ffn_norm, c->dim, c->rms_eps);
+    bs_linear_apply(&L->lin[BS_W1], s->hb, s->xb, n, 0);
+    bs_linear_apply(&L->lin[BS_W3], s->hb2, s->xb, n, 0);
+    bs_swiglu(s->hb, s->hb2, n * c->hidden_dim);
+    bs_linear_apply(&L->lin[BS_W2], s->x, s->hb, n, 1);
+}
+
+const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
+                        int all_logits, bs_err *e)
+{
+    const bs_config *c = &m->cfg;
+    if (ntok <= 0 || pos < 0 || pos > s->ctx - ntok)
+        return bs_err_set(e, "positions %d..%d do not fit the context of %d tokens", pos, pos + ntok - 1,
+                          s->ctx), NULL;
+    if (all_logits && ntok > s->max_batch)
+        return bs_err_set(e, "all logits of %d tokens asked, but the state holds %d rows", ntok,
+                          s->max_batch), NULL;
+    for (int i = 0; i < ntok; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return bs_err_set(e, "token id %d is outside the vocabulary of %d", tokens[i], c->vocab_size), NULL;
+
+    for (int done = 0; done < ntok;) {
+        int n = ntok - done < s->max_batch ? ntok - done : s->max_batch;
+        for (int t = 0; t < n; t++)
+            memcpy(s->x + (size_t)t * c->dim, m->tok_emb + (size_t)tokens[done + t] * c->dim, c->dim * sizeof(float));
+        for (int l = 0; l < c->n_layers; l++)
+            layer_forward(m, s, l, n, pos + done);
+        done += n;
+        if (done < ntok)
+            continue;
+        /* the classifier only for the rows asked for: it is the largest matrix of a small model */
+        int first = all_logits ? 0 : n - 1;
+        for (int t = first; t < n; t++)
+            bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, m->final_norm, c->dim, c->rms_eps);
+        bs_matmul(s->logits, s->xb + (size_t)first * c->dim, m->cls, n - first, c->vocab_size, c->dim, 0);
+    }
+    return s->logits;
+}

@@ -1,0 +1,36 @@
+/* The transformer forward pass over a bs_model: RMSNorm, RoPE on adjacent pairs,
+ * grouped-query attention with a KV cache, SwiGLU FFN, tied or separate classifier.
+ * A batch of tokens (prefill) runs as matrix-matrix products; one token (decode) as
+ * matrix-vector products. Each bs_state is one sequence: its own KV cache. */
+#ifndef BS_FORWARD_H
+#define BS_FORWARD_H
+
+#include "model/model.h"
+
+typedef struct {
+    int ctx;          /* positions the KV cache holds */
+    int max_batch;    /* tokens per internal chunk */
+    int vocab, dim;
+    float *key_cache;   /* n_layers x ctx x kv_dim */
+    float *value_cache;
+    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2;   /* max_batch rows each */
+    float *att;         /* ctx scores for one head */
+    float *logits;      /* max_batch x vocab */
+} bs_state;
+
+/* ctx <= 0 takes the model's seq_len. */
+int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e);
+void bs_state_free(bs_state *s);
+
+/* Runs tokens[0..ntok) at positions pos..pos+ntok-1, appending to the KV cache.
+ * Returns the logits: ntok rows of vocab when all_logits is set (for scoring text),
+ * else one row, the last token's. The rows stay valid until the next call. Returns
+ * NULL (with e set) when the positions run past ctx or a token id is out of range. */
+const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
+                        int all_logits, bs_err *e);
+
+/* y (ntok x rows) = x (ntok x cols) W^T for one linear, dense or stacked;
+ * adds into y when accumulate is set. */
+void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate);
+
+#endif

@@ -1,0 +1,65 @@
+#include "model/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int bs_gen_init(bs_gen *g, const bs_model *m, const bs_tokenizer *tok, const bs_gen_params *p, bs_err *e)
+{
+    memset(g, 0, sizeof *g);
+    g->m = m;
+    g->tok = tok;
+    g->prev = -1;
+    int ctx = p->ctx > 0 && p->ctx < m->cfg.seq_len ? p->ctx : m->cfg.seq_len;
+    if (bs_state_init(&g->st, &m->cfg, ctx, 64, e))
+        return -1;
+    if (bs_sampler_init(&g->smp, m->cfg.vocab_size, p->temperature, p->top_p, p->seed, e)) {
+        bs_state_free(&g->st);
+        return -1;
+    }
+    return 0;
+}
+
+void bs_gen_free(bs_gen *g)
+{
+    bs_state_free(&g->st);
+    bs_sampler_free(&g->smp);
+    memset(g, 0, sizeof *g);
+}
+
+int bs_gen_prompt(bs_gen *g, const char *prompt, size_t len, bs_err *e)
+{
+    int *ids = NULL, n = 0;
+    if (bs_tok_encode(g->tok, prompt, len, 1, 1, &ids, &n, e))
+        return -1;
+    if (n >= g->st.ctx) {
+        free(ids);
+        return bs_err_set(e, "the prompt is %d tokens; the context holds %d", n, g->st.ctx);
+    }
+    g->logits = bs_forward(g->m, &g->st, ids, n, 0, 0, e);
+    g->pos = n;
+    g->prev = ids[n - 1];
+    g->prompt_tokens = n;
+    free(ids);
+    return g->logits ? 0 : -1;
+}
+
+int bs_gen_step(bs_gen *g, int *token, bs_err *e)
+{
+    if (g->pos >= g->st.ctx) {
+        *token = -1;
+        return 0;
+    }
+    if (!g->logits)
+        return bs_err_set(e, "no prompt was run");
+    int next = bs_sample(&g->smp, g->logits);
+    *token = next;
+    if (next == bs_tok_eos(g->tok) || next == bs_tok_bos(g->tok))
+        return 0;
+    g->piece = bs_tok_piece(g->tok, g->prev, next, &g->piece_len);
+    g->prev = next;
+    g->logits = bs_forward(g->m, &g->st, &next, 1, g->pos, 0, e);
+    if (!g->logits)
+        return -1;
+    g->pos++;
+    return 1;
+}

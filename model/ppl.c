@@ -1,0 +1,108 @@
+#include "model/ppl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/ops.h"
+#include "model/forward.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+               bs_ppl_result *r, bs_err *e)
+{
+    memset(r, 0, sizeof *r);
+    if (ctx < 2 || ctx > m->cfg.seq_len)
+        return bs_err_set(e, "context %d must lie in 2..%d (the model's seq_len)", ctx, m->cfg.seq_len);
+    int win = ctx - 1;
+    int windows = n / win;
+    if (max_chunks > 0 && windows > max_chunks)
+        windows = max_chunks;
+    if (windows == 0)
+        return bs_err_set(e, "the text has %d tokens, fewer than one window of %d", n, win);
+    bs_state s;
+    if (bs_state_init(&s, &m->cfg, ctx, ctx, e))
+        return -1;
+    int *in = malloc(sizeof(int) * (size_t)ctx);
+    if (!in) {
+        bs_state_free(&s);
+        return bs_err_set(e, "out of memory");
+    }
+    double t0 = now();
+    for (int w = 0; w < windows; w++) {
+        const int *win_ids = ids + (size_t)w * win;
+        in[0] = bos;
+        memcpy(in + 1, win_ids, sizeof(int) * (size_t)(win - 1));
+        const float *lg = bs_forward(m, &s, in, win, 0, 1, e);
+        if (!lg) {
+            free(in);
+            bs_state_free(&s);
+            return -1;
+        }
+        for (int j = 0; j < win; j++) {
+            const float *row = lg + (size_t)j * m->cfg.vocab_size;
+            r->nll_sum += bs_logsumexp(row, m->cfg.vocab_size) - row[win_ids[j]];
+        }
+        r->tokens += win;
+    }
+    r->windows = windows;
+    r->seconds = now() - t0;
+    r->ppl = exp(r->nll_sum / (double)r->tokens);
+    free(in);
+    bs_state_free(&s);
+    return 0;
+}
+
+int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
+                int max_chunks, bs_ppl_result *r, bs_err *e)
+{
+    int *ids = NULL, n = 0;
+    if (bs_tok_encode(t, text, len, 0, 1, &ids, &n, e))
+        return -1;
+    int rc = bs_ppl_ids(m, ids, n, bs_tok_bos(t), ctx, max_chunks, r, e);
+    free(ids);
+    return rc;
+}
+
+char *bs_read_file(const char *path, size_t *len, bs_err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return bs_err_set(e, "%s: cannot open: %s", path, strerror(errno)), NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = (cap ? cap * 2 : 1 << 20);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return bs_err_set(e, "%s: out of memory", path), NULL;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, 65536, f);
+        n += got;
+        if (got < 65536)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return bs_err_set(e, "%s: read error", path), NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}

@@ -1,0 +1,31 @@
+/* Perplexity, with one protocol everywhere (docs/perplexity.md):
+ * tokenize the whole text as one stream (dummy-prefix space, no BOS); cut the ids
+ * into consecutive windows of ctx-1 tokens; run each as [BOS] + window; score every
+ * window token given the ones before it; perplexity = exp(mean NLL). Only full windows
+ * count; max_chunks > 0 takes that many windows from the start. */
+#ifndef BS_PPL_H
+#define BS_PPL_H
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+typedef struct {
+    double ppl;
+    double nll_sum;
+    long tokens;     /* scored tokens */
+    int windows;
+    double seconds;
+} bs_ppl_result;
+
+/* Runs the protocol over ids (already tokenized). */
+int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+               bs_ppl_result *r, bs_err *e);
+
+/* Tokenizes text and runs the protocol. */
+int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
+                int max_chunks, bs_ppl_result *r, bs_err *e);
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated). */
+char *bs_read_file(const char *path, size_t *len, bs_err *e);
+
+#endif
