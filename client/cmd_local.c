@@ -103,6 +103,9 @@ out:
 
 int bs_cmd_eval(int argc, char **argv)
 {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--store") || !strncmp(argv[i], "--store=", 8))
+            return bs_cmd_eval_store(argc, argv);
     bs_opt o[] = {
         {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"text", 0, 0, NULL},
         {"ctx", 0, 0, NULL}, {"max-chunks", 0, 0, NULL}, {"threads", 0, 0, NULL},

@@ -7,5 +7,9 @@
 
 int bs_cmd_run(int argc, char **argv);
 int bs_cmd_eval(int argc, char **argv);
+int bs_cmd_eval_store(int argc, char **argv);
+int bs_cmd_compress(int argc, char **argv);
+int bs_cmd_quantize(int argc, char **argv);
+int bs_cmd_inspect(int argc, char **argv);
 
 #endif

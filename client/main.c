@@ -13,7 +13,10 @@ typedef struct {
 
 static const command commands[] = {
     {"run", bs_cmd_run, "generate text in this process from a model file"},
-    {"eval", bs_cmd_eval, "perplexity of a model on a text file"},
+    {"eval", bs_cmd_eval, "perplexity of a model file, or of a store at a budget (--store)"},
+    {"compress", bs_cmd_compress, "compress a model into a stacked store (.bstk)"},
+    {"quantize", bs_cmd_quantize, "baseline store: round-to-nearest or GPTQ at 2..8 bits"},
+    {"inspect", bs_cmd_inspect, "print a store's metadata"},
 };
 
 static void usage(FILE *f)

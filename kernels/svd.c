@@ -69,7 +69,7 @@ int bs_svd_full(const float *A, int m, int n, float *U, float *S, float *Vt, bs_
     if (!a)
         return bs_err_set(e, "svd: out of memory (%d×%d)", m, n);
     memcpy(a, A, sizeof(float) * mn);
-    /* a is Aᵀ (n×m, column-major) = Vt_outᵀ... : Aᵀ = u s vt gives A = vtᵀ s uᵀ, so LAPACK's
+    /* a is Aᵀ (n×m, column-major). Aᵀ = u s vt gives A = vtᵀ s uᵀ, so LAPACK's
      * u (n×r, ld n) is our row-major Vt and its vt (r×m, ld r) is our row-major U. */
     int rc = gesdd(a, n, m, S, Vt, U, e);
     free(a);

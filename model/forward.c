@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "model/qmat.h"
 
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e)
 {
@@ -48,7 +49,10 @@ void bs_state_free(bs_state *s)
 
 void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate)
 {
-    bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
+    if (lin->q)
+        bs_qmat_apply(lin->q, y, x, ntok, accumulate);
+    else
+        bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
 }
 
 /* Causal attention for n tokens whose q/k/v are in s->q/k/v, at positions pos.. */
@@ -93,6 +97,8 @@ static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
     const bs_layer *L = &m->layers[l];
     for (int t = 0; t < n; t++)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->att_norm, c->dim, c->rms_eps);
+    if (s->hook)
+        s->hook(s->hook_ctx, l, BS_SITE_ATT_IN, s->xb, n, c->dim);
     bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0);
     bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0);
     bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0);
@@ -101,13 +107,19 @@ static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
         bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_theta);
     }
     attention(c, s, l, n, pos);
+    if (s->hook)
+        s->hook(s->hook_ctx, l, BS_SITE_ATT_OUT, s->xb2, n, c->dim);
     bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1);
 
     for (int t = 0; t < n; t++)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->ffn_norm, c->dim, c->rms_eps);
+    if (s->hook)
+        s->hook(s->hook_ctx, l, BS_SITE_FFN_IN, s->xb, n, c->dim);
     bs_linear_apply(&L->lin[BS_W1], s->hb, s->xb, n, 0);
     bs_linear_apply(&L->lin[BS_W3], s->hb2, s->xb, n, 0);
     bs_swiglu(s->hb, s->hb2, n * c->hidden_dim);
+    if (s->hook)
+        s->hook(s->hook_ctx, l, BS_SITE_FFN_OUT, s->hb, n, c->hidden_dim);
     bs_linear_apply(&L->lin[BS_W2], s->x, s->hb, n, 1);
 }
 

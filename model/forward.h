@@ -7,6 +7,13 @@
 
 #include "model/model.h"
 
+/* Where a linear's input can be observed (calibration): the input shared by wq/wk/wv,
+ * the input of wo, the input shared by w1/w3, the input of w2. */
+enum { BS_SITE_ATT_IN, BS_SITE_ATT_OUT, BS_SITE_FFN_IN, BS_SITE_FFN_OUT, BS_NSITES };
+
+/* Called with the ntok x width input rows of a site, before the linears read them. */
+typedef void (*bs_site_hook)(void *ctx, int layer, int site, const float *x, int ntok, int width);
+
 typedef struct {
     int ctx;          /* positions the KV cache holds */
     int max_batch;    /* tokens per internal chunk */
@@ -16,6 +23,8 @@ typedef struct {
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2;   /* max_batch rows each */
     float *att;         /* ctx scores for one head */
     float *logits;      /* max_batch x vocab */
+    bs_site_hook hook;  /* optional observer of linear inputs */
+    void *hook_ctx;
 } bs_state;
 
 /* ctx <= 0 takes the model's seq_len. */

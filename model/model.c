@@ -141,3 +141,24 @@ void bs_model_randomize(bs_model *m, uint64_t seed)
         }
     }
 }
+
+int bs_model_copy(bs_model *dst, const bs_model *src, bs_err *e)
+{
+    const bs_config *c = &src->cfg;
+    if (bs_model_alloc(dst, c, src->cls == src->tok_emb, e))
+        return -1;
+    size_t emb = (size_t)c->vocab_size * c->dim, d = (size_t)c->dim * sizeof(float);
+    memcpy(dst->tok_emb, src->tok_emb, emb * sizeof(float));
+    if (dst->cls != dst->tok_emb)
+        memcpy(dst->cls, src->cls, emb * sizeof(float));
+    memcpy(dst->final_norm, src->final_norm, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        memcpy(dst->layers[l].att_norm, src->layers[l].att_norm, d);
+        memcpy(dst->layers[l].ffn_norm, src->layers[l].ffn_norm, d);
+        for (int w = 0; w < BS_NLIN; w++) {
+            const bs_linear *a = &src->layers[l].lin[w];
+            memcpy(dst->layers[l].lin[w].w, a->w, (size_t)a->rows * a->cols * sizeof(float));
+        }
+    }
+    return 0;
+}

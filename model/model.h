@@ -64,6 +64,9 @@ int bs_config_check(bs_config *c, const char *what, bs_err *e);
 int bs_model_alloc(bs_model *m, const bs_config *c, int shared_cls, bs_err *e);
 void bs_model_free(bs_model *m);
 
+/* A deep copy of a dense model. */
+int bs_model_copy(bs_model *dst, const bs_model *src, bs_err *e);
+
 /* Number of weights in the linears (the denominator of bits per weight). */
 size_t bs_model_linear_params(const bs_config *c);
 

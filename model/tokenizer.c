@@ -3,7 +3,11 @@
  * Encoding keeps the text as a doubly linked list of symbols (byte ranges of one
  * buffer) and a max-heap of candidate merges. A merge only changes its two
  * neighbours' candidates, so stale heap entries are detected when popped (a symbol
- * that changed has a different length) instead of being removed: O(n log n). */
+ * that changed has a different length) instead of being removed: O(n log n).
+ * The text is first cut where no vocabulary piece could ever span the cut (in Llama
+ * vocabularies: before each space that follows a non-space), which gives the same ids
+ * and keeps each heap tiny. A tokenizer is read-only after construction, so threads
+ * may share one. */
 #include "model/tokenizer.h"
 
 #include "model/gguf.h"
@@ -27,6 +31,11 @@ struct bs_tokenizer {
     uint32_t max_len;     /* longest mergeable piece: longer candidates need no lookup */
     int *slot;            /* open addressing, piece id or -1; only mergeable pieces */
     uint32_t mask;
+    /* bit a*256+b: some mergeable piece holds byte a followed by byte b. Where the text
+     * has an unmarked pair no merge can ever cross, so the two sides are encoded apart
+     * (in Llama vocabularies: before every space that follows a non-space). */
+    uint64_t adjacent[256 * 256 / 64];
+    int single[256];      /* lookup() of each one-byte text, the commonest characters */
     unsigned char bytes[256]; /* bytes[b] == b: what byte pieces decode to */
 };
 
@@ -214,8 +223,16 @@ bs_tokenizer *bs_tok_new(int n, const char *const *pieces, const size_t *lens,
                 t->slot[h] = i;
                 if (pl > t->max_len)
                     t->max_len = (uint32_t)pl;
+                for (size_t k = 1; k < pl; k++) {
+                    unsigned bit = (unsigned char)p[k - 1] * 256u + (unsigned char)p[k];
+                    t->adjacent[bit / 64] |= 1ull << (bit % 64);
+                }
             }
         }
+    }
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        t->single[b] = lookup(t, &c, 1);
     }
     return t;
 }
@@ -314,7 +331,8 @@ bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e)
     bs_gguf_str model;
     if (bs_gguf_get_str(g, "tokenizer.ggml.model", &model) == 0 &&
         !bs_gguf_str_eq(model, "llama")) {
-        bs_err_set(e, "%s: tokenizer.ggml.model is '%.*s'; only SentencePiece ('llama') is supported",
+        bs_err_set(e, "%s: tokenizer.ggml.model is '%.*s'; only SentencePiece ('llama') "
+                   "is supported",
                    g->path, (int)(model.len > 32 ? 32 : model.len), model.s);
         return NULL;
     }
@@ -332,7 +350,8 @@ bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e)
     const bs_gguf_kv *ty = bs_gguf_find(g, "tokenizer.ggml.token_type");
     if (sc && (sc->type != BS_GGUF_ARRAY || sc->v.arr.n != n ||
                (sc->v.arr.type != BS_GGUF_F32 && sc->v.arr.type != BS_GGUF_F64))) {
-        bs_err_set(e, "%s: tokenizer.ggml.scores is not %llu floats", g->path, (unsigned long long)n);
+        bs_err_set(e, "%s: tokenizer.ggml.scores is not %llu floats", g->path,
+                   (unsigned long long)n);
         return NULL;
     }
     if (ty && (ty->type != BS_GGUF_ARRAY || ty->v.arr.n != n || ty->v.arr.strs ||
@@ -532,46 +551,56 @@ int bs_tok_encode(const bs_tokenizer *t, const char *text, size_t len,
     int ns = 0;
     for (size_t p = 0; p < blen;) {
         uint32_t cl = utf8_len((const unsigned char *)buf + p, blen - p);
-        s[ns] = (sym){ .start = (uint32_t)p, .len = cl, .prev = ns - 1, .next = ns + 1,
-                       .id = lookup(t, buf + p, cl) };
+        int id = cl == 1 ? t->single[(unsigned char)buf[p]] : lookup(t, buf + p, cl);
+        s[ns] = (sym){ .start = (uint32_t)p, .len = cl, .prev = ns - 1, .next = ns + 1, .id = id };
         ns++;
         p += cl;
-    }
-    if (ns)
-        s[ns - 1].next = -1;
-    for (int i = 0; i + 1 < ns; i++)
-        if (try_pair(t, buf, s, i, &h))
-            goto oom;
-
-    while (h.n) {
-        cand c = heap_pop(&h);
-        sym *l = &s[c.left];
-        if (l->len == 0 || l->next < 0 || l->len + s[l->next].len != c.len)
-            continue;
-        sym *r = &s[l->next];
-        l->len += r->len;
-        l->id = c.id;
-        l->next = r->next;
-        if (r->next >= 0)
-            s[r->next].prev = c.left;
-        r->len = 0;
-        if (try_pair(t, buf, s, l->prev, &h) || try_pair(t, buf, s, c.left, &h))
-            goto oom;
     }
 
     int m = 0;
     if (add_bos)
         out[m++] = t->bos;
-    for (int i = ns ? 0 : -1; i >= 0; i = s[i].next) {
-        if (s[i].id >= 0) {
-            out[m++] = s[i].id;
-        } else if (t->has_bytes) {
-            for (uint32_t k = 0; k < s[i].len; k++) {
-                int b = t->byte_id[(unsigned char)buf[s[i].start + k]];
-                out[m++] = b >= 0 ? b : t->unk;
+    /* Segments that no merge can join are encoded one after the other: the same result
+     * as one pass over the whole text, with a heap that stays small and in cache. */
+    for (int a = 0, b; a < ns; a = b) {
+        for (b = a + 1; b < ns; b++) {
+            unsigned bit = (unsigned char)buf[s[b].start - 1] * 256u +
+                           (unsigned char)buf[s[b].start];
+            if (!(t->adjacent[bit / 64] >> (bit % 64) & 1))
+                break;
+        }
+        s[a].prev = -1;
+        s[b - 1].next = -1;
+        h.n = 0;
+        for (int i = a; i + 1 < b; i++)
+            if (try_pair(t, buf, s, i, &h))
+                goto oom;
+        while (h.n) {
+            cand c = heap_pop(&h);
+            sym *l = &s[c.left];
+            if (l->len == 0 || l->next < 0 || l->len + s[l->next].len != c.len)
+                continue;
+            sym *r = &s[l->next];
+            l->len += r->len;
+            l->id = c.id;
+            l->next = r->next;
+            if (r->next >= 0)
+                s[r->next].prev = c.left;
+            r->len = 0;
+            if (try_pair(t, buf, s, l->prev, &h) || try_pair(t, buf, s, c.left, &h))
+                goto oom;
+        }
+        for (int i = a; i >= 0; i = s[i].next) {
+            if (s[i].id >= 0) {
+                out[m++] = s[i].id;
+            } else if (t->has_bytes) {
+                for (uint32_t k = 0; k < s[i].len; k++) {
+                    int id = t->byte_id[(unsigned char)buf[s[i].start + k]];
+                    out[m++] = id >= 0 ? id : t->unk;
+                }
+            } else {
+                out[m++] = t->unk;   /* one <unk> per unknown character, as SentencePiece does */
             }
-        } else {
-            out[m++] = t->unk;   /* one <unk> per unknown character, as SentencePiece does */
         }
     }
     *ids = out;

@@ -12,7 +12,8 @@
  *
  * Messages are rendered in the order given (system messages included, wherever they are).
  * When the last message is from the assistant, its turn is left open instead
- * ("Assistant: <content>" with no newline) so the model continues that text.
+ * ("Assistant: <content>" with no newline) so the model continues that text; an empty
+ * one gives the plain open turn "Assistant:".
  * Content is copied verbatim; a content containing "\nUser:" will look like a turn to the
  * model and to the stop strings, which is the caller's business.
  *

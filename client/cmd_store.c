@@ -1,0 +1,317 @@
+/* Subcommands around stacked stores: compress, quantize (baselines), inspect, and
+ * eval --store (perplexity at a budget, or a sweep of budgets). */
+#include "client/cmds.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/ops.h"
+#include "model/compress.h"
+#include "model/load.h"
+#include "model/store.h"
+#include "model/store_eval.h"
+
+static int load_src(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
+{
+    bs_err e = {{0}};
+    if (bs_model_load(m, model, &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return -1;
+    }
+    *t = bs_tok_load_for(model, tokp, m->cfg.vocab_size, &e);
+    if (!*t) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        bs_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int bs_cmd_compress(int argc, char **argv)
+{
+    bs_opt o[] = {
+        {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"calib", 0, 0, NULL}, {"out", 'o', 0, NULL},
+        {"blocks", 0, 0, NULL}, {"levels", 0, 0, NULL}, {"gq-levels", 0, 0, NULL}, {"k", 0, 0, NULL},
+        {"sort", 0, 0, NULL}, {"ctx", 0, 0, NULL}, {"calib-windows", 0, 0, NULL}, {"ppl-windows", 0, 0, NULL},
+        {"no-act-scale", 0, 1, NULL}, {"act-order", 0, 1, NULL}, {"clip-search", 0, 1, NULL},
+        {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL},
+    };
+    int no = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    if (bs_opts_parse(argc, argv, o, no, pos, 0) < 0)
+        return BS_EXIT_USAGE;
+    const char *model = bs_opt_get(o, no, "model"), *calib = bs_opt_get(o, no, "calib"), *out = bs_opt_get(o, no, "out");
+    const char *kind_s = bs_opt_get(o, no, "blocks"), *sort = bs_opt_get(o, no, "sort");
+    int kind = kind_s ? bs_kind_parse(kind_s) : BS_KIND_GQ;
+    if (!model || !calib || !out || kind < 0 || kind == BS_KIND_QASYM ||
+        (sort && strcmp(sort, "level") && strcmp(sort, "ppl"))) {
+        fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT --out S.bstk\n"
+                        "         [--blocks gq|saq|avd] [--levels L] [--gq-levels K] [--k RANK] [--sort level|ppl]\n"
+                        "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--no-act-scale] [--act-order]\n"
+                        "         [--clip-search] [--threads N] [--quiet]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_compress_opts co;
+    bs_compress_defaults(&co, kind);
+    long v, threads;
+    if (bs_opt_int(o, no, "levels", co.levels, 1, 64, &v) || (co.levels = (int)v, 0) ||
+        bs_opt_int(o, no, "gq-levels", co.gq_levels, 1, 8, &v) || (co.gq_levels = (int)v, 0) ||
+        bs_opt_int(o, no, "k", 0, 0, 4096, &v) || (co.k = (int)v, 0) ||
+        bs_opt_int(o, no, "ctx", co.ctx, 2, 1 << 16, &v) || (co.ctx = (int)v, 0) ||
+        bs_opt_int(o, no, "calib-windows", co.calib_windows, 1, 1 << 20, &v) || (co.calib_windows = (int)v, 0) ||
+        bs_opt_int(o, no, "ppl-windows", co.ppl_windows, 1, 1 << 20, &v) || (co.ppl_windows = (int)v, 0) ||
+        bs_opt_int(o, no, "threads", 0, 0, 1024, &threads))
+        return BS_EXIT_USAGE;
+    co.sort = sort && !strcmp(sort, "ppl") ? BS_SORT_PPL : BS_SORT_LEVEL;
+    co.act_scale = !bs_opt_get(o, no, "no-act-scale");
+    co.act_order = bs_opt_get(o, no, "act-order") != NULL;
+    co.clip_search = bs_opt_get(o, no, "clip-search") != NULL;
+    co.quiet = bs_opt_get(o, no, "quiet") != NULL;
+    bs_blas_threads((int)threads);
+
+    bs_model m;
+    bs_tokenizer *t;
+    if (load_src(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+        return 1;
+    bs_err e = {{0}};
+    size_t len;
+    char *text = bs_read_file(calib, &len, &e);
+    json_t *rep = json_object();
+    int rc = 1;
+    if (text && bs_compress(&m, t, text, len, &co, out, rep, &e) == 0) {
+        printf("wrote %s: %s blocks, %d levels, sort %s, in %.2f s\n", out, bs_kind_name(kind), co.levels,
+               co.sort == BS_SORT_PPL ? "ppl" : "level", json_real_value(json_object_get(rep, "seconds")));
+        rc = 0;
+    } else {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    }
+    json_decref(rep);
+    free(text);
+    bs_tok_free(t);
+    bs_model_free(&m);
+    return rc;
+}
+
+int bs_cmd_quantize(int argc, char **argv)
+{
+    bs_opt o[] = {
+        {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"calib", 0, 0, NULL}, {"out", 'o', 0, NULL},
+        {"method", 0, 0, NULL}, {"bits", 0, 0, NULL}, {"ctx", 0, 0, NULL}, {"calib-windows", 0, 0, NULL},
+        {"quiet", 'q', 1, NULL},
+    };
+    int no = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    long bits, ctx, windows;
+    if (bs_opts_parse(argc, argv, o, no, pos, 0) < 0 || bs_opt_int(o, no, "bits", 4, 2, 8, &bits) ||
+        bs_opt_int(o, no, "ctx", 256, 2, 1 << 16, &ctx) || bs_opt_int(o, no, "calib-windows", 64, 1, 1 << 20, &windows))
+        return BS_EXIT_USAGE;
+    const char *model = bs_opt_get(o, no, "model"), *out = bs_opt_get(o, no, "out"), *meth = bs_opt_get(o, no, "method");
+    const char *calib = bs_opt_get(o, no, "calib");
+    int method = meth && !strcmp(meth, "gptq") ? BS_BASE_GPTQ : BS_BASE_RTN;
+    if (!model || !out || !meth || (strcmp(meth, "rtn") && strcmp(meth, "gptq")) || (method == BS_BASE_GPTQ && !calib)) {
+        fprintf(stderr, "usage: bitstackctl quantize --model M [--tokenizer T] --method rtn|gptq --bits 2..8 "
+                        "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_model m;
+    bs_tokenizer *t;
+    if (load_src(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+        return 1;
+    bs_err e = {{0}};
+    size_t len = 0;
+    char *text = calib ? bs_read_file(calib, &len, &e) : NULL;
+    int rc = 1;
+    if ((!calib || text) && bs_quantize_baseline(&m, t, text, len, method, (int)bits, (int)ctx, (int)windows,
+                                                 bs_opt_get(o, no, "quiet") != NULL, out, NULL, &e) == 0) {
+        printf("wrote %s: %s %ld-bit, group 32\n", out, meth, bits);
+        rc = 0;
+    } else {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    }
+    free(text);
+    bs_tok_free(t);
+    bs_model_free(&m);
+    return rc;
+}
+
+static void human_bytes(uint64_t b, char *out, size_t n)
+{
+    if (b >= 1u << 20)
+        snprintf(out, n, "%.2f MiB", b / 1048576.0);
+    else if (b >= 1u << 10)
+        snprintf(out, n, "%.1f KiB", b / 1024.0);
+    else
+        snprintf(out, n, "%llu B", (unsigned long long)b);
+}
+
+int bs_cmd_inspect(int argc, char **argv)
+{
+    bs_opt o[] = {{"json", 0, 1, NULL}};
+    const char *pos[1];
+    int np = bs_opts_parse(argc, argv, o, 1, pos, 1);
+    if (np != 1) {
+        fprintf(stderr, "usage: bitstackctl inspect STORE [--json]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_store s;
+    bs_err e = {{0}};
+    if (bs_store_open(&s, pos[0], &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return 1;
+    }
+    if (o[0].value) {
+        json_dumpf(s.meta, stdout, JSON_INDENT(1));
+        putchar('\n');
+        bs_store_close(&s);
+        return 0;
+    }
+    const bs_config *c = &s.cfg;
+    char a[32], b[32], d[32];
+    human_bytes(s.base_bytes, a, sizeof a);
+    human_bytes(s.resident[s.min_blocks], b, sizeof b);
+    human_bytes(s.resident[s.n_blocks], d, sizeof d);
+    printf("store       %s (%llu bytes)\n", s.path, (unsigned long long)s.file_size);
+    printf("model       dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, seq_len %d\n", c->dim, c->hidden_dim,
+           c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len);
+    printf("tokenizer   %d pieces%s\n", bs_tok_vocab_size(s.tok), bs_tok_has_bytes(s.tok) ? ", byte fallback" : ", no byte pieces");
+    printf("base        %s (embeddings fp16, norms fp32)\n", a);
+    printf("stack       %d blocks over %d matrices; smallest working prefix %d blocks\n", s.n_blocks, s.n_matrices,
+           s.min_blocks);
+    printf("resident    min %s (%.3f bpw) .. max %s (%.3f bpw); %zu linear weights\n", b,
+           bs_store_bpw(&s, s.min_blocks), d, bs_store_bpw(&s, s.n_blocks), s.linear_params);
+    json_t *info = json_object_get(s.meta, "info");
+    if (info) {
+        char *js = json_dumps(info, JSON_COMPACT);
+        printf("made with   %s\n", js ? js : "?");
+        free(js);
+    }
+    printf("\n%-18s %-6s %9s %6s %4s %4s\n", "matrix", "kind", "shape", "levels", "k", "bits");
+    for (int i = 0; i < s.n_matrices; i++) {
+        const bs_store_matrix *m = &s.mats[i];
+        char shape[24];
+        snprintf(shape, sizeof shape, "%dx%d", m->rows, m->cols);
+        printf("%-18s %-6s %9s %6d %4d %4d\n", m->name, bs_kind_name(m->kind), shape, m->levels, m->k, m->bits);
+    }
+    bs_store_close(&s);
+    return 0;
+}
+
+/* Writes a gnuplot PNG of perplexity against megabytes next to the CSV. */
+static void plot_sweep(const char *csv, const char *png, const char *title)
+{
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"set terminal pngcairo size 900,600 2>/dev/null; set terminal png size 900,600; "
+             "set output '%s'; set datafile separator ','; set key top right; set logscale y; "
+             "set xlabel 'resident MiB'; set ylabel 'perplexity'; set title '%s'; "
+             "plot '%s' using (\\$3/1048576):5 skip 1 with linespoints title 'stack'\" 2>/dev/null",
+             png, title, csv);
+    if (system(cmd) == 0)
+        fprintf(stderr, "wrote %s\n", png);
+}
+
+int bs_cmd_eval_store(int argc, char **argv)
+{
+    bs_opt o[] = {
+        {"store", 0, 0, NULL}, {"budget", 'b', 0, NULL}, {"text", 0, 0, NULL}, {"ctx", 0, 0, NULL},
+        {"max-chunks", 0, 0, NULL}, {"sweep", 0, 1, NULL}, {"budgets", 0, 0, NULL}, {"csv", 0, 0, NULL},
+        {"png", 0, 0, NULL}, {"threads", 0, 0, NULL},
+    };
+    int no = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    long ctx, chunks, threads;
+    if (bs_opts_parse(argc, argv, o, no, pos, 0) < 0 || bs_opt_int(o, no, "ctx", 256, 2, 1 << 20, &ctx) ||
+        bs_opt_int(o, no, "max-chunks", 0, 0, 1 << 30, &chunks) || bs_opt_int(o, no, "threads", 0, 0, 1024, &threads))
+        return BS_EXIT_USAGE;
+    const char *path = bs_opt_get(o, no, "store"), *text = bs_opt_get(o, no, "text");
+    const char *budget = bs_opt_get(o, no, "budget"), *budgets = bs_opt_get(o, no, "budgets");
+    int sweep = bs_opt_get(o, no, "sweep") != NULL;
+    if (!path || !text || (!sweep && !budget && !budgets)) {
+        fprintf(stderr, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
+                        " [--csv F] [--png F]) [--ctx 256] [--max-chunks 40]\n"
+                        "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_blas_threads((int)threads);
+    bs_store s;
+    bs_err e = {{0}};
+    if (bs_store_open(&s, path, &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return 1;
+    }
+    size_t len;
+    char *buf = bs_read_file(text, &len, &e);
+    int *ids = NULL, nids = 0, rc = 1;
+    if (!buf || bs_tok_encode(s.tok, buf, len, 0, 1, &ids, &nids, &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        goto out;
+    }
+    /* the list of prefixes to score */
+    int ns = 0, cap = 64;
+    int *ns_list = malloc(sizeof(int) * (size_t)cap);
+    char names[64][32];
+    if (budgets || budget) {
+        char *list = strdup(budgets ? budgets : budget), *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok && ns < cap; tok = strtok_r(NULL, ",", &save)) {
+            if (bs_store_budget(&s, tok, &ns_list[ns], &e)) {
+                fprintf(stderr, "bitstackctl: %s\n", e.msg);
+                free(list);
+                free(ns_list);
+                goto out;
+            }
+            snprintf(names[ns++], sizeof names[0], "%s", tok);
+        }
+        free(list);
+    } else {
+        /* ten budgets evenly spaced in bytes from the smallest working stack to the full one */
+        uint64_t lo = s.resident[s.min_blocks], hi = s.resident[s.n_blocks];
+        for (int i = 0; i < 10; i++) {
+            char b[32];
+            snprintf(b, sizeof b, "%llu", (unsigned long long)(lo + (hi - lo) * (uint64_t)i / 9));
+            if (bs_store_budget(&s, b, &ns_list[ns], &e) == 0)
+                snprintf(names[ns++], sizeof names[0], "%s", b);
+        }
+    }
+    const char *csvp = bs_opt_get(o, no, "csv");
+    FILE *csv = csvp ? fopen(csvp, "w") : NULL;
+    if (csvp && !csv) {
+        fprintf(stderr, "bitstackctl: cannot write %s\n", csvp);
+        free(ns_list);
+        goto out;
+    }
+    if (csv)
+        fprintf(csv, "budget,blocks,resident_bytes,bpw,ppl\n");
+    printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
+    rc = 0;
+    for (int i = 0; i < ns; i++) {
+        bs_ppl_result r;
+        if (bs_store_ppl(&s, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+            fprintf(stderr, "bitstackctl: %s\n", e.msg);
+            rc = 1;
+            break;
+        }
+        int n = ns_list[i];
+        printf("%-12s %8d %14llu %8.3f %10.4f\n", names[i], n, (unsigned long long)s.resident[n], bs_store_bpw(&s, n), r.ppl);
+        fflush(stdout);
+        if (csv)
+            fprintf(csv, "%s,%d,%llu,%.4f,%.6f\n", names[i], n, (unsigned long long)s.resident[n], bs_store_bpw(&s, n), r.ppl);
+    }
+    if (csv) {
+        fclose(csv);
+        const char *png = bs_opt_get(o, no, "png");
+        if (png && !rc)
+            plot_sweep(csvp, png, s.path);
+    }
+    free(ns_list);
+out:
+    free(ids);
+    free(buf);
+    bs_store_close(&s);
+    return rc;
+}

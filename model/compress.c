@@ -1,0 +1,474 @@
+#include "model/compress.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/gptq.h"
+#include "kernels/half.h"
+#include "kernels/svd.h"
+#include "model/calib.h"
+#include "model/ppl.h"
+#include "model/progress.h"
+#include "model/qmat.h"
+#include "model/store.h"
+
+void bs_compress_defaults(bs_compress_opts *o, int kind)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->levels = kind == BS_KIND_AVD ? 16 : 12;
+    o->gq_levels = 4;
+    o->group = 32;
+    o->sort = BS_SORT_LEVEL;
+    o->ctx = 256;
+    o->calib_windows = 64;
+    o->ppl_windows = 4;
+    o->act_scale = 1;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_err *e)
+{
+    if (zero_name && zlen)
+        zero_name[0] = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int w = 0; w < BS_NLIN; w++) {
+            const bs_linear *lin = &m->layers[l].lin[w];
+            size_t n = (size_t)lin->rows * lin->cols, nz = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (!isfinite(lin->w[i]))
+                    return bs_err_set(e, "layers.%d.%s has a non-finite weight at row %zu, column %zu: the model "
+                                      "cannot be compressed", l, bs_lin_name(w), i / lin->cols, i % lin->cols);
+                nz += lin->w[i] != 0.0f;
+            }
+            if (nz == 0 && zero_name && zlen && !zero_name[0])
+                snprintf(zero_name, zlen, "layers.%d.%s", l, bs_lin_name(w));
+        }
+    return 0;
+}
+
+/* One matrix on its way into the stack. */
+typedef struct {
+    bs_store_matrix m;
+    const float *w;     /* the (scaled) float weights */
+    float *H;           /* cols x cols, mean over calibration tokens */
+    uint8_t **payload;  /* levels blocks */
+    double *err;        /* levels + 1: output-error proxy at each depth */
+    int dead;           /* inputs never active in calibration */
+} enc;
+
+static void enc_free(enc *x)
+{
+    if (x->payload)
+        for (int l = 0; l < x->m.levels; l++)
+            free(x->payload[l]);
+    free(x->payload);
+    free(x->err);
+    free(x->H);
+}
+
+static uint8_t *block_bits(enc *x, int level)
+{
+    size_t skip = bs_store_block_has_scales(&x->m, level)
+                      ? (size_t)x->m.rows * (((size_t)x->m.cols + x->m.group - 1) / x->m.group) * 2 : 0;
+    return x->payload[level] + skip;
+}
+
+static void put_scales(enc *x, int level, const uint16_t *s)
+{
+    size_t n = (size_t)x->m.rows * (((size_t)x->m.cols + x->m.group - 1) / x->m.group);
+    memcpy(x->payload[level], s, n * 2);
+}
+
+static void fp16_round(const uint16_t *h, float *f, size_t n)
+{
+    bs_fp16_to_f32_n(f, h, n);
+}
+
+/* saq planes from level `from` on R (updated in place), scales taken from R itself. */
+static void encode_saq_from(enc *x, float *R, int from)
+{
+    const bs_store_matrix *m = &x->m;
+    size_t G = ((size_t)m->cols + m->group - 1) / m->group;
+    uint16_t *M16 = malloc(sizeof(uint16_t) * (size_t)m->rows * G);
+    float *M = malloc(sizeof(float) * (size_t)m->rows * G);
+    bs_group_absmax(R, m->rows, m->cols, m->group, M16);
+    fp16_round(M16, M, (size_t)m->rows * G);
+    put_scales(x, from, M16);
+    for (int l = from; l < m->levels; l++)
+        bs_saq_plane(R, m->rows, m->cols, m->group, M, l - from, block_bits(x, l), R);
+    free(M16);
+    free(M);
+}
+
+static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
+{
+    const bs_store_matrix *m = &x->m;
+    size_t n = (size_t)m->rows * m->cols, G = ((size_t)m->cols + m->group - 1) / m->group;
+    int K = m->gq_levels;
+    float *Q = malloc(sizeof(float) * n);
+    uint8_t *codes = malloc(n);
+    uint16_t *scales = malloc(sizeof(uint16_t) * (size_t)m->rows * G);
+    bs_gptq_opts go = BS_GPTQ_OPTS_DEFAULT;
+    go.act_order = o->act_order;
+    int rc = -1;
+    if (!Q || !codes || !scales) {
+        bs_err_set(e, "out of memory");
+        goto out;
+    }
+    if (bs_gptq_gq(x->w, m->rows, m->cols, x->H, BS_HESS_F32, &go, K, m->group, o->clip_search, Q, codes, scales, e)) {
+        bs_err_wrap(e, "%s: GPTQ", m->name);
+        goto out;
+    }
+    put_scales(x, 0, scales);
+    for (int l = 0; l < K && l < m->levels; l++)
+        bs_gq_plane(codes, m->rows, m->cols, K, l, block_bits(x, l));
+    for (size_t i = 0; i < n; i++)
+        R[i] = x->w[i] - Q[i];
+    if (m->levels > K)
+        encode_saq_from(x, R, K);
+    rc = 0;
+out:
+    free(Q);
+    free(codes);
+    free(scales);
+    return rc;
+}
+
+static int encode_avd(enc *x, float *R, uint64_t seed, bs_err *e)
+{
+    const bs_store_matrix *m = &x->m;
+    int rows = m->rows, cols = m->cols, k = m->k;
+    size_t n = (size_t)rows * cols, rb = ((size_t)cols + 7) / 8;
+    float *A = malloc(sizeof(float) * n), *U = malloc(sizeof(float) * (size_t)rows * k);
+    float *S = malloc(sizeof(float) * (size_t)k), *Vt = malloc(sizeof(float) * (size_t)k * cols);
+    float *u = malloc(sizeof(float) * (size_t)rows * k), *v = malloc(sizeof(float) * (size_t)cols * k);
+    int rc = -1;
+    if (!A || !U || !S || !Vt || !u || !v) {
+        bs_err_set(e, "out of memory");
+        goto out;
+    }
+    for (int l = 0; l < m->levels; l++) {
+        uint8_t *bits = x->payload[l];
+        memset(bits, 0, (size_t)rows * rb);
+        for (size_t i = 0; i < n; i++)
+            A[i] = fabsf(R[i]);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                if (R[(size_t)i * cols + j] >= 0.0f)
+                    bits[(size_t)i * rb + j / 8] |= (uint8_t)(1u << (j % 8));
+        if (bs_svd_truncated(A, rows, cols, k, 8, 4, seed + (uint64_t)l, U, S, Vt, e)) {
+            bs_err_wrap(e, "%s level %d: truncated SVD", m->name, l);
+            goto out;
+        }
+        /* split sqrt(sigma) into both factors; store fp16 and use what is stored */
+        uint16_t *Uh = (uint16_t *)(bits + (size_t)rows * rb), *Vh = Uh + (size_t)rows * k;
+        for (int i = 0; i < rows; i++)
+            for (int r = 0; r < k; r++)
+                Uh[(size_t)i * k + r] = bs_f32_to_fp16(U[(size_t)i * k + r] * sqrtf(S[r]));
+        for (int j = 0; j < cols; j++)
+            for (int r = 0; r < k; r++)
+                Vh[(size_t)j * k + r] = bs_f32_to_fp16(Vt[(size_t)r * cols + j] * sqrtf(S[r]));
+        fp16_round(Uh, u, (size_t)rows * k);
+        fp16_round(Vh, v, (size_t)cols * k);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) {
+                float mag = 0.0f;
+                for (int r = 0; r < k; r++)
+                    mag += u[(size_t)i * k + r] * v[(size_t)j * k + r];
+                float *rij = &R[(size_t)i * cols + j];
+                *rij -= *rij >= 0.0f ? mag : -mag;
+            }
+    }
+    rc = 0;
+out:
+    free(A); free(U); free(S); free(Vt); free(u); free(v);
+    return rc;
+}
+
+/* Output-error proxy of W - W_d over calibration inputs: sum over rows of d H d^T. */
+static double out_error(const float *D, const float *H, int rows, int cols, float *DH)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0f, D, cols, H, cols, 0.0f, DH, cols);
+    double s = 0.0;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        s += (double)DH[i] * D[i];
+    return s;
+}
+
+/* err[d] for every depth d, from the stored bytes (so it measures what a reader gets). */
+static int measure_errors(enc *x, bs_err *e)
+{
+    const bs_store_matrix *m = &x->m;
+    size_t n = (size_t)m->rows * m->cols;
+    float *W = malloc(sizeof(float) * n), *DH = malloc(sizeof(float) * n);
+    x->err = malloc(sizeof(double) * (size_t)(m->levels + 1));
+    if (!W || !DH || !x->err) {
+        free(W);
+        free(DH);
+        return bs_err_set(e, "out of memory");
+    }
+    bs_qmat q = {m, 0, (const uint8_t **)x->payload};
+    for (int d = 0; d <= m->levels; d++) {
+        q.depth = d;
+        bs_qmat_materialize(&q, W);
+        for (size_t i = 0; i < n; i++)
+            W[i] = x->w[i] - W[i];
+        x->err[d] = out_error(W, x->H, m->rows, m->cols, DH);
+    }
+    free(W);
+    free(DH);
+    return 0;
+}
+
+static int auto_rank(int rows, int cols)
+{
+    /* 16 k (m + n) / (m n) = 1/8 bit per weight */
+    int k = (int)lround((double)rows * cols / (128.0 * (rows + cols)));
+    return k < 1 ? 1 : k;
+}
+
+static int encode_matrix(enc *x, const bs_compress_opts *o, int idx, bs_err *e)
+{
+    bs_store_matrix *m = &x->m;
+    size_t n = (size_t)m->rows * m->cols;
+    x->payload = calloc((size_t)m->levels, sizeof *x->payload);
+    float *R = malloc(sizeof(float) * n);
+    if (!x->payload || !R) {
+        free(R);
+        return bs_err_set(e, "out of memory");
+    }
+    for (int l = 0; l < m->levels; l++) {
+        x->payload[l] = calloc(1, bs_store_block_bytes(m, l));
+        if (!x->payload[l]) {
+            free(R);
+            return bs_err_set(e, "out of memory");
+        }
+    }
+    memcpy(R, x->w, sizeof(float) * n);
+    int rc;
+    if (m->kind == BS_KIND_GQ)
+        rc = encode_gq(x, R, o, e);
+    else if (m->kind == BS_KIND_AVD)
+        rc = encode_avd(x, R, 0x5eed0000ull + (uint64_t)idx * 1000, e);
+    else {
+        encode_saq_from(x, R, 0);
+        rc = 0;
+    }
+    free(R);
+    return rc ? -1 : measure_errors(x, e);
+}
+
+typedef struct {
+    int mat;
+    double score;   /* higher goes first */
+} cand;
+
+static int by_score(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return x->mat - y->mat;
+}
+
+/* Calibration perplexity of `work` (dense) on ids. */
+static double calib_ppl(const bs_model *work, const int *ids, int n, int bos, int ctx, int windows)
+{
+    bs_ppl_result r;
+    bs_err e;
+    if (bs_ppl_ids(work, ids, n, bos, ctx, windows, &r, &e))
+        return INFINITY;
+    return r.ppl;
+}
+
+static void set_depth(bs_model *work, const enc *x, int depth)
+{
+    bs_qmat q = {&x->m, depth, (const uint8_t **)x->payload};
+    bs_qmat_materialize(&q, work->layers[x->m.layer].lin[x->m.which].w);
+}
+
+/* Builds the stack order. sort=ppl scores each candidate by calibration perplexity. */
+static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_model *scaled, const int *ids, int nids,
+                       int bos, bs_store_block **out, int *nout, bs_err *e)
+{
+    int maxl = 0, total = 0;
+    for (int i = 0; i < nm; i++) {
+        maxl = xs[i].m.levels > maxl ? xs[i].m.levels : maxl;
+        total += xs[i].m.levels;
+    }
+    bs_store_block *blocks = calloc((size_t)total, sizeof *blocks);
+    cand *c = calloc((size_t)nm, sizeof *c);
+    bs_model work = {0};
+    if (!blocks || !c || (o->sort == BS_SORT_PPL && bs_model_copy(&work, scaled, e))) {
+        free(blocks);
+        free(c);
+        return e->msg[0] ? -1 : bs_err_set(e, "out of memory");
+    }
+    if (o->sort == BS_SORT_PPL)
+        for (int i = 0; i < nm; i++)
+            set_depth(&work, &xs[i], 0);
+    bs_progress pg;
+    bs_progress_start(&pg, o->sort == BS_SORT_PPL ? "order (calibration perplexity)" : "order (level-major)",
+                      maxl, o->quiet || o->sort != BS_SORT_PPL);
+    int at = 0;
+    for (int l = 0; l < maxl; l++) {
+        int nc = 0;
+        for (int i = 0; i < nm; i++) {
+            if (xs[i].m.levels <= l)
+                continue;
+            double bytes = (double)bs_store_block_bytes(&xs[i].m, l);
+            double score;
+            if (o->sort == BS_SORT_PPL) {
+                set_depth(&work, &xs[i], l + 1);
+                score = -calib_ppl(&work, ids, nids, bos, o->ctx, o->ppl_windows);
+                set_depth(&work, &xs[i], l);
+            } else {
+                score = (xs[i].err[l] - xs[i].err[l + 1]) / bytes;
+            }
+            c[nc++] = (cand){i, score};
+        }
+        qsort(c, (size_t)nc, sizeof *c, by_score);
+        for (int j = 0; j < nc; j++) {
+            blocks[at++] = (bs_store_block){.matrix = c[j].mat, .level = l};
+            if (o->sort == BS_SORT_PPL)
+                set_depth(&work, &xs[c[j].mat], l + 1);
+        }
+        bs_progress_tick(&pg, l + 1, "levels");
+    }
+    bs_progress_end(&pg);
+    if (o->sort == BS_SORT_PPL)
+        bs_model_free(&work);
+    free(c);
+    *out = blocks;
+    *nout = total;
+    return 0;
+}
+
+static int check_opts(const bs_compress_opts *o, bs_err *e)
+{
+    if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD)
+        return bs_err_set(e, "unknown block kind %d", o->kind);
+    if (o->levels < 1 || o->levels > 64)
+        return bs_err_set(e, "levels must lie in 1..64 (got %d)", o->levels);
+    if (o->kind == BS_KIND_GQ && (o->gq_levels < 1 || o->gq_levels > 8))
+        return bs_err_set(e, "gq levels must lie in 1..8 (got %d)", o->gq_levels);
+    if (o->group < 1 || o->ctx < 2 || o->calib_windows < 1 || o->k < 0)
+        return bs_err_set(e, "bad compression options (group %d, ctx %d, windows %d, k %d)", o->group, o->ctx,
+                          o->calib_windows, o->k);
+    return 0;
+}
+
+int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
+                const bs_compress_opts *o, const char *out_path, json_t *report, bs_err *e)
+{
+    if (check_opts(o, e))
+        return -1;
+    char zero[64];
+    if (bs_compress_check_model(src, zero, sizeof zero, e))
+        return -1;
+    if (zero[0] && !o->quiet)
+        fprintf(stderr, "note: %s is all zeros; it is stored exactly (zero scales)\n", zero);
+    double t0 = now();
+    const bs_config *c = &src->cfg;
+    int nm = c->n_layers * BS_NLIN, rc = -1, nids = 0, nblocks = 0;
+    int *ids = NULL;
+    bs_store_block *blocks = NULL;
+    const uint8_t **payload = NULL;
+    bs_store_matrix *mats = NULL;
+    enc *xs = calloc((size_t)nm, sizeof *xs);
+    bs_model work = {0};
+    bs_calib cb = {0};
+    if (!xs)
+        return bs_err_set(e, "out of memory");
+
+    bs_progress pg;
+    bs_progress_start(&pg, "calibration", 1, o->quiet);
+    if (bs_calib_run(&cb, src, tok, calib, calib_len, o->ctx, o->calib_windows, e) || bs_model_copy(&work, src, e))
+        goto out;
+    bs_progress_tick(&pg, 1, "");
+    bs_progress_end(&pg);
+    if (o->act_scale && bs_calib_fold(&cb, &work, e))
+        goto out;
+    double t_calib = now() - t0;
+
+    int dead_total = 0;
+    bs_progress_start(&pg, "encode", nm, o->quiet);
+    for (int i = 0; i < nm; i++) {
+        enc *x = &xs[i];
+        int l = i / BS_NLIN, w = i % BS_NLIN;
+        bs_linear *lin = &work.layers[l].lin[w];
+        x->m = (bs_store_matrix){.layer = l, .which = w, .rows = lin->rows, .cols = lin->cols, .kind = o->kind,
+                                 .levels = o->levels, .group = o->group,
+                                 .gq_levels = o->kind == BS_KIND_GQ ? o->gq_levels : 0,
+                                 .k = o->kind == BS_KIND_AVD ? (o->k ? o->k : auto_rank(lin->rows, lin->cols)) : 0};
+        if (x->m.k > lin->rows || x->m.k > lin->cols)
+            x->m.k = lin->rows < lin->cols ? lin->rows : lin->cols;
+        snprintf(x->m.name, sizeof x->m.name, "layers.%d.%s", l, bs_lin_name(w));
+        x->w = lin->w;
+        x->H = malloc(sizeof(float) * (size_t)lin->cols * lin->cols);
+        if (!x->H) {
+            bs_err_set(e, "out of memory");
+            goto out;
+        }
+        bs_calib_hessian(&cb, l, w, x->H);
+        for (int j = 0; j < lin->cols; j++)
+            x->dead += x->H[(size_t)j * lin->cols + j] == 0.0f;
+        dead_total += x->dead;
+        if (x->dead && !o->quiet && (w == BS_WQ || w == BS_WO || w == BS_W1 || w == BS_W2))
+            fprintf(stderr, "note: %s: %d of %d inputs were never active in calibration (singular Hessian); "
+                    "GPTQ treats them as dead\n", x->m.name, x->dead, lin->cols);
+        if (encode_matrix(x, o, i, e))
+            goto out;
+        bs_progress_tick(&pg, i + 1, x->m.name);
+    }
+    bs_progress_end(&pg);
+
+    if (o->sort == BS_SORT_PPL && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
+        goto out;
+    if (order_stack(xs, nm, o, &work, ids, nids, bs_tok_bos(tok), &blocks, &nblocks, e))
+        goto out;
+    payload = malloc(sizeof *payload * (size_t)nblocks);
+    mats = malloc(sizeof *mats * (size_t)nm);
+    if (!payload || !mats) {
+        bs_err_set(e, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nm; i++)
+        mats[i] = xs[i].m;
+    for (int b = 0; b < nblocks; b++)
+        payload[b] = xs[blocks[b].matrix].payload[blocks[b].level];
+    double t_total = now() - t0;
+    json_t *info = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b, s:b, s:b, s:{s:i, s:i, s:I}, s:f, s:f, s:i}",
+                             "kind", bs_kind_name(o->kind), "levels", o->levels, "gq_levels", o->gq_levels,
+                             "group", o->group, "sort", o->sort == BS_SORT_PPL ? "ppl" : "level",
+                             "act_scale", o->act_scale, "act_order", o->act_order, "clip_search", o->clip_search,
+                             "calibration", "windows", cb.windows, "ctx", o->ctx, "tokens", (json_int_t)cb.tokens,
+                             "calib_seconds", t_calib, "seconds", t_total, "dead_inputs", dead_total);
+    bs_store_out so = {&work, tok, nm, mats, nblocks, blocks, payload, info};
+    rc = bs_store_write(out_path, &so, e);
+    if (!rc && report)
+        json_object_update(report, info);
+    json_decref(info);
+out:
+    for (int i = 0; i < nm; i++)
+        enc_free(&xs[i]);
+    free(xs);
+    free(ids);
+    free(blocks);
+    free(payload);
+    free(mats);
+    bs_model_free(&work);
+    bs_calib_free(&cb);
+    return rc;
+}

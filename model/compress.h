@@ -1,0 +1,58 @@
+/* bs_compress: a float model + calibration text -> a stacked store (DESIGN §2).
+ *
+ *  1. calibration pass (model/calib.h): activation scales and input Hessians;
+ *  2. activation-aware scaling folded into the model (the float function unchanged);
+ *  3. every linear becomes a sequence of ~1-bit residual blocks of one kind
+ *     (saq planes, GPTQ-seeded gq planes, or the paper's avd sign x low-rank blocks);
+ *  4. all blocks are ordered into one stack: level-major, within a level by calibration
+ *     output-error reduction per byte (sort=level), or by calibration perplexity with
+ *     only that matrix one level deeper (sort=ppl, the paper's);
+ *  5. the store is written (model/store.h).
+ * Baselines (round-to-nearest and GPTQ, asymmetric, group 32) write a store whose
+ * matrices are one qasym block each. */
+#ifndef BS_COMPRESS_H
+#define BS_COMPRESS_H
+
+#include <jansson.h>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+enum { BS_SORT_LEVEL = 0, BS_SORT_PPL = 1 };
+enum { BS_BASE_RTN = 0, BS_BASE_GPTQ = 1 };
+
+typedef struct {
+    int kind;           /* BS_KIND_SAQ / GQ / AVD */
+    int levels;         /* blocks per matrix */
+    int gq_levels;      /* K for gq */
+    int k;              /* avd rank; 0 = the rank whose factors cost ~1/8 bit per weight */
+    int group;          /* inputs per scale group */
+    int sort;           /* BS_SORT_* */
+    int ctx;            /* calibration window (tokens incl. BOS) */
+    int calib_windows;  /* windows of calibration text used */
+    int ppl_windows;    /* windows scored per candidate with sort=ppl */
+    int act_scale;      /* activation-aware scaling on/off */
+    int act_order;      /* GPTQ act-order */
+    int clip_search;    /* gq: search a clip factor per group */
+    int quiet;          /* no progress display */
+} bs_compress_opts;
+
+/* Defaults for a block kind (levels 16 for avd, 12 for planes; gq K = 4). */
+void bs_compress_defaults(bs_compress_opts *o, int kind);
+
+/* Compresses src (not modified) into a store at out_path. report (may be NULL) gets
+ * what was done and how long it took. */
+int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
+                const bs_compress_opts *o, const char *out_path, json_t *report, bs_err *e);
+
+/* Baseline store: method BS_BASE_RTN or BS_BASE_GPTQ, bits 2..8, group 32, no activation
+ * scaling (the standard recipes). calib may be NULL for RTN. */
+int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
+                         int method, int bits, int ctx, int calib_windows, int quiet, const char *out_path,
+                         json_t *report, bs_err *e);
+
+/* Checks a model's linears before compression: non-finite values are an error naming
+ * the matrix; an all-zero matrix is reported through *zero_name (it compresses exactly). */
+int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_err *e);
+
+#endif

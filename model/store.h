@@ -1,0 +1,117 @@
+/* bs_store: the stacked store (.bstk), docs/store-format.md.
+ *
+ *   header (64 bytes) | JSON metadata | base section | stack section
+ *
+ * The base holds what every size of the model needs (embeddings and classifier in
+ * fp16, norms in fp32). The stack holds every residual block of every linear, in
+ * stack order, contiguous, each starting on a 64-byte boundary; the stack section
+ * starts on a 4096-byte boundary so page-aligned runs of it can be read with O_DIRECT.
+ * A prefix of N blocks is a working model; its resident bytes are recorded. */
+#ifndef BS_STORE_H
+#define BS_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+#define BS_STORE_VERSION 1
+#define BS_STORE_ALIGN 64        /* every block starts on this boundary */
+#define BS_STORE_PAGE 4096       /* the stack section starts on this boundary */
+
+/* Block kinds (docs/store-format.md gives each payload). */
+enum {
+    BS_KIND_SAQ = 0,   /* successive-approximation sign planes, group scales */
+    BS_KIND_GQ = 1,    /* GPTQ-seeded sign planes, then saq planes */
+    BS_KIND_AVD = 2,   /* sign(R) x rank-k |R| (BitStack paper) */
+    BS_KIND_QASYM = 3, /* one block: b-bit asymmetric codes with fp16 scale and min (RTN/GPTQ baselines) */
+};
+const char *bs_kind_name(int kind);
+int bs_kind_parse(const char *s);   /* -1 when unknown */
+
+typedef struct {
+    char name[32];      /* "layers.3.wq" */
+    int layer, which;   /* BS_WQ.. */
+    int rows, cols;
+    int kind;
+    int levels;         /* blocks of this matrix in the stack */
+    int group;          /* inputs per scale group (32) */
+    int gq_levels;      /* K: gq levels seeded by GPTQ; saq planes follow with fresh scales */
+    int k;              /* avd rank */
+    int bits;           /* qasym code bits */
+} bs_store_matrix;
+
+typedef struct {
+    int matrix, level;
+    uint64_t offset;    /* from the start of the stack section; multiple of 64 */
+    uint64_t bytes;
+    uint32_t crc;       /* crc32c of the payload */
+} bs_store_block;
+
+/* Bytes of block `level` of matrix m (depends on kind, shape and level only). */
+uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level);
+
+/* Does block `level` of m begin a new set of group scales (stored first in its payload)? */
+int bs_store_block_has_scales(const bs_store_matrix *m, int level);
+
+typedef struct {
+    char *path;
+    bs_config cfg;
+    int shared_cls;
+    int n_matrices;
+    bs_store_matrix *mats;
+    int n_blocks;
+    bs_store_block *blocks;
+    uint64_t *resident;    /* n_blocks + 1 entries: resident bytes of each prefix */
+    uint64_t base_bytes;   /* embeddings, classifier, norms */
+    int min_blocks;        /* the shortest prefix in which every matrix has a block */
+    uint64_t stack_off, stack_len, file_size;
+    size_t linear_params;
+    json_t *meta;          /* the whole metadata object (owned) */
+    bs_tokenizer *tok;     /* owned */
+    /* base tensors as fp32 (owned) */
+    float *tok_emb, *cls, *final_norm, *att_norm, *ffn_norm;  /* norms: n_layers x dim */
+} bs_store;
+
+/* Opens a store: checks the header, the metadata, every table entry and the base
+ * against the file; loads the base and the tokenizer. No block is read. */
+int bs_store_open(bs_store *s, const char *path, bs_err *e);
+void bs_store_close(bs_store *s);
+
+/* Bytes of the stack section that hold blocks [0, n): the end of block n-1. */
+uint64_t bs_store_prefix_end(const bs_store *s, int n);
+
+/* Reads blocks [0, n) into buf (at least bs_store_prefix_end(n) bytes, mirroring
+ * stack offsets) and checks each block's crc32c; the error names the block. */
+int bs_store_read_prefix(const bs_store *s, int n, uint8_t *buf, bs_err *e);
+
+/* Checks the crc32c of blocks [from, to) already in buf. */
+int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_err *e);
+
+/* Budget text -> prefix length: "180K", "2.5M", "1G" (bytes, binary units; plain
+ * digits are bytes), "40%" (of the full store's resident bytes), "4.0bpw" (bits per
+ * linear weight), "min", "max". The longest prefix at or under the budget; a budget
+ * below the smallest working model is an error that states the minimum. */
+int bs_store_budget(const bs_store *s, const char *budget, int *n, bs_err *e);
+
+/* Bits per linear weight of a prefix: 8 * (resident - base) / linear weights. */
+double bs_store_bpw(const bs_store *s, int n);
+
+/* What a writer hands over: the dense parts come from model (its linears are ignored),
+ * blocks come in stack order with their payloads. Offsets and crcs are filled in. */
+typedef struct {
+    const bs_model *model;
+    const bs_tokenizer *tok;
+    int n_matrices;
+    const bs_store_matrix *mats;
+    int n_blocks;
+    bs_store_block *blocks;         /* matrix, level set; offset, bytes, crc filled */
+    const uint8_t *const *payload;  /* payload[i]: block i, bs_store_block_bytes() long */
+    json_t *info;                   /* extra metadata (compression settings, eval results); borrowed */
+} bs_store_out;
+
+/* Writes path.tmp, fsyncs, renames over path. */
+int bs_store_write(const char *path, const bs_store_out *o, bs_err *e);
+
+#endif
