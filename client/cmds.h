@@ -12,4 +12,11 @@ int bs_cmd_compress(int argc, char **argv);
 int bs_cmd_quantize(int argc, char **argv);
 int bs_cmd_inspect(int argc, char **argv);
 
+/* cmd_daemon.c: talk to bitstackd */
+int bs_cmd_status(int argc, char **argv);
+int bs_cmd_metrics(int argc, char **argv);
+int bs_cmd_generate(int argc, char **argv);
+int bs_cmd_chat(int argc, char **argv);
+int bs_cmd_budget(int argc, char **argv);
+
 #endif

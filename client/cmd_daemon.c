@@ -1,0 +1,881 @@
+/* Subcommands that talk to a running bitstackd: status, metrics, generate, chat, budget.
+ * Every one takes --socket PATH (else the rule of proto/sockpath.h: $BITSTACK_SOCKET,
+ * $RUNTIME_DIRECTORY, the system or user runtime directory) and exits 0 ok, 1 when the
+ * daemon answered with an error or went away, 2 on a usage error, 3 when it cannot
+ * connect. */
+#include "client/cmds.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/conn.h"
+
+#define NOPTS(o) ((int)(sizeof(o) / sizeof((o)[0])))
+
+static void human_bytes(double b, char *out, size_t n)
+{
+    if (b >= 1024.0 * 1024 * 1024)
+        snprintf(out, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024)
+        snprintf(out, n, "%.2f MiB", b / (1024.0 * 1024));
+    else if (b >= 1024.0)
+        snprintf(out, n, "%.1f KiB", b / 1024.0);
+    else
+        snprintf(out, n, "%.0f B", b);
+}
+
+static void human_duration(double s, char *out, size_t n)
+{
+    long long t = s > 0 ? (long long)s : 0;
+    if (t >= 86400)
+        snprintf(out, n, "%lldd %02lldh %02lldm", t / 86400, t / 3600 % 24, t / 60 % 60);
+    else if (t >= 3600)
+        snprintf(out, n, "%lldh %02lldm %02llds", t / 3600, t / 60 % 60, t % 60);
+    else if (t >= 60)
+        snprintf(out, n, "%lldm %02llds", t / 60, t % 60);
+    else
+        snprintf(out, n, "%.1fs", s > 0 ? s : 0);
+}
+
+/* Prints the daemon's error line; the exit code for it. */
+static int daemon_error(const char *what, const bs_response *r)
+{
+    fprintf(stderr, "bitstackctl: %s: bitstackd answered %s: %s\n", what, r->code_name,
+            r->message ? r->message : "");
+    return BS_EXIT_DAEMON;
+}
+
+/* Sends r and reads up to its final line, which is left in *out (the caller frees it).
+ * For ops answered by one line (status, metrics, budget). */
+static int simple_request(bs_conn *c, bs_request *r, bs_response *out, bs_err *e)
+{
+    bs_conn_next_id(c, &r->id);
+    if (bs_conn_send(c, r, e))
+        return -1;
+    for (;;) {
+        int k = bs_conn_read(c, out, NULL, NULL, e);
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            return bs_err_set(e, "bitstackd at %s closed the connection before answering",
+                              c->path);
+        /* An error with a null id (too_many_connections, shutting_down) is for us too. */
+        if (bs_proto_id_eq(&out->id, &r->id) || (out->kind == BS_RESP_ERROR && out->id.len == 0))
+            return 0;
+        bs_response_free(out);
+    }
+}
+
+/* ---- status, metrics --------------------------------------------------------------- */
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* A number field, or NAN when absent or not a number. */
+static double jnum(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void print_row(const char *key, const char *val)
+{
+    printf("%-10s %s\n", key, val);
+}
+
+static void print_status(const json_t *st, const json_t *metrics)
+{
+    char a[64], b[64], line[256];
+    const char *s;
+
+    if ((s = jstr(st, "store")))
+        print_row("store", s);
+    double ctx = jnum(st, "context"), vocab = jnum(st, "vocab_size");
+    s = jstr(st, "model");
+    if (isfinite(ctx) && isfinite(vocab))
+        snprintf(line, sizeof line, "%s (context %.0f, vocab %.0f)", s ? s : "-", ctx, vocab);
+    else
+        snprintf(line, sizeof line, "%s", s ? s : "-");
+    print_row("model", line);
+
+    double n = jnum(st, "stack_n"), total = jnum(st, "stack_total");
+    double res = jnum(st, "resident_bytes"), full = jnum(st, "full_bytes");
+    int len = isfinite(n) && isfinite(total) ? snprintf(line, sizeof line, "%.0f/%.0f blocks", n, total)
+                                             : snprintf(line, sizeof line, "-");
+    if (isfinite(res)) {
+        human_bytes(res, a, sizeof a);
+        len += snprintf(line + len, sizeof line - (size_t)len, ", %s resident", a);
+        if (isfinite(full) && full > 0) {
+            human_bytes(full, b, sizeof b);
+            snprintf(line + len, sizeof line - (size_t)len, " of %s (%.1f%%)", b, 100.0 * res / full);
+        }
+    }
+    print_row("stack", line);
+
+    const json_t *bud = json_object_get(st, "budget");
+    if (json_is_object(bud)) {
+        const char *mn = jstr(bud, "min"), *mx = jstr(bud, "max");
+        double mnb = jnum(bud, "min_bytes"), mxb = jnum(bud, "max_bytes");
+        human_bytes(isfinite(mnb) ? mnb : 0, a, sizeof a);
+        human_bytes(isfinite(mxb) ? mxb : 0, b, sizeof b);
+        snprintf(line, sizeof line, "%s .. %s (%s .. %s)", mn ? mn : "-", mx ? mx : "-",
+                 isfinite(mnb) ? a : "-", isfinite(mxb) ? b : "-");
+        print_row("budget", line);
+    }
+
+    double sess = jnum(st, "sessions"), conns = jnum(st, "connections");
+    int k = snprintf(line, sizeof line, "-");
+    if (isfinite(sess))
+        k = snprintf(line, sizeof line, "%.0f open", sess);
+    if (isfinite(conns))
+        snprintf(line + k, sizeof line - (size_t)k, ", %.0f connection%s", conns, conns == 1 ? "" : "s");
+    print_row("sessions", line);
+
+    /* The daemon may report its rate in status or in metrics; either will do. */
+    double tps = jnum(st, "tokens_per_s");
+    if (!isfinite(tps) && metrics)
+        tps = jnum(metrics, "tokens_per_s");
+    if (isfinite(tps))
+        snprintf(line, sizeof line, "%.1f", tps);
+    else
+        snprintf(line, sizeof line, "-");
+    double gen = metrics ? jnum(metrics, "tokens_generated") : NAN;
+    if (isfinite(gen))
+        snprintf(line + strlen(line), sizeof line - strlen(line), " (%.0f tokens generated)", gen);
+    print_row("tokens/s", line);
+
+    double up = jnum(st, "uptime_s");
+    if (isfinite(up))
+        human_duration(up, line, sizeof line);
+    else
+        snprintf(line, sizeof line, "-");
+    print_row("uptime", line);
+}
+
+int bs_cmd_status(int argc, char **argv)
+{
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    const char *pos[1];
+    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0) {
+        fprintf(stderr, "usage: bitstackctl status [--json] [--socket PATH]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_conn c;
+    bs_err e = {{0}};
+    if (bs_conn_open(&c, bs_opt_get(o, NOPTS(o), "socket"), &e))
+        return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    int rc = BS_EXIT_DAEMON;
+    bs_request r;
+    bs_request_init(&r, NULL);
+    r.op = BS_OP_STATUS;
+    bs_response st = {0}, met = {0};
+    if (simple_request(&c, &r, &st, &e)) {
+        bs_conn_fail(BS_EXIT_DAEMON, &e);
+        goto out;
+    }
+    if (st.kind != BS_RESP_RESULT) {
+        rc = st.kind == BS_RESP_ERROR ? daemon_error("status", &st) : BS_EXIT_DAEMON;
+        goto out;
+    }
+    if (bs_opt_get(o, NOPTS(o), "json")) {
+        char *s = json_dumps(st.result, JSON_COMPACT);
+        if (s)
+            puts(s);
+        free(s);
+        rc = s ? 0 : BS_EXIT_DAEMON;
+        goto out;
+    }
+    /* metrics only adds the rate and token count; an older daemon may lack it */
+    r.op = BS_OP_METRICS;
+    bs_err me = {{0}};
+    int have_met = simple_request(&c, &r, &met, &me) == 0 && met.kind == BS_RESP_RESULT;
+    print_status(st.result, have_met ? met.result : NULL);
+    rc = 0;
+out:
+    bs_response_free(&st);
+    bs_response_free(&met);
+    bs_conn_close(&c);
+    return rc;
+}
+
+int bs_cmd_metrics(int argc, char **argv)
+{
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    const char *pos[1];
+    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0) {
+        fprintf(stderr, "usage: bitstackctl metrics [--json] [--socket PATH]\n");
+        return BS_EXIT_USAGE;
+    }
+    bs_conn c;
+    bs_err e = {{0}};
+    if (bs_conn_open(&c, bs_opt_get(o, NOPTS(o), "socket"), &e))
+        return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    bs_request r;
+    bs_request_init(&r, NULL);
+    r.op = BS_OP_METRICS;
+    bs_response m = {0};
+    int rc = BS_EXIT_DAEMON;
+    if (simple_request(&c, &r, &m, &e)) {
+        bs_conn_fail(BS_EXIT_DAEMON, &e);
+    } else if (m.kind == BS_RESP_ERROR) {
+        rc = daemon_error("metrics", &m);
+    } else if (m.kind == BS_RESP_RESULT) {
+        int json = bs_opt_get(o, NOPTS(o), "json") != NULL;
+        char *s = json ? json_dumps(m.result, JSON_COMPACT) : NULL;
+        if (json && s) {
+            puts(s);
+        } else {
+            const char *k;
+            json_t *v;
+            json_object_foreach(m.result, k, v) {
+                char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                printf("%-18s %s\n", k, t ? t : "?");
+                free(t);
+            }
+        }
+        free(s);
+        rc = 0;
+    }
+    bs_response_free(&m);
+    bs_conn_close(&c);
+    return rc;
+}
+
+/* ---- generate, chat ---------------------------------------------------------------- */
+
+/* Takes every "--stop X" / "--stop=X" out of argv, because opts.h keeps one value per
+ * option and --stop may be given up to max times. Returns -1 (printed) on a bad one. */
+static int take_stops(int *argc, char **argv, bs_request *r, const bs_proto_limits *lim)
+{
+    int w = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--stop")) {
+            if (i + 1 >= *argc) {
+                fprintf(stderr, "option --stop needs a value\n");
+                return -1;
+            }
+            v = argv[++i];
+        } else if (!strncmp(argv[i], "--stop=", 7)) {
+            v = argv[i] + 7;
+        } else {
+            argv[w++] = argv[i];
+            continue;
+        }
+        size_t n = strlen(v);
+        if (n == 0 || n > lim->max_stop_bytes) {
+            fprintf(stderr, "--stop: a stop string is 1..%zu bytes (got %zu)\n", lim->max_stop_bytes, n);
+            return -1;
+        }
+        if (r->n_stop >= lim->max_stop) {
+            fprintf(stderr, "--stop: at most %d stop strings\n", lim->max_stop);
+            return -1;
+        }
+        char **s = realloc(r->stop, (size_t)(r->n_stop + 1) * sizeof *s);
+        if (!s || !(s[r->n_stop] = strdup(v))) {
+            if (s)
+                r->stop = s;
+            fprintf(stderr, "out of memory\n");
+            return -1;
+        }
+        r->stop = s;
+        r->n_stop++;
+    }
+    *argc = w;
+    return 0;
+}
+
+static int parse_seed(const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (v[0] == '-') {
+        long long x = strtoll(v, &end, 10);
+        *out = (uint64_t)x;
+    } else {
+        *out = strtoull(v, &end, 10);
+    }
+    if (errno || end == v || *end) {
+        fprintf(stderr, "--seed must be a 64-bit integer (got '%s')\n", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The sampling options shared by generate and chat. */
+#define SAMPLING_OPTS \
+    {"socket", 0, 0, NULL}, {"max-tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, \
+    {"top-p", 0, 0, NULL}, {"seed", 0, 0, NULL}, {"no-stream", 0, 1, NULL}, {"json", 0, 1, NULL}, \
+    {"stats", 0, 1, NULL}
+
+/* Fills r's sampling fields from the options. -1 (printed) on a bad value. */
+static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *lim, bs_request *r)
+{
+    long n;
+    double t, p;
+    if (bs_opt_int(o, no, "max-tokens", lim->default_max_tokens, 1, lim->max_tokens, &n) ||
+        bs_opt_double(o, no, "temperature", BS_PROTO_DEFAULT_TEMPERATURE, 0, 1e6, &t) ||
+        bs_opt_double(o, no, "top-p", BS_PROTO_DEFAULT_TOP_P, 0, 1, &p))
+        return -1;
+    if (p <= 0) {
+        fprintf(stderr, "--top-p must be in (0, 1]\n");
+        return -1;
+    }
+    r->max_tokens = (int)n;
+    r->temperature = t;
+    r->top_p = p;
+    const char *seed = bs_opt_get(o, no, "seed");
+    if (seed) {
+        if (parse_seed(seed, &r->seed))
+            return -1;
+        r->has_seed = true;
+    }
+    r->stream = !bs_opt_get(o, no, "no-stream");
+    return 0;
+}
+
+/* What one generate/chat exchange printed and collected. */
+typedef struct {
+    bool json;              /* print response lines as received */
+    bool trim_lead;         /* hold back whitespace before the first visible byte (chat) */
+    bool printed_any;       /* a visible byte went out */
+    char last;              /* the last byte printed */
+    char *text;             /* the whole reply */
+    size_t len, cap;
+    bs_proto_stats stats;
+    bs_response err;        /* the daemon's error line, kind BS_RESP_ERROR, when it sent one */
+} exchange;
+
+static int append(exchange *x, const char *s, size_t n)
+{
+    if (x->len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 256;
+        while (cap < x->len + n + 1)
+            cap *= 2;
+        char *t = realloc(x->text, cap);
+        if (!t)
+            return -1;
+        x->text = t;
+        x->cap = cap;
+    }
+    memcpy(x->text + x->len, s, n);
+    x->len += n;
+    x->text[x->len] = 0;
+    return 0;
+}
+
+static void show(exchange *x, const char *s, size_t n)
+{
+    if (x->trim_lead && !x->printed_any)
+        while (n > 0 && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r'))
+            s++, n--;
+    if (n == 0)
+        return;
+    fwrite(s, 1, n, stdout);
+    fflush(stdout);
+    x->printed_any = true;
+    x->last = s[n - 1];
+}
+
+/* Sends r and prints its answer as it comes. Returns 0 when it ended with a done line,
+ * 1 when the daemon answered with an error (in x->err), -1 on a connection problem. */
+static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
+{
+    bs_conn_next_id(c, &r->id);
+    if (bs_conn_send(c, r, e))
+        return -1;
+    for (;;) {
+        bs_response resp;
+        const char *raw;
+        size_t raw_len;
+        int k = bs_conn_read(c, &resp, &raw, &raw_len, e);
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            return bs_err_set(e, "bitstackd at %s closed the connection before request %s ended",
+                              c->path, r->id.json);
+        bool ours = bs_proto_id_eq(&resp.id, &r->id) || (resp.kind == BS_RESP_ERROR && resp.id.len == 0);
+        if (!ours) {
+            bs_response_free(&resp);
+            continue;
+        }
+        if (x->json) {
+            fwrite(raw, 1, raw_len, stdout);
+            fputc('\n', stdout);
+            fflush(stdout);
+        }
+        int done = 0;
+        switch (resp.kind) {
+        case BS_RESP_TOKEN:
+            if (append(x, resp.text, resp.text_len)) {
+                bs_response_free(&resp);
+                return bs_err_set(e, "out of memory");
+            }
+            if (!x->json)
+                show(x, resp.text, resp.text_len);
+            break;
+        case BS_RESP_DONE:
+            if (resp.text) {
+                if (append(x, resp.text, resp.text_len)) {
+                    bs_response_free(&resp);
+                    return bs_err_set(e, "out of memory");
+                }
+                if (!x->json)
+                    show(x, resp.text, resp.text_len);
+            }
+            x->stats = resp.stats;
+            done = 1;
+            break;
+        case BS_RESP_ERROR:
+            x->err = resp;
+            return 1;
+        case BS_RESP_RESULT:
+            break;
+        }
+        bs_response_free(&resp);
+        if (done)
+            return 0;
+    }
+}
+
+static void exchange_free(exchange *x)
+{
+    free(x->text);
+    bs_response_free(&x->err);
+}
+
+static void print_stats(const bs_proto_stats *s)
+{
+    fprintf(stderr, "prompt %" PRId64 " tokens, generated %" PRId64 " tokens at %.1f tok/s; "
+                    "first token %.1f ms, total %.1f ms; stack %" PRId64 "..%" PRId64 "/%" PRId64
+                    " blocks, %" PRId64 " resize events; seed %" PRIu64 "; finish %s\n",
+            s->prompt_tokens, s->generated_tokens, s->tokens_per_s, s->ttft_ms, s->total_ms,
+            s->stack_n_min, s->stack_n_max, s->stack_total, s->resize_events, s->seed,
+            bs_proto_finish_name(s->finish_reason));
+}
+
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    for (;;) {
+        if (n + 4096 > cap) {
+            char *t = realloc(buf, cap *= 2);
+            if (!t) {
+                free(buf);
+                return NULL;
+            }
+            buf = t;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void generate_usage(void)
+{
+    fprintf(stderr,
+            "usage: bitstackctl generate PROMPT|- [-n|--max-tokens N] [--temperature T] [--top-p P]\n"
+            "         [--seed S] [--stop STR]... [--no-stream] [--no-echo] [--json] [--stats]\n"
+            "         [--socket PATH]\n"
+            "  PROMPT '-' reads the prompt from standard input.\n");
+}
+
+int bs_cmd_generate(int argc, char **argv)
+{
+    bs_proto_limits lim;
+    bs_proto_limits_default(&lim);
+    bs_request r;
+    bs_request_init(&r, &lim);
+    r.op = BS_OP_GENERATE;
+    bs_opt o[] = {SAMPLING_OPTS, {"no-echo", 0, 1, NULL}};
+    int no = NOPTS(o);
+    const char *pos[2];
+    int np;
+    if (take_stops(&argc, argv, &r, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
+        np != 1 || sampling_from_opts(o, no, &lim, &r)) {
+        generate_usage();
+        bs_request_free(&r);
+        return BS_EXIT_USAGE;
+    }
+    if (!strcmp(pos[0], "-")) {
+        r.prompt = read_all(stdin, &r.prompt_len);
+        if (!r.prompt) {
+            fprintf(stderr, "bitstackctl: generate: cannot read the prompt from standard input\n");
+            bs_request_free(&r);
+            return BS_EXIT_USAGE;
+        }
+    } else {
+        r.prompt = strdup(pos[0]);
+        r.prompt_len = strlen(pos[0]);
+    }
+    if (!r.prompt || memchr(r.prompt, 0, r.prompt_len)) {
+        fprintf(stderr, "bitstackctl: generate: the prompt contains a NUL byte\n");
+        bs_request_free(&r);
+        return BS_EXIT_USAGE;
+    }
+
+    bs_conn c;
+    bs_err e = {{0}};
+    if (bs_conn_open(&c, bs_opt_get(o, no, "socket"), &e)) {
+        bs_request_free(&r);
+        return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    }
+    exchange x = {.json = bs_opt_get(o, no, "json") != NULL};
+    bool echo = !x.json && !bs_opt_get(o, no, "no-echo");
+    if (echo && r.prompt_len) {
+        /* the completion reads on from the prompt, as `bitstackctl run` shows it */
+        fwrite(r.prompt, 1, r.prompt_len, stdout);
+        fflush(stdout);
+        x.printed_any = true;
+        x.last = r.prompt[r.prompt_len - 1];
+    }
+    int k = run_exchange(&c, &r, &x, &e);
+    int rc;
+    if (k < 0) {
+        if (x.printed_any && !x.json)
+            fputc('\n', stdout);
+        rc = bs_conn_fail(BS_EXIT_DAEMON, &e);
+    } else if (k == 1) {
+        if (x.printed_any && !x.json)
+            fputc('\n', stdout);
+        rc = daemon_error("generate", &x.err);
+    } else {
+        if (!x.json && x.printed_any && x.last != '\n')
+            fputc('\n', stdout);
+        if (bs_opt_get(o, no, "stats"))
+            print_stats(&x.stats);
+        rc = 0;
+    }
+    fflush(stdout);
+    exchange_free(&x);
+    bs_request_free(&r);
+    bs_conn_close(&c);
+    return rc;
+}
+
+/* A chat's messages, oldest first. */
+typedef struct {
+    bs_chat_msg *m;
+    int n, cap;
+    size_t bytes;   /* content bytes of all messages */
+} history;
+
+static int history_push(history *h, bs_role role, const char *s, size_t n)
+{
+    if (h->n == h->cap) {
+        int cap = h->cap ? 2 * h->cap : 16;
+        bs_chat_msg *t = realloc(h->m, (size_t)cap * sizeof *t);
+        if (!t)
+            return -1;
+        h->m = t;
+        h->cap = cap;
+    }
+    char *c = malloc(n + 1);
+    if (!c)
+        return -1;
+    memcpy(c, s, n);
+    c[n] = 0;
+    h->m[h->n++] = (bs_chat_msg){role, c, n};
+    h->bytes += n;
+    return 0;
+}
+
+static void history_remove(history *h, int i)
+{
+    h->bytes -= h->m[i].len;
+    free(h->m[i].content);
+    memmove(&h->m[i], &h->m[i + 1], (size_t)(h->n - i - 1) * sizeof *h->m);
+    h->n--;
+}
+
+/* Forgets the oldest exchange (a user message and the replies after it), keeping system
+ * messages and the last message. Returns 0 when nothing could be dropped. */
+static int history_drop_oldest(history *h)
+{
+    int i = 0;
+    while (i < h->n - 1 && h->m[i].role == BS_ROLE_SYSTEM)
+        i++;
+    if (i >= h->n - 1)
+        return 0;
+    history_remove(h, i);
+    while (i < h->n - 1 && h->m[i].role == BS_ROLE_ASSISTANT)
+        history_remove(h, i);
+    return 1;
+}
+
+/* Back to the system messages only. */
+static void history_reset(history *h)
+{
+    for (int i = h->n - 1; i >= 0; i--)
+        if (h->m[i].role != BS_ROLE_SYSTEM)
+            history_remove(h, i);
+}
+
+static void history_free(history *h)
+{
+    for (int i = 0; i < h->n; i++)
+        free(h->m[i].content);
+    free(h->m);
+    memset(h, 0, sizeof *h);
+}
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t' || **s == '\n' || **s == '\r'))
+        (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' ||
+                  (*s)[*n - 1] == '\r'))
+        (*n)--;
+}
+
+/* One user turn: sends the history (which ends with the user's message), prints the
+ * reply and appends it. Older turns are forgotten when the conversation outgrows the
+ * protocol's limits or the model's context. Returns 0, 1 after a daemon error (printed;
+ * the user's message is taken back), or -1 on a connection problem (e filled). */
+static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_proto_limits *lim,
+                     bool stats, bs_err *e)
+{
+    while ((h->n > lim->max_messages || h->bytes > lim->max_prompt_bytes) && history_drop_oldest(h))
+        ;
+    for (;;) {
+        /* A shallow copy: the messages and stop strings stay owned by h and tmpl. */
+        bs_request r = *tmpl;
+        r.messages = h->m;
+        r.n_messages = h->n;
+        exchange x = {.trim_lead = true};
+        int k = run_exchange(c, &r, &x, e);
+        if (k == 1 && x.err.code == BS_PERR_PROMPT_TOO_LONG && history_drop_oldest(h)) {
+            exchange_free(&x);
+            continue;
+        }
+        int rc;
+        if (k < 0) {
+            rc = -1;
+        } else if (k == 1) {
+            if (x.printed_any)
+                fputc('\n', stdout);
+            daemon_error("chat", &x.err);
+            history_remove(h, h->n - 1);
+            rc = 1;
+        } else {
+            if (!x.printed_any || x.last != '\n')
+                fputc('\n', stdout);
+            fflush(stdout);
+            if (stats)
+                print_stats(&x.stats);
+            const char *s = x.text ? x.text : "";
+            size_t n = x.len;
+            trim(&s, &n);
+            rc = history_push(h, BS_ROLE_ASSISTANT, s, n) ? bs_err_set(e, "out of memory") : 0;
+        }
+        exchange_free(&x);
+        return rc;
+    }
+}
+
+static void chat_usage(void)
+{
+    fprintf(stderr,
+            "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
+            "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
+            "         [--stats] [--socket PATH]\n"
+            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /quit or Ctrl-D ends).\n"
+            "  From a pipe: every line is the user's next message; --once sends all of standard\n"
+            "  input as one message. MESSAGE: send that one message and print the reply.\n");
+}
+
+int bs_cmd_chat(int argc, char **argv)
+{
+    bs_proto_limits lim;
+    bs_proto_limits_default(&lim);
+    bs_request tmpl;
+    bs_request_init(&tmpl, &lim);
+    tmpl.op = BS_OP_CHAT;
+    bs_opt o[] = {SAMPLING_OPTS, {"once", 0, 1, NULL}, {"system", 0, 0, NULL}};
+    int no = NOPTS(o);
+    const char *pos[2];
+    int np;
+    if (take_stops(&argc, argv, &tmpl, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
+        sampling_from_opts(o, no, &lim, &tmpl) || bs_opt_get(o, no, "json") ||
+        (np == 1 && bs_opt_get(o, no, "once"))) {
+        if (bs_opt_get(o, no, "json"))
+            fprintf(stderr, "bitstackctl: chat: --json is for generate; use --no-stream for whole replies\n");
+        chat_usage();
+        bs_request_free(&tmpl);
+        return BS_EXIT_USAGE;
+    }
+    bool stats = bs_opt_get(o, no, "stats") != NULL;
+    history h = {0};
+    const char *sys = bs_opt_get(o, no, "system");
+    if (sys && history_push(&h, BS_ROLE_SYSTEM, sys, strlen(sys))) {
+        bs_request_free(&tmpl);
+        return BS_EXIT_DAEMON;
+    }
+
+    bs_conn c;
+    bs_err e = {{0}};
+    if (bs_conn_open(&c, bs_opt_get(o, no, "socket"), &e)) {
+        history_free(&h);
+        bs_request_free(&tmpl);
+        return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    }
+
+    int rc = 0;
+    if (np == 1 || bs_opt_get(o, no, "once")) {
+        size_t n = 0;
+        char *msg = np == 1 ? strdup(pos[0]) : read_all(stdin, &n);
+        if (np == 1 && msg)
+            n = strlen(msg);
+        const char *s = msg;
+        if (s)
+            trim(&s, &n);
+        if (!msg || history_push(&h, BS_ROLE_USER, s, n)) {
+            fprintf(stderr, "bitstackctl: chat: cannot read the message\n");
+            rc = BS_EXIT_DAEMON;
+        } else {
+            int k = chat_turn(&c, &tmpl, &h, &lim, stats, &e);
+            rc = k < 0 ? bs_conn_fail(BS_EXIT_DAEMON, &e) : k == 1 ? BS_EXIT_DAEMON : 0;
+        }
+        free(msg);
+        goto out;
+    }
+
+    bool tty = isatty(STDIN_FILENO);
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got < 0) {
+            if (tty)
+                fputc('\n', stdout);
+            break;
+        }
+        const char *s = line;
+        size_t n = (size_t)got;
+        trim(&s, &n);
+        if (n == 0)
+            continue;
+        if (tty && n == 5 && !memcmp(s, "/quit", 5))
+            break;
+        if (tty && n == 6 && !memcmp(s, "/reset", 6)) {
+            history_reset(&h);
+            continue;
+        }
+        if (history_push(&h, BS_ROLE_USER, s, n)) {
+            rc = bs_conn_fail(BS_EXIT_DAEMON, &(bs_err){{"out of memory"}});
+            break;
+        }
+        int k = chat_turn(&c, &tmpl, &h, &lim, stats, &e);
+        if (k < 0) {
+            rc = bs_conn_fail(BS_EXIT_DAEMON, &e);
+            break;
+        }
+        /* On a terminal the user can go on after an error; a script should stop. */
+        if (k == 1 && !tty) {
+            rc = BS_EXIT_DAEMON;
+            break;
+        }
+    }
+    free(line);
+out:
+    history_free(&h);
+    bs_request_free(&tmpl);
+    bs_conn_close(&c);
+    return rc;
+}
+
+/* ---- budget ------------------------------------------------------------------------ */
+
+int bs_cmd_budget(int argc, char **argv)
+{
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"min", 0, 0, NULL}, {"max", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    int no = NOPTS(o);
+    const char *pos[2];
+    int np = bs_opts_parse(argc, argv, o, no, pos, 1);
+    const char *mn = bs_opt_get(o, no, "min"), *mx = bs_opt_get(o, no, "max");
+    if (np < 0 || (np == 1 && (mn || mx))) {
+        fprintf(stderr, "usage: bitstackctl budget [B | --min B] [--max B] [--json] [--socket PATH]\n"
+                        "  B: bytes (\"180K\", \"2.5M\", \"1G\"), \"40%%\", \"4.0bpw\", \"min\" or \"max\".\n"
+                        "  B alone pins the size; no budget prints the one in force.\n");
+        return BS_EXIT_USAGE;
+    }
+    if (np == 1)
+        mn = mx = pos[0];
+    bs_request r;
+    bs_request_init(&r, NULL);
+    r.op = BS_OP_BUDGET;
+    bs_err e = {{0}};
+    if ((mn && bs_proto_parse_budget(mn, &r.min, &e)) || (mx && bs_proto_parse_budget(mx, &r.max, &e))) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return BS_EXIT_USAGE;
+    }
+    r.has_min = mn != NULL;
+    r.has_max = mx != NULL;
+
+    bs_conn c;
+    if (bs_conn_open(&c, bs_opt_get(o, no, "socket"), &e))
+        return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    bs_response b = {0};
+    int rc = BS_EXIT_DAEMON;
+    if (simple_request(&c, &r, &b, &e)) {
+        bs_conn_fail(BS_EXIT_DAEMON, &e);
+    } else if (b.kind == BS_RESP_ERROR && b.code == BS_PERR_UNKNOWN_OP) {
+        fprintf(stderr, "bitstackctl: budget: not supported by this daemon\n");
+    } else if (b.kind == BS_RESP_ERROR) {
+        rc = daemon_error("budget", &b);
+    } else if (b.kind == BS_RESP_RESULT) {
+        if (bs_opt_get(o, no, "json")) {
+            char *s = json_dumps(b.result, JSON_COMPACT);
+            if (s)
+                puts(s);
+            free(s);
+        } else {
+            char lo[64], hi[64], res[64], line[256];
+            double lob = jnum(b.result, "min_bytes"), hib = jnum(b.result, "max_bytes");
+            double rb = jnum(b.result, "resident_bytes"), n = jnum(b.result, "stack_n");
+            human_bytes(isfinite(lob) ? lob : 0, lo, sizeof lo);
+            human_bytes(isfinite(hib) ? hib : 0, hi, sizeof hi);
+            const char *smn = jstr(b.result, "min"), *smx = jstr(b.result, "max");
+            snprintf(line, sizeof line, "%s .. %s (%s .. %s)", smn ? smn : "-", smx ? smx : "-",
+                     isfinite(lob) ? lo : "-", isfinite(hib) ? hi : "-");
+            print_row("budget", line);
+            if (isfinite(n) || isfinite(rb)) {
+                human_bytes(isfinite(rb) ? rb : 0, res, sizeof res);
+                if (isfinite(n))
+                    snprintf(line, sizeof line, "%.0f blocks, %s resident", n, isfinite(rb) ? res : "-");
+                else
+                    snprintf(line, sizeof line, "%s resident", res);
+                print_row("stack", line);
+            }
+        }
+        rc = 0;
+    }
+    bs_response_free(&b);
+    bs_conn_close(&c);
+    return rc;
+}
