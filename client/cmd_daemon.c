@@ -111,6 +111,9 @@ static void print_status(const json_t *st, const json_t *metrics)
     double res = jnum(st, "resident_bytes"), full = jnum(st, "full_bytes");
     int len = isfinite(n) && isfinite(total) ? snprintf(line, sizeof line, "%.0f/%.0f blocks", n, total)
                                              : snprintf(line, sizeof line, "-");
+    double bpw = jnum(st, "bpw");
+    if (isfinite(bpw))
+        len += snprintf(line + len, sizeof line - (size_t)len, " (%.2f bpw)", bpw);
     if (isfinite(res)) {
         human_bytes(res, a, sizeof a);
         len += snprintf(line + len, sizeof line - (size_t)len, ", %s resident", a);
@@ -133,9 +136,12 @@ static void print_status(const json_t *st, const json_t *metrics)
     }
 
     double sess = jnum(st, "sessions"), conns = jnum(st, "connections");
+    double run = jnum(st, "sessions_running"), wait = jnum(st, "sessions_waiting");
     int k = snprintf(line, sizeof line, "-");
     if (isfinite(sess))
         k = snprintf(line, sizeof line, "%.0f open", sess);
+    if (isfinite(sess) && isfinite(run) && isfinite(wait))
+        k += snprintf(line + k, sizeof line - (size_t)k, " (%.0f running, %.0f waiting)", run, wait);
     if (isfinite(conns))
         snprintf(line + k, sizeof line - (size_t)k, ", %.0f connection%s", conns, conns == 1 ? "" : "s");
     print_row("sessions", line);
@@ -238,7 +244,7 @@ int bs_cmd_metrics(int argc, char **argv)
             json_t *v;
             json_object_foreach(m.result, k, v) {
                 char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-                printf("%-18s %s\n", k, t ? t : "?");
+                printf("%-22s %s\n", k, t ? t : "?");
                 free(t);
             }
         }
@@ -610,18 +616,21 @@ static void history_remove(history *h, int i)
 }
 
 /* Forgets the oldest exchange (a user message and the replies after it), keeping system
- * messages and the last message. Returns 0 when nothing could be dropped. */
+ * messages and the last message. Returns how many messages went (0: none could). */
 static int history_drop_oldest(history *h)
 {
-    int i = 0;
+    int i = 0, n = 0;
     while (i < h->n - 1 && h->m[i].role == BS_ROLE_SYSTEM)
         i++;
     if (i >= h->n - 1)
         return 0;
     history_remove(h, i);
-    while (i < h->n - 1 && h->m[i].role == BS_ROLE_ASSISTANT)
+    n++;
+    while (i < h->n - 1 && h->m[i].role == BS_ROLE_ASSISTANT) {
         history_remove(h, i);
-    return 1;
+        n++;
+    }
+    return n;
 }
 
 /* Back to the system messages only. */
@@ -656,8 +665,11 @@ static void trim(const char **s, size_t *n)
 static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_proto_limits *lim,
                      bool stats, bs_err *e)
 {
-    while ((h->n > lim->max_messages || h->bytes > lim->max_prompt_bytes) && history_drop_oldest(h))
-        ;
+    int forgot = 0, k1;
+    while ((h->n > lim->max_messages || h->bytes > lim->max_prompt_bytes) && (k1 = history_drop_oldest(h)))
+        forgot += k1;
+    if (forgot)
+        fprintf(stderr, "bitstackctl: chat: forgot the %d oldest messages (over the protocol's limits)\n", forgot);
     for (;;) {
         /* A shallow copy: the messages and stop strings stay owned by h and tmpl. */
         bs_request r = *tmpl;
@@ -665,7 +677,8 @@ static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_pr
         r.n_messages = h->n;
         exchange x = {.trim_lead = true};
         int k = run_exchange(c, &r, &x, e);
-        if (k == 1 && x.err.code == BS_PERR_PROMPT_TOO_LONG && history_drop_oldest(h)) {
+        if (k == 1 && x.err.code == BS_PERR_PROMPT_TOO_LONG && (k1 = history_drop_oldest(h))) {
+            fprintf(stderr, "bitstackctl: chat: forgot the %d oldest messages (over the model's context)\n", k1);
             exchange_free(&x);
             continue;
         }

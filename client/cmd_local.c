@@ -6,20 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/clock.h"
+
 #include "kernels/ops.h"
 #include "model/generate.h"
 #include "model/load.h"
 #include "model/ppl.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Loads model + tokenizer; prints the error and returns -1 on failure. */
-static int open_model(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
+int bs_cli_open_model(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
 {
     bs_err e = {{0}};
     if (bs_model_load(m, model, &e)) {
@@ -60,7 +54,7 @@ int bs_cmd_run(int argc, char **argv)
     bs_blas_threads((int)threads);
     bs_model m;
     bs_tokenizer *t;
-    if (open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     const char *prompt = bs_opt_get(o, no, "prompt");
     if (!prompt)
@@ -71,10 +65,10 @@ int bs_cmd_run(int argc, char **argv)
     int rc = 1;
     if (bs_gen_init(&g, &m, t, &gp, &e))
         goto out;
-    double t0 = now();
+    double t0 = bs_now();
     if (bs_gen_prompt(&g, prompt, strlen(prompt), &e))
         goto out_gen;
-    double t1 = now();
+    double t1 = bs_now();
     fputs(prompt, stdout);
     fflush(stdout);
     int tok, made = 0, r = 1;
@@ -85,7 +79,7 @@ int bs_cmd_run(int argc, char **argv)
     }
     if (r < 0)
         goto out_gen;
-    double t2 = now();
+    double t2 = bs_now();
     fputc('\n', stdout);
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s)\n",
             g.prompt_tokens, t1 - t0, g.prompt_tokens / (t1 - t0 + 1e-12), made, t2 - t1,
@@ -124,7 +118,7 @@ int bs_cmd_eval(int argc, char **argv)
     bs_blas_threads((int)threads);
     bs_model m;
     bs_tokenizer *t;
-    if (open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len;

@@ -12,32 +12,18 @@
 #include "kernels/ops.h"
 #include "model/compress.h"
 #include "model/load.h"
+#include "model/ppl.h"
 #include "model/store.h"
 #include "model/store_eval.h"
-
-static int load_src(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
-{
-    bs_err e = {{0}};
-    if (bs_model_load(m, model, &e)) {
-        fprintf(stderr, "bitstackctl: %s\n", e.msg);
-        return -1;
-    }
-    *t = bs_tok_load_for(model, tokp, m->cfg.vocab_size, &e);
-    if (!*t) {
-        fprintf(stderr, "bitstackctl: %s\n", e.msg);
-        bs_model_free(m);
-        return -1;
-    }
-    return 0;
-}
 
 int bs_cmd_compress(int argc, char **argv)
 {
     bs_opt o[] = {
         {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"calib", 0, 0, NULL}, {"out", 'o', 0, NULL},
-        {"blocks", 0, 0, NULL}, {"levels", 0, 0, NULL}, {"gq-levels", 0, 0, NULL}, {"k", 0, 0, NULL},
+        {"blocks", 0, 0, NULL}, {"levels", 0, 0, NULL}, {"gq-levels", 0, 0, NULL}, {"gq-restart", 0, 0, NULL}, {"k", 0, 0, NULL},
         {"sort", 0, 0, NULL}, {"ctx", 0, 0, NULL}, {"calib-windows", 0, 0, NULL}, {"ppl-windows", 0, 0, NULL},
-        {"no-act-scale", 0, 1, NULL}, {"act-order", 0, 1, NULL}, {"clip-search", 0, 1, NULL},
+        {"act-scale", 0, 1, NULL}, {"no-act-scale", 0, 1, NULL}, {"act-alpha", 0, 0, NULL},
+        {"act-order", 0, 1, NULL}, {"clip-search", 0, 1, NULL}, {"no-clip-search", 0, 1, NULL},
         {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
@@ -50,9 +36,9 @@ int bs_cmd_compress(int argc, char **argv)
     if (!model || !calib || !out || kind < 0 || kind == BS_KIND_QASYM ||
         (sort && strcmp(sort, "level") && strcmp(sort, "ppl"))) {
         fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT --out S.bstk\n"
-                        "         [--blocks gq|saq|avd] [--levels L] [--gq-levels K] [--k RANK] [--sort level|ppl]\n"
-                        "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--no-act-scale] [--act-order]\n"
-                        "         [--clip-search] [--threads N] [--quiet]\n");
+                        "         [--blocks gq|saq|avd] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
+                        "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
+                        "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n");
         return BS_EXIT_USAGE;
     }
     bs_compress_opts co;
@@ -60,6 +46,7 @@ int bs_cmd_compress(int argc, char **argv)
     long v, threads;
     if (bs_opt_int(o, no, "levels", co.levels, 1, 64, &v) || (co.levels = (int)v, 0) ||
         bs_opt_int(o, no, "gq-levels", co.gq_levels, 1, 8, &v) || (co.gq_levels = (int)v, 0) ||
+        bs_opt_int(o, no, "gq-restart", co.gq_restart, -1, 64, &v) || (co.gq_restart = (int)v, 0) ||
         bs_opt_int(o, no, "k", 0, 0, 4096, &v) || (co.k = (int)v, 0) ||
         bs_opt_int(o, no, "ctx", co.ctx, 2, 1 << 16, &v) || (co.ctx = (int)v, 0) ||
         bs_opt_int(o, no, "calib-windows", co.calib_windows, 1, 1 << 20, &v) || (co.calib_windows = (int)v, 0) ||
@@ -67,15 +54,25 @@ int bs_cmd_compress(int argc, char **argv)
         bs_opt_int(o, no, "threads", 0, 0, 1024, &threads))
         return BS_EXIT_USAGE;
     co.sort = sort && !strcmp(sort, "ppl") ? BS_SORT_PPL : BS_SORT_LEVEL;
-    co.act_scale = !bs_opt_get(o, no, "no-act-scale");
+    if (bs_opt_get(o, no, "act-scale"))
+        co.act_scale = 1;
+    if (bs_opt_get(o, no, "no-act-scale"))
+        co.act_scale = 0;
+    double alpha;
+    if (bs_opt_double(o, no, "act-alpha", co.act_alpha, 0, 4, &alpha))
+        return BS_EXIT_USAGE;
+    co.act_alpha = (float)alpha;
     co.act_order = bs_opt_get(o, no, "act-order") != NULL;
-    co.clip_search = bs_opt_get(o, no, "clip-search") != NULL;
+    if (bs_opt_get(o, no, "clip-search"))
+        co.clip_search = 1;
+    if (bs_opt_get(o, no, "no-clip-search"))
+        co.clip_search = 0;
     co.quiet = bs_opt_get(o, no, "quiet") != NULL;
     bs_blas_threads((int)threads);
 
     bs_model m;
     bs_tokenizer *t;
-    if (load_src(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len;
@@ -119,7 +116,7 @@ int bs_cmd_quantize(int argc, char **argv)
     }
     bs_model m;
     bs_tokenizer *t;
-    if (load_src(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len = 0;
@@ -200,18 +197,25 @@ int bs_cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-/* Writes a gnuplot PNG of perplexity against megabytes next to the CSV. */
-static void plot_sweep(const char *csv, const char *png, const char *title)
+/* Writes a gnuplot PNG of perplexity against MiB from the sweep CSV: the stack as a
+ * line, baseline stores as labelled points, the float model as a horizontal line. */
+static void plot_sweep(const char *csv, const char *png, const char *title, double float_ppl)
 {
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "gnuplot is not installed: no %s\n", png);
         return;
+    }
+    char flt[96] = "";
+    if (float_ppl > 0)
+        snprintf(flt, sizeof flt, ", %.6f with lines dashtype 2 title 'float %.4f'", float_ppl, float_ppl);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal pngcairo size 900,600 2>/dev/null; set terminal png size 900,600; "
-             "set output '%s'; set datafile separator ','; set key top right; set logscale y; "
-             "set xlabel 'resident MiB'; set ylabel 'perplexity'; set title '%s'; "
-             "plot '%s' using (\\$3/1048576):5 skip 1 with linespoints title 'stack'\" 2>/dev/null",
-             png, title, csv);
+             "gnuplot -e \"set terminal png size 900,600; set output '%s'; set datafile separator ','; "
+             "set key top right; set logscale y; set xlabel 'resident MiB'; set ylabel 'perplexity'; "
+             "set title '%s'; plot '< grep ^stack %s' using (\\$3/1048576):5 with linespoints title 'stack', "
+             "'< grep ^base %s' using (\\$3/1048576):5 with points pointtype 7 title 'baselines', "
+             "'< grep ^base %s' using (\\$3/1048576):5:1 with labels offset 0,1 notitle%s\" 2>&1",
+             png, title, csv, csv, csv, flt);
     if (system(cmd) == 0)
         fprintf(stderr, "wrote %s\n", png);
 }
@@ -221,7 +225,8 @@ int bs_cmd_eval_store(int argc, char **argv)
     bs_opt o[] = {
         {"store", 0, 0, NULL}, {"budget", 'b', 0, NULL}, {"text", 0, 0, NULL}, {"ctx", 0, 0, NULL},
         {"max-chunks", 0, 0, NULL}, {"sweep", 0, 1, NULL}, {"budgets", 0, 0, NULL}, {"csv", 0, 0, NULL},
-        {"png", 0, 0, NULL}, {"threads", 0, 0, NULL},
+        {"png", 0, 0, NULL}, {"threads", 0, 0, NULL}, {"baselines", 0, 0, NULL}, {"model", 'm', 0, NULL},
+        {"tokenizer", 't', 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -234,7 +239,8 @@ int bs_cmd_eval_store(int argc, char **argv)
     int sweep = bs_opt_get(o, no, "sweep") != NULL;
     if (!path || !text || (!sweep && !budget && !budgets)) {
         fprintf(stderr, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
-                        " [--csv F] [--png F]) [--ctx 256] [--max-chunks 40]\n"
+                        " [--csv F] [--png F]\n"
+                        "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
                         "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
         return BS_EXIT_USAGE;
     }
@@ -286,7 +292,7 @@ int bs_cmd_eval_store(int argc, char **argv)
         goto out;
     }
     if (csv)
-        fprintf(csv, "budget,blocks,resident_bytes,bpw,ppl\n");
+        fprintf(csv, "label,blocks,resident_bytes,bpw,ppl\n");
     printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
     rc = 0;
     for (int i = 0; i < ns; i++) {
@@ -300,13 +306,54 @@ int bs_cmd_eval_store(int argc, char **argv)
         printf("%-12s %8d %14llu %8.3f %10.4f\n", names[i], n, (unsigned long long)s.resident[n], bs_store_bpw(&s, n), r.ppl);
         fflush(stdout);
         if (csv)
-            fprintf(csv, "%s,%d,%llu,%.4f,%.6f\n", names[i], n, (unsigned long long)s.resident[n], bs_store_bpw(&s, n), r.ppl);
+            fprintf(csv, "stack:%s,%d,%llu,%.4f,%.6f\n", names[i], n, (unsigned long long)s.resident[n],
+                    bs_store_bpw(&s, n), r.ppl);
+    }
+    /* reference points measured in the same run: baseline stores at max, the float model */
+    const char *bl = bs_opt_get(o, no, "baselines");
+    char *list = bl ? strdup(bl) : NULL, *save = NULL;
+    for (char *p = list ? strtok_r(list, ",", &save) : NULL; p && !rc; p = strtok_r(NULL, ",", &save)) {
+        bs_store b;
+        bs_ppl_result r;
+        if (bs_store_open(&b, p, &e) || bs_store_ppl(&b, b.n_blocks, ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+            fprintf(stderr, "bitstackctl: %s\n", e.msg);
+            rc = 1;
+            break;
+        }
+        const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+        printf("%-12s %8d %14llu %8.3f %10.4f\n", base, b.n_blocks, (unsigned long long)b.resident[b.n_blocks],
+               bs_store_bpw(&b, b.n_blocks), r.ppl);
+        if (csv)
+            fprintf(csv, "base:%s,%d,%llu,%.4f,%.6f\n", base, b.n_blocks, (unsigned long long)b.resident[b.n_blocks],
+                    bs_store_bpw(&b, b.n_blocks), r.ppl);
+        bs_store_close(&b);
+    }
+    free(list);
+    double float_ppl = 0;
+    const char *fm = bs_opt_get(o, no, "model");
+    if (fm && !rc) {
+        bs_model m;
+        bs_tokenizer *ft = NULL;
+        bs_ppl_result r;
+        if (bs_model_load(&m, fm, &e) == 0) {
+            ft = bs_tok_load_for(fm, bs_opt_get(o, no, "tokenizer"), m.cfg.vocab_size, &e);
+            if (ft && bs_ppl_text(&m, ft, buf, len, (int)ctx, (int)chunks, &r, &e) == 0) {
+                float_ppl = r.ppl;
+                printf("%-12s %8s %14s %8s %10.4f\n", "float", "-", "-", "32", r.ppl);
+            }
+            bs_tok_free(ft);
+            bs_model_free(&m);
+        }
+        if (float_ppl == 0) {
+            fprintf(stderr, "bitstackctl: %s\n", e.msg);
+            rc = 1;
+        }
     }
     if (csv) {
         fclose(csv);
         const char *png = bs_opt_get(o, no, "png");
         if (png && !rc)
-            plot_sweep(csvp, png, s.path);
+            plot_sweep(csvp, png, s.path, float_ppl);
     }
     free(ns_list);
 out:

@@ -5,6 +5,13 @@
 
 #include "client/opts.h"
 
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+/* Loads a model file and its tokenizer (tok_path, or the GGUF's own vocabulary);
+ * prints the error and returns -1 on failure. */
+int bs_cli_open_model(const char *model, const char *tok_path, bs_model *m, bs_tokenizer **t);
+
 int bs_cmd_run(int argc, char **argv);
 int bs_cmd_eval(int argc, char **argv);
 int bs_cmd_eval_store(int argc, char **argv);

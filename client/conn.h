@@ -44,9 +44,9 @@ void bs_conn_next_id(bs_conn *c, bs_proto_id *id);
 int bs_conn_send(bs_conn *c, const bs_request *r, bs_err *e);
 
 /* Reads the next response line. Returns 1 with *out filled (free it with
- * bs_response_free) and, when raw is not NULL, *raw/*raw_len the line as received
- * (valid until the next call); 0 at end of stream; -1 with e filled on a read error or
- * a line that is not a response. */
+ * bs_response_free) and, when raw is not NULL, *raw and *raw_len set to the line as
+ * received (valid until the next call); 0 at end of stream; -1 with e filled on a read
+ * error or a line that is not a response. */
 int bs_conn_read(bs_conn *c, bs_response *out, const char **raw, size_t *raw_len, bs_err *e);
 
 /* The usual way to end a failed daemon command: prints "bitstackctl: MSG" and returns

@@ -29,6 +29,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: bitstackctl COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nThe bitstackd commands take --socket PATH; without it: $BITSTACK_SOCKET, else\n"
+               "$RUNTIME_DIRECTORY/bitstackd.sock, else /run/bitstackd/bitstackd.sock (root) or\n"
+               "$XDG_RUNTIME_DIR/bitstackd.sock. Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect.\n");
 }
 
 int main(int argc, char **argv)

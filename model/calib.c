@@ -125,7 +125,7 @@ static void div_row(float *w, int cols, float a)
         w[j] /= a;
 }
 
-int bs_calib_fold(bs_calib *cb, bs_model *m, bs_err *e)
+int bs_calib_fold(bs_calib *cb, bs_model *m, float alpha, bs_err *e)
 {
     const bs_config *c = &m->cfg;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
@@ -136,7 +136,7 @@ int bs_calib_fold(bs_calib *cb, bs_model *m, bs_err *e)
             a[s] = cb->act[s] + (size_t)l * cb->width[s];
             const double *sc = cb->scale[s] + (size_t)l * cb->width[s];
             for (int j = 0; j < cb->width[s]; j++)
-                a[s][j] = (float)(sc[j] / cb->windows + SCALE_EPS);
+                a[s][j] = (float)pow(sc[j] / cb->windows + SCALE_EPS, alpha);
         }
         /* wo's input channel (head h, index i) is a mix of wv row (h / group, i): one scale
          * per kv channel keeps the fold exact under grouped-query attention */

@@ -33,8 +33,9 @@ int bs_calib_site(int which);
 /* Scales m's linears by the activation scales and folds the inverse into the norms,
  * w3's rows (for w2) and wv's rows (for wo, with one scale per kv channel shared by the
  * query heads that read it). Transforms the Hessians to match (H' = S^-1 H S^-1).
+ * alpha softens the scales to s^alpha (AWQ's exponent; 1 = the plain scales).
  * Records the applied scales in cb->act. */
-int bs_calib_fold(bs_calib *cb, bs_model *m, bs_err *e);
+int bs_calib_fold(bs_calib *cb, bs_model *m, float alpha, bs_err *e);
 
 /* Hessian of linear `which` in layer l as float (n x n), divided by the token count. */
 void bs_calib_hessian(const bs_calib *cb, int layer, int which, float *H);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/clock.h"
+
 #include "kernels/gptq.h"
 #include "kernels/half.h"
 #include "kernels/svd.h"
@@ -22,19 +24,18 @@ void bs_compress_defaults(bs_compress_opts *o, int kind)
     o->kind = kind;
     o->levels = kind == BS_KIND_AVD ? 16 : 12;
     o->gq_levels = 4;
+    o->gq_restart = -1;
     o->group = 32;
     o->sort = BS_SORT_LEVEL;
     o->ctx = 256;
     o->calib_windows = 64;
     o->ppl_windows = 4;
-    o->act_scale = 1;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    /* measured (docs/results.md): folding activation scales into the weights hurts the
+     * plane kinds, whose group scale is a max that the largest scaled column inflates;
+     * GPTQ's Hessian already weights the error by activation. The paper's avd keeps it. */
+    o->act_scale = kind == BS_KIND_AVD;
+    o->act_alpha = 1.0f;
+    o->clip_search = kind == BS_KIND_GQ;
 }
 
 int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_err *e)
@@ -95,15 +96,21 @@ static void fp16_round(const uint16_t *h, float *f, size_t n)
     bs_fp16_to_f32_n(f, h, n);
 }
 
-/* saq planes from level `from` on R (updated in place), scales taken from R itself. */
-static void encode_saq_from(enc *x, float *R, int from)
+/* saq planes from level `from` on R (updated in place). Fresh scales are stored in
+ * block `from`: max |R| per group, but never below floor[g] (may be NULL). */
+static void encode_saq_from(enc *x, float *R, int from, const float *floor)
 {
     const bs_store_matrix *m = &x->m;
-    size_t G = ((size_t)m->cols + m->group - 1) / m->group;
-    uint16_t *M16 = malloc(sizeof(uint16_t) * (size_t)m->rows * G);
-    float *M = malloc(sizeof(float) * (size_t)m->rows * G);
+    size_t G = ((size_t)m->cols + m->group - 1) / m->group, ng = (size_t)m->rows * G;
+    uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
+    float *M = malloc(sizeof(float) * ng);
     bs_group_absmax(R, m->rows, m->cols, m->group, M16);
-    fp16_round(M16, M, (size_t)m->rows * G);
+    fp16_round(M16, M, ng);
+    for (size_t g = 0; floor && g < ng; g++)
+        if (M[g] < floor[g]) {
+            M16[g] = bs_f32_to_fp16(floor[g]);
+            M[g] = bs_fp16_to_f32(M16[g]);
+        }
     put_scales(x, from, M16);
     for (int l = from; l < m->levels; l++)
         bs_saq_plane(R, m->rows, m->cols, m->group, M, l - from, block_bits(x, l), R);
@@ -135,8 +142,26 @@ static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
         bs_gq_plane(codes, m->rows, m->cols, K, l, block_bits(x, l));
     for (size_t i = 0; i < n; i++)
         R[i] = x->w[i] - Q[i];
-    if (m->levels > K)
-        encode_saq_from(x, R, K);
+    /* Below the restart, planes continue the GPTQ grid (steps M/2^(l+1)): most of what
+     * GPTQ left is below M/2^K, and fresh scales would be spent on its few outliers. At
+     * the restart, fresh scales (never below the grid's own step) let the deepest planes
+     * reach those outliers too, so the full stack converges to the float weights. */
+    size_t ng = (size_t)m->rows * G;
+    float *M = malloc(sizeof(float) * ng);
+    if (!M) {
+        bs_err_set(e, "out of memory");
+        goto out;
+    }
+    bs_fp16_to_f32_n(M, scales, ng);
+    int stop = m->restart > 0 ? m->restart : m->levels;
+    for (int l = K; l < stop; l++)
+        bs_saq_plane(R, m->rows, m->cols, m->group, M, l, block_bits(x, l), R);
+    if (m->restart > 0) {
+        for (size_t g = 0; g < ng; g++)
+            M[g] = ldexpf(M[g], -m->restart);
+        encode_saq_from(x, R, m->restart, M);
+    }
+    free(M);
     rc = 0;
 out:
     free(Q);
@@ -262,7 +287,7 @@ static int encode_matrix(enc *x, const bs_compress_opts *o, int idx, bs_err *e)
     else if (m->kind == BS_KIND_AVD)
         rc = encode_avd(x, R, 0x5eed0000ull + (uint64_t)idx * 1000, e);
     else {
-        encode_saq_from(x, R, 0);
+        encode_saq_from(x, R, 0, NULL);
         rc = 0;
     }
     free(R);
@@ -363,6 +388,8 @@ static int check_opts(const bs_compress_opts *o, bs_err *e)
         return bs_err_set(e, "levels must lie in 1..64 (got %d)", o->levels);
     if (o->kind == BS_KIND_GQ && (o->gq_levels < 1 || o->gq_levels > 8))
         return bs_err_set(e, "gq levels must lie in 1..8 (got %d)", o->gq_levels);
+    if (o->kind == BS_KIND_GQ && o->gq_restart > 0 && (o->gq_restart < o->gq_levels || o->gq_restart >= o->levels))
+        return bs_err_set(e, "gq restart level %d must lie in %d..%d", o->gq_restart, o->gq_levels, o->levels - 1);
     if (o->group < 1 || o->ctx < 2 || o->calib_windows < 1 || o->k < 0)
         return bs_err_set(e, "bad compression options (group %d, ctx %d, windows %d, k %d)", o->group, o->ctx,
                           o->calib_windows, o->k);
@@ -379,7 +406,7 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         return -1;
     if (zero[0] && !o->quiet)
         fprintf(stderr, "note: %s is all zeros; it is stored exactly (zero scales)\n", zero);
-    double t0 = now();
+    double t0 = bs_now();
     const bs_config *c = &src->cfg;
     int nm = c->n_layers * BS_NLIN, rc = -1, nids = 0, nblocks = 0;
     int *ids = NULL;
@@ -398,9 +425,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         goto out;
     bs_progress_tick(&pg, 1, "");
     bs_progress_end(&pg);
-    if (o->act_scale && bs_calib_fold(&cb, &work, e))
+    if (o->act_scale && bs_calib_fold(&cb, &work, o->act_alpha, e))
         goto out;
-    double t_calib = now() - t0;
+    double t_calib = bs_now() - t0;
 
     int dead_total = 0;
     bs_progress_start(&pg, "encode", nm, o->quiet);
@@ -411,6 +438,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         x->m = (bs_store_matrix){.layer = l, .which = w, .rows = lin->rows, .cols = lin->cols, .kind = o->kind,
                                  .levels = o->levels, .group = o->group,
                                  .gq_levels = o->kind == BS_KIND_GQ ? o->gq_levels : 0,
+                                 .restart = o->kind != BS_KIND_GQ ? 0
+                                            : o->gq_restart >= 0 ? o->gq_restart
+                                            : (o->levels - 4 > o->gq_levels ? o->levels - 4 : 0),
                                  .k = o->kind == BS_KIND_AVD ? (o->k ? o->k : auto_rank(lin->rows, lin->cols)) : 0};
         if (x->m.k > lin->rows || x->m.k > lin->cols)
             x->m.k = lin->rows < lin->cols ? lin->rows : lin->cols;
@@ -448,13 +478,15 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         mats[i] = xs[i].m;
     for (int b = 0; b < nblocks; b++)
         payload[b] = xs[blocks[b].matrix].payload[blocks[b].level];
-    double t_total = now() - t0;
+    double t_total = bs_now() - t0;
     json_t *info = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b, s:b, s:b, s:{s:i, s:i, s:I}, s:f, s:f, s:i}",
                              "kind", bs_kind_name(o->kind), "levels", o->levels, "gq_levels", o->gq_levels,
                              "group", o->group, "sort", o->sort == BS_SORT_PPL ? "ppl" : "level",
                              "act_scale", o->act_scale, "act_order", o->act_order, "clip_search", o->clip_search,
                              "calibration", "windows", cb.windows, "ctx", o->ctx, "tokens", (json_int_t)cb.tokens,
                              "calib_seconds", t_calib, "seconds", t_total, "dead_inputs", dead_total);
+    json_object_set_new(info, "act_alpha", json_real(o->act_alpha));
+    json_object_set_new(info, "gq_restart", json_integer(xs[0].m.restart));
     bs_store_out so = {&work, tok, nm, mats, nblocks, blocks, payload, info};
     rc = bs_store_write(out_path, &so, e);
     if (!rc && report)

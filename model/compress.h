@@ -25,6 +25,7 @@ typedef struct {
     int kind;           /* BS_KIND_SAQ / GQ / AVD */
     int levels;         /* blocks per matrix */
     int gq_levels;      /* K for gq */
+    int gq_restart;     /* gq: level that starts fresh scales (-1: levels - 4 when deeper than K; 0: never) */
     int k;              /* avd rank; 0 = the rank whose factors cost ~1/8 bit per weight */
     int group;          /* inputs per scale group */
     int sort;           /* BS_SORT_* */
@@ -32,12 +33,14 @@ typedef struct {
     int calib_windows;  /* windows of calibration text used */
     int ppl_windows;    /* windows scored per candidate with sort=ppl */
     int act_scale;      /* activation-aware scaling on/off */
+    float act_alpha;    /* exponent on the activation scales (AWQ-style softening) */
     int act_order;      /* GPTQ act-order */
     int clip_search;    /* gq: search a clip factor per group */
     int quiet;          /* no progress display */
 } bs_compress_opts;
 
-/* Defaults for a block kind (levels 16 for avd, 12 for planes; gq K = 4). */
+/* Defaults for a block kind: levels 16 for avd, 12 for planes; gq K = 4 with clip
+ * search and a restart 4 levels from the bottom; activation scaling for avd only. */
 void bs_compress_defaults(bs_compress_opts *o, int kind);
 
 /* Compresses src (not modified) into a store at out_path. report (may be NULL) gets

@@ -7,15 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/clock.h"
+
 #include "kernels/ops.h"
 #include "model/forward.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
                bs_ppl_result *r, bs_err *e)
@@ -37,7 +32,7 @@ int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int m
         bs_state_free(&s);
         return bs_err_set(e, "out of memory");
     }
-    double t0 = now();
+    double t0 = bs_now();
     for (int w = 0; w < windows; w++) {
         const int *win_ids = ids + (size_t)w * win;
         in[0] = bos;
@@ -55,7 +50,7 @@ int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int m
         r->tokens += win;
     }
     r->windows = windows;
-    r->seconds = now() - t0;
+    r->seconds = bs_now() - t0;
     r->ppl = exp(r->nll_sum / (double)r->tokens);
     free(in);
     bs_state_free(&s);

@@ -1,15 +1,9 @@
 #include "model/progress.h"
 
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "kernels/clock.h"
 
 void bs_progress_start(bs_progress *p, const char *stage, int total, int quiet)
 {
@@ -17,7 +11,7 @@ void bs_progress_start(bs_progress *p, const char *stage, int total, int quiet)
     p->total = total > 0 ? total : 1;
     p->tty = isatty(2);
     p->last_pct = -100;
-    p->t0 = now();
+    p->t0 = bs_now();
     p->quiet = quiet;
 }
 
@@ -25,7 +19,7 @@ void bs_progress_tick(bs_progress *p, int done, const char *item)
 {
     if (p->quiet)
         return;
-    double el = now() - p->t0;
+    double el = bs_now() - p->t0;
     double eta = done > 0 ? el / done * (p->total - done) : 0.0;
     int pct = (int)(100.0 * done / p->total);
     if (p->tty) {
@@ -44,5 +38,5 @@ void bs_progress_end(bs_progress *p)
         return;
     if (p->tty)
         fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "%s: done in %.2fs\n", p->stage, now() - p->t0);
+    fprintf(stderr, "%s: done in %.2fs\n", p->stage, bs_now() - p->t0);
 }

@@ -21,7 +21,7 @@ static inline float half_at(const uint8_t *p, size_t i)
 
 int bs_qmat_scale_level(const bs_store_matrix *m, int level)
 {
-    return m->kind == BS_KIND_GQ && level >= m->gq_levels ? m->gq_levels : 0;
+    return m->kind == BS_KIND_GQ && m->restart > 0 && level >= m->restart ? m->restart : 0;
 }
 
 int bs_qmat_plane_shift(const bs_store_matrix *m, int level)

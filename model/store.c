@@ -40,7 +40,7 @@ int bs_store_block_has_scales(const bs_store_matrix *m, int level)
     if (m->kind == BS_KIND_SAQ)
         return level == 0;
     if (m->kind == BS_KIND_GQ)
-        return level == 0 || level == m->gq_levels;
+        return level == 0 || (m->restart > 0 && level == m->restart);
     return 0;
 }
 
@@ -225,6 +225,7 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
                                               "rows", mt->rows, "cols", mt->cols, "kind", bs_kind_name(mt->kind),
                                               "levels", mt->levels, "group", mt->group, "gq_levels", mt->gq_levels,
                                               "k", mt->k, "bits", mt->bits));
+        json_object_set_new(json_array_get(mats, (size_t)i), "restart", json_integer(mt->restart));
     }
     meta = json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "format", "bitstack-store",
                      "version", BS_STORE_VERSION, "config", config_json(&m->cfg, shared), "tokenizer", tok,
@@ -393,7 +394,7 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
         const char *name = json_string_value(json_object_get(o, "name"));
         const char *kind = json_string_value(json_object_get(o, "kind"));
         const char *which = json_string_value(json_object_get(o, "which"));
-        long long layer, levels, group, gq, k, bits;
+        long long layer, levels, group, gq, k, bits, restart;
         if (!name || !kind || !which || strlen(name) >= sizeof m->name)
             return bs_err_set(e, "%s: matrix %zu has no name, kind or which", s->path, i);
         snprintf(m->name, sizeof m->name, "%s", name);
@@ -404,6 +405,10 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
             get_int(o, "k", 0, 1 << 16, &k, s->path, m->name, e) ||
             get_int(o, "bits", 0, 16, &bits, s->path, m->name, e))
             return -1;
+        restart = 0;  /* optional: absent means no restart */
+        if (json_object_get(o, "restart") && get_int(o, "restart", 0, levels - 1, &restart, s->path, m->name, e))
+            return -1;
+        m->restart = (int)restart;
         m->layer = (int)layer; m->levels = (int)levels; m->group = (int)group;
         m->gq_levels = (int)gq; m->k = (int)k; m->bits = (int)bits;
         m->kind = bs_kind_parse(kind);
@@ -422,7 +427,8 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
                               m->rows, m->cols);
         if ((m->kind == BS_KIND_AVD && (m->k < 1 || m->k > m->rows || m->k > m->cols)) ||
             (m->kind == BS_KIND_QASYM && (m->bits < 1 || m->bits > 8 || m->levels != 1)) ||
-            (m->kind == BS_KIND_GQ && m->gq_levels < 1))
+            (m->kind == BS_KIND_GQ && m->gq_levels < 1) ||
+            (m->restart && (m->kind != BS_KIND_GQ || m->restart < m->gq_levels)))
             return bs_err_set(e, "%s: matrix %s has inconsistent parameters for kind %s", s->path, m->name, kind);
         for (size_t j = 0; j < i; j++)
             if (s->mats[j].layer == m->layer && s->mats[j].which == m->which)

@@ -37,7 +37,9 @@ typedef struct {
     int kind;
     int levels;         /* blocks of this matrix in the stack */
     int group;          /* inputs per scale group (32) */
-    int gq_levels;      /* K: gq levels seeded by GPTQ; saq planes follow with fresh scales */
+    int gq_levels;      /* K: gq levels seeded by GPTQ; planes K.. continue on the same grid */
+    int restart;        /* gq: level whose block carries fresh group scales for it and all deeper
+                           levels (0: none) */
     int k;              /* avd rank */
     int bits;           /* qasym code bits */
 } bs_store_matrix;

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libjansson-dev libopenblas-dev liburing-dev
-  gnuplot-nox socat systemd
+  gnuplot-nox socat systemd bc
 )
 
 SUDO=""

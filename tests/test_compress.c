@@ -54,7 +54,7 @@ static void test_fold(fixture *f)
     REQUIRE(bs_calib_run(&cb, &f->m, f->t, calib_text, calib_len, 256, 4, &e) == 0);
     bs_model scaled;
     REQUIRE(bs_model_copy(&scaled, &f->m, &e) == 0);
-    REQUIRE(bs_calib_fold(&cb, &scaled, &e) == 0);
+    REQUIRE(bs_calib_fold(&cb, &scaled, 1.0f, &e) == 0);
     /* the scales are not all 1: the test would pass vacuously otherwise */
     int moved = 0;
     for (int i = 0; i < f->m.cfg.dim; i++)
@@ -271,7 +271,7 @@ int main(void)
     fixture a = {0};
     fx_open(&a, "models/stories260K.bin", "models/tok512.bin");
     test_fold(&a);
-    test_stack(&a, BS_KIND_GQ, BS_SORT_LEVEL, 10, path);
+    test_stack(&a, BS_KIND_GQ, BS_SORT_LEVEL, 12, path);
     test_bad_store(path);
     test_stack(&a, BS_KIND_SAQ, BS_SORT_PPL, 4, path);
     test_stack(&a, BS_KIND_AVD, BS_SORT_LEVEL, 3, path);

@@ -1,0 +1,274 @@
+#include "daemon/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "proto/chat.h"
+
+bs_session *bs_session_new(const bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e)
+{
+    bs_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        bs_err_set(e, "out of memory for a session");
+        return NULL;
+    }
+    s->eng = eng;
+    s->id = req->id;
+    s->stream = req->stream;
+    s->max_tokens = req->max_tokens;
+    s->params.temperature = (float)req->temperature;
+    s->params.top_p = (float)req->top_p;
+    s->params.seed = seed;
+    s->params.ctx = 0;
+    atomic_init(&s->stop_req, 0);
+
+    int n_tmpl = 0;
+    const char *const *tmpl = NULL;
+    if (req->op == BS_OP_CHAT) {
+        s->prompt = bs_chat_render(req->messages, req->n_messages, &s->prompt_len, e);
+        if (!s->prompt)
+            goto fail;
+        tmpl = bs_chat_stops(&n_tmpl);
+    } else {
+        s->prompt = req->prompt;
+        s->prompt_len = req->prompt_len;
+        req->prompt = NULL;
+        req->prompt_len = 0;
+    }
+    s->stop = calloc((size_t)(req->n_stop + n_tmpl) + 1, sizeof *s->stop);
+    if (!s->stop) {
+        bs_err_set(e, "out of memory for a session");
+        goto fail;
+    }
+    for (int i = 0; i < req->n_stop; i++) {
+        s->stop[s->n_stop++] = req->stop[i];
+        req->stop[i] = NULL;
+    }
+    for (int i = 0; i < n_tmpl; i++) {
+        s->stop[s->n_stop] = strdup(tmpl[i]);
+        if (!s->stop[s->n_stop]) {
+            bs_err_set(e, "out of memory for a session");
+            goto fail;
+        }
+        s->n_stop++;
+    }
+    for (int i = 0; i < s->n_stop; i++) {
+        size_t l = strlen(s->stop[i]);
+        if (l > s->max_stop)
+            s->max_stop = l;
+    }
+    return s;
+fail:
+    bs_session_free(s);
+    return NULL;
+}
+
+void bs_session_free(bs_session *s)
+{
+    if (!s)
+        return;
+    if (s->gen_ready)
+        bs_gen_free(&s->gen);
+    free(s->prompt);
+    for (int i = 0; i < s->n_stop; i++)
+        free(s->stop[i]);
+    free(s->stop);
+    free(s->ids);
+    free(s->text);
+    free(s);
+}
+
+static void fail(bs_session *s, bs_proto_code code, const char *msg)
+{
+    s->error = code;
+    snprintf(s->errmsg, sizeof s->errmsg, "%.*s", (int)sizeof s->errmsg - 1, msg);
+    s->finished = true;
+}
+
+void bs_session_finish(bs_session *s, bs_finish why)
+{
+    s->finished = true;
+    s->finish = why;
+    /* text held back for a stop string that never came is text after all */
+    s->safe = s->len;
+}
+
+/* Tokenizes the prompt and sets up the KV cache: the first slice's work. */
+static int setup(bs_session *s)
+{
+    bs_err e;
+    const bs_engine *eng = s->eng;
+    if (bs_gen_init(&s->gen, eng->model, eng->store->tok, &s->params, &e)) {
+        fail(s, BS_PERR_INTERNAL, e.msg);
+        return -1;
+    }
+    s->gen_ready = true;
+    /* as bs_gen_prompt does: BOS and the dummy-prefix space */
+    if (bs_tok_encode(eng->store->tok, s->prompt, s->prompt_len, 1, 1, &s->ids, &s->n_ids, &e)) {
+        fail(s, BS_PERR_INTERNAL, e.msg);
+        return -1;
+    }
+    free(s->prompt);
+    s->prompt = NULL;
+    s->prompt_tokens = s->n_ids;
+    if (s->n_ids >= s->gen.st.ctx) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the prompt is %d tokens; the model's context holds %d", s->n_ids,
+                 s->gen.st.ctx);
+        fail(s, BS_PERR_PROMPT_TOO_LONG, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* One chunk of the prompt, in the chunks bs_forward itself would use, so the KV cache
+ * and logits are bit for bit those of bs_gen_prompt. */
+static int prefill_chunk(bs_session *s)
+{
+    bs_err e;
+    int left = s->n_ids - s->prefilled;
+    int n = left < s->gen.st.max_batch ? left : s->gen.st.max_batch;
+    const float *logits = bs_forward(s->eng->model, &s->gen.st, s->ids + s->prefilled, n, s->prefilled, 0, &e);
+    if (!logits) {
+        fail(s, BS_PERR_INTERNAL, e.msg);
+        return -1;
+    }
+    s->prefilled += n;
+    if (s->prefilled == s->n_ids) {
+        s->gen.logits = logits;
+        s->gen.pos = s->n_ids;
+        s->gen.prev = s->ids[s->n_ids - 1];
+        s->gen.prompt_tokens = s->n_ids;
+        free(s->ids);
+        s->ids = NULL;
+        s->t_prefilled = uv_hrtime();
+    }
+    return 0;
+}
+
+static int append(bs_session *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        char *t = realloc(s->text, cap);
+        if (!t)
+            return -1;
+        s->text = t;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, p, n);
+    s->len += n;
+    s->text[s->len] = '\0';
+    return 0;
+}
+
+/* After old_len..len was appended: ends the text at the first stop string, or moves
+ * `safe` up to what can no longer become one (nor end inside a UTF-8 character). */
+static void cut(bs_session *s, size_t old_len)
+{
+    size_t cand = s->len;
+    if (s->n_stop) {
+        /* a new match must end in the new bytes */
+        size_t from = old_len + 1 > s->max_stop ? old_len + 1 - s->max_stop : 0;
+        size_t best = SIZE_MAX;
+        for (int i = 0; i < s->n_stop; i++) {
+            size_t sl = strlen(s->stop[i]);
+            const char *m = memmem(s->text + from, s->len - from, s->stop[i], sl);
+            if (m && (size_t)(m - s->text) < best)
+                best = (size_t)(m - s->text);
+        }
+        if (best != SIZE_MAX) {
+            s->len = best;
+            s->text[s->len] = '\0';
+            bs_session_finish(s, BS_FINISH_STOP);
+            return;
+        }
+        size_t hold = 0;
+        for (int i = 0; i < s->n_stop; i++) {
+            size_t sl = strlen(s->stop[i]);
+            for (size_t k = sl - 1 < s->len ? sl - 1 : s->len; k > hold; k--)
+                if (!memcmp(s->text + s->len - k, s->stop[i], k)) {
+                    hold = k;
+                    break;
+                }
+        }
+        cand = s->len - hold;
+    }
+    if (cand > s->safe)
+        s->safe += bs_proto_utf8_boundary(s->text + s->safe, cand - s->safe);
+}
+
+static void step(bs_session *s)
+{
+    bs_err e;
+    int tok;
+    int r = bs_gen_step(&s->gen, &tok, &e);
+    if (r < 0) {
+        fail(s, BS_PERR_INTERNAL, e.msg);
+        return;
+    }
+    if (r == 0) {
+        bs_session_finish(s, tok < 0 ? BS_FINISH_LENGTH : BS_FINISH_EOS);
+        return;
+    }
+    uint64_t now = uv_hrtime();
+    s->generated++;
+    if (s->generated == 1)
+        s->t_first = now;
+    s->t_last = now;
+    size_t old = s->len;
+    if (append(s, s->gen.piece, s->gen.piece_len)) {
+        fail(s, BS_PERR_INTERNAL, "out of memory for the generated text");
+        return;
+    }
+    cut(s, old);
+    s->tok_end[s->n_tok++] = s->safe;
+}
+
+void bs_session_slice(bs_session *s)
+{
+    uint64_t t0 = uv_hrtime();
+    s->n_tok = 0;
+    if (s->finished)
+        return;
+    if (!s->gen_ready && setup(s))
+        return;
+    while (!s->finished) {
+        int req = atomic_load_explicit(&s->stop_req, memory_order_relaxed);
+        if (req) {
+            bs_session_finish(s, (bs_finish)(req - 1));
+            break;
+        }
+        if (s->prefilled < s->n_ids) {
+            if (prefill_chunk(s))
+                break;
+        } else if (s->generated >= s->max_tokens) {
+            bs_session_finish(s, BS_FINISH_LENGTH);
+            break;
+        } else {
+            step(s);
+        }
+        if (s->n_tok == BS_SESSION_SLICE_TOKENS || uv_hrtime() - t0 >= BS_SESSION_SLICE_NS)
+            break;
+    }
+}
+
+void bs_session_stats(const bs_session *s, uint64_t now, bs_proto_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->prompt_tokens = s->prompt_tokens;
+    st->generated_tokens = s->generated;
+    if (s->generated > 0 && s->t_last > s->t_prefilled)
+        st->tokens_per_s = s->generated / ((double)(s->t_last - s->t_prefilled) / 1e9);
+    st->ttft_ms = s->t_first ? (double)(s->t_first - s->t_recv) / 1e6 : 0;
+    st->total_ms = (double)(now - s->t_recv) / 1e6;
+    st->stack_n_min = st->stack_n_max = s->eng->stack_n;
+    st->stack_total = s->eng->store->n_blocks;
+    st->resident_bytes_min = st->resident_bytes_max = (int64_t)s->eng->resident_bytes;
+    st->resize_events = 0;
+    st->seed = s->params.seed;
+    st->finish_reason = s->finish;
+}

@@ -1,0 +1,100 @@
+/* bs_session: one generate or chat request, from its arrival to its final line.
+ *
+ * A session owns its whole compute state — a bs_gen (its own KV cache of the model's
+ * context, so memory per session is bounded), the prompt's tokens, the text so far —
+ * and borrows the shared weights from a bs_engine. Compute happens in slices
+ * (bs_session_slice, on a pool thread): first the prompt is tokenized and prefilled in
+ * chunks, then tokens are decoded, at most BS_SESSION_SLICE_TOKENS or
+ * BS_SESSION_SLICE_NS per slice, so that sessions take turns.
+ *
+ * The text is cut for the wire inside the slice: `safe` is how far the text may be sent,
+ * holding back the tail that could still become a stop string (a stop string is never
+ * sent) and an incomplete UTF-8 character; tok_end[] records `safe` after each token
+ * of the last slice, so a streaming caller sends one line per token.
+ *
+ * Threads: while a slice runs, only the slice touches the session, except stop_req,
+ * which the loop may set at any time (cancel, shutdown) and the slice polls between
+ * steps. Between slices the loop thread owns everything. */
+#ifndef BS_SESSION_H
+#define BS_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon/sched.h"
+#include "model/generate.h"
+#include "model/store.h"
+#include "proto/proto.h"
+
+#define BS_SESSION_SLICE_TOKENS 16
+#define BS_SESSION_SLICE_NS 2000000ull   /* 2 ms */
+
+/* What every session shares: the weights at the resident prefix. Read-only while
+ * sessions run. */
+typedef struct {
+    const bs_store *store;
+    const bs_model *model;          /* the store's prefix of stack_n blocks */
+    int stack_n;
+    uint64_t resident_bytes;
+} bs_engine;
+
+typedef struct bs_session {
+    bs_sched_item item;
+
+    /* loop thread */
+    void *owner;                     /* the connection; NULL once it went away */
+    struct bs_session *prev, *next;  /* the owner's list */
+    bs_proto_id id;
+    bool stream;
+    bool started;                    /* a slice has run */
+    size_t sent;                     /* text bytes already sent in token lines */
+    int counted;                     /* generated tokens already added to metrics */
+    uint64_t t_recv;                 /* uv_hrtime() when the request arrived */
+
+    /* the request */
+    const bs_engine *eng;
+    char *prompt;
+    size_t prompt_len;
+    char **stop;
+    int n_stop;
+    size_t max_stop;                 /* bytes of the longest stop string */
+    int max_tokens;
+    bs_gen_params params;
+
+    /* compute state: the running slice's, else the loop's */
+    bs_gen gen;
+    bool gen_ready;
+    int *ids;                        /* prompt tokens, until prefilled */
+    int n_ids, prefilled, prompt_tokens;
+    char *text;
+    size_t len, cap;
+    size_t safe;
+    size_t tok_end[BS_SESSION_SLICE_TOKENS];
+    int n_tok;                       /* tokens decoded by the last slice */
+    int generated;
+    bool finished;
+    bs_finish finish;
+    bs_proto_code error;             /* BS_PERR_NONE, or why the session failed */
+    char errmsg[256];
+    uint64_t t_prefilled, t_first, t_last;
+
+    atomic_int stop_req;             /* 0, or 1 + the bs_finish to end with */
+} bs_session;
+
+/* Takes the strings of a GENERATE or CHAT request (req's pointers are cleared) and
+ * renders a chat's messages with the template, adding its stop strings. seed: the one
+ * to use (the request's, or one the caller picked). NULL with e filled on OOM. */
+bs_session *bs_session_new(const bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e);
+void bs_session_free(bs_session *s);
+
+/* One slice of compute. On a pool thread (or anywhere the session is not shared). */
+void bs_session_slice(bs_session *s);
+
+/* Ends the session now, with its text so far (loop thread, between slices). */
+void bs_session_finish(bs_session *s, bs_finish why);
+
+/* The stats of the done line, at time now (uv_hrtime). */
+void bs_session_stats(const bs_session *s, uint64_t now, bs_proto_stats *st);
+
+#endif

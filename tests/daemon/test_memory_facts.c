@@ -1,0 +1,136 @@
+/* bs_mem_read over fixture trees standing in for /proc and /sys: cgroup v1, v2, hybrid,
+ * a cgroup namespace, and nothing at all. The tightest limit on the way up wins. */
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/memory.h"
+#include "harness.h"
+#include "tests/daemon/client.h"
+
+static char root[64];
+
+/* Writes root/<case>/<rel> with its folders. */
+static void put(const char *tc, const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s", root, tc, rel);
+    for (char *p = path + strlen(root) + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(path, 0755);
+            *p = '/';
+        }
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void read_case(const char *tc, bs_mem_facts *f)
+{
+    char proc[256], sys[256];
+    snprintf(proc, sizeof proc, "%s/%s/proc", root, tc);
+    snprintf(sys, sizeof sys, "%s/%s/sys", root, tc);
+    bs_mem_read(proc, sys, f);
+}
+
+static const char *MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000 kB\nMemAvailable:    1000 kB\n";
+static const char *PSI = "some avg10=1.50 avg60=0.80 avg300=0.10 total=12345\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=99\n";
+
+int main(void)
+{
+    td_mkdtemp(root, sizeof root);
+    bs_mem_facts f;
+
+    /* v1: limits of the cgroup and its parent; the parent's is tighter */
+    put("v1", "proc/meminfo", MEMINFO);
+    put("v1", "proc/pressure/memory", PSI);
+    put("v1", "proc/self/cgroup", "12:pids:/x\n4:memory:/a/b\n0::/\n");
+    put("v1", "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    put("v1", "sys/fs/cgroup/memory/a/memory.limit_in_bytes", "536870912\n");
+    put("v1", "sys/fs/cgroup/memory/a/b/memory.limit_in_bytes", "9223372036854771712\n");
+    put("v1", "sys/fs/cgroup/memory/a/b/memory.usage_in_bytes", "123456\n");
+    put("v1", "sys/fs/cgroup/memory/a/b/memory.stat", "cache 1\ninactive_file 7\ntotal_inactive_file 4096\n");
+    read_case("v1", &f);
+    CHECK(f.mem_available == 1000 * 1024);
+    CHECK_NEAR(f.psi_some_avg10, 1.5, 1e-9);
+    CHECK_NEAR(f.psi_full_avg10, 0.25, 1e-9);
+    CHECK(f.cgroup_version == 1);
+    CHECK(!strcmp(f.cgroup, "/a/b"));
+    CHECK(f.memory_current == 123456);
+    CHECK(f.memory_max == 536870912);
+    CHECK(f.inactive_file == 4096);
+
+    /* the cgroup's own limit when it is the tighter one */
+    put("v1", "sys/fs/cgroup/memory/a/b/memory.limit_in_bytes", "1048576\n");
+    read_case("v1", &f);
+    CHECK(f.memory_max == 1048576);
+
+    /* v2: "max" is no limit; the parent slice's limit binds */
+    put("v2", "proc/self/cgroup", "0::/svc.slice/x.service\n");
+    put("v2", "sys/fs/cgroup/cgroup.controllers", "cpu memory\n");
+    put("v2", "sys/fs/cgroup/svc.slice/memory.max", "2097152\n");
+    put("v2", "sys/fs/cgroup/svc.slice/x.service/memory.max", "max\n");
+    put("v2", "sys/fs/cgroup/svc.slice/x.service/memory.current", "2048\n");
+    put("v2", "sys/fs/cgroup/svc.slice/x.service/memory.stat", "anon 1\ninactive_file 10\n");
+    read_case("v2", &f);
+    CHECK(f.cgroup_version == 2);
+    CHECK(!strcmp(f.cgroup, "/svc.slice/x.service"));
+    CHECK(f.memory_current == 2048);
+    CHECK(f.memory_max == 2097152);
+    CHECK(f.inactive_file == 10);
+    CHECK(f.mem_available == -1 && f.psi_some_avg10 < 0);   /* no proc files in this case */
+
+    /* v2 without any limit */
+    put("v2", "sys/fs/cgroup/svc.slice/memory.max", "max\n");
+    read_case("v2", &f);
+    CHECK(f.memory_max == -1);
+    CHECK(f.memory_current == 2048);
+
+    /* hybrid: memory is a v1 controller (here sharing a hierarchy with cpu); v1 wins */
+    put("hy", "proc/self/cgroup", "0::/user.slice\n5:cpu,memory:/m\n");
+    put("hy", "sys/fs/cgroup/unified/cgroup.controllers", "\n");
+    put("hy", "sys/fs/cgroup/memory/m/memory.usage_in_bytes", "777\n");
+    put("hy", "sys/fs/cgroup/memory/m/memory.limit_in_bytes", "4096000\n");
+    read_case("hy", &f);
+    CHECK(f.cgroup_version == 1 && !strcmp(f.cgroup, "/m"));
+    CHECK(f.memory_current == 777 && f.memory_max == 4096000);
+
+    /* hybrid with only the unified hierarchy listed: v2 at fs/cgroup/unified */
+    put("un", "proc/self/cgroup", "1:name=systemd:/s\n0::/s\n");
+    put("un", "sys/fs/cgroup/unified/cgroup.controllers", "\n");
+    put("un", "sys/fs/cgroup/unified/s/memory.current", "55\n");
+    read_case("un", &f);
+    CHECK(f.cgroup_version == 2 && f.memory_current == 55 && f.memory_max == -1);
+
+    /* a cgroup namespace: the path is not under the mount; the mount's root is the cgroup */
+    put("ns", "proc/self/cgroup", "0::/not/here\n");
+    put("ns", "sys/fs/cgroup/cgroup.controllers", "memory\n");
+    put("ns", "sys/fs/cgroup/memory.current", "99\n");
+    put("ns", "sys/fs/cgroup/memory.max", "1000\n");
+    read_case("ns", &f);
+    CHECK(f.cgroup_version == 2 && f.memory_current == 99 && f.memory_max == 1000);
+
+    /* nothing readable: everything unknown, nothing invented */
+    put("none", "proc/.keep", "");
+    read_case("none", &f);
+    CHECK(f.cgroup_version == 0 && f.memory_current == -1 && f.memory_max == -1);
+    CHECK(f.mem_available == -1 && f.psi_some_avg10 < 0 && f.psi_full_avg10 < 0 && f.inactive_file == -1);
+
+    /* garbage in the files: unknown, not a crash or a wrong number */
+    put("bad", "proc/meminfo", "MemAvailable: lots\n");
+    put("bad", "proc/pressure/memory", "some nothing\n");
+    put("bad", "proc/self/cgroup", "::::\n4:memory\n0:\n");
+    read_case("bad", &f);
+    CHECK(f.psi_some_avg10 < 0);
+    CHECK(f.cgroup_version == 0);
+
+    /* the real machine: whatever it has, the numbers are sane */
+    bs_mem_read("/proc", "/sys", &f);
+    CHECK(f.mem_available > 0);
+    CHECK(f.memory_max == -1 || f.memory_max > 0);
+
+    td_rmtree(root);
+    TEST_MAIN_END();
+}
