@@ -12,6 +12,7 @@
 #include "model/generate.h"
 #include "model/load.h"
 #include "model/ppl.h"
+#include "model/stacked.h"
 
 int bs_cli_open_model(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
 {
@@ -29,12 +30,38 @@ int bs_cli_open_model(const char *model, const char *tokp, bs_model *m, bs_token
     return 0;
 }
 
+/* A store at a budget as a runnable model: exactly the blocks of the budget, read from disk. */
+static int open_stacked(const char *path, const char *budget, bs_store *st, bs_stacked *sm, uint8_t **blocks)
+{
+    bs_err e = {{0}};
+    int n;
+    if (bs_store_open(st, path, &e))
+        goto fail;
+    if (bs_store_budget(st, budget ? budget : "max", &n, &e))
+        goto fail_store;
+    *blocks = malloc(bs_store_prefix_end(st, n) + 1);
+    if (!*blocks || bs_store_read_prefix(st, n, *blocks, &e) || bs_stacked_init(sm, st, *blocks, n, &e)) {
+        if (!*blocks)
+            bs_err_set(&e, "out of memory");
+        free(*blocks);
+        goto fail_store;
+    }
+    fprintf(stderr, "store %s: %d of %d blocks, %llu resident bytes, %.3f bits per weight\n", path, n, st->n_blocks,
+            (unsigned long long)st->resident[n], bs_store_bpw(st, n));
+    return 0;
+fail_store:
+    bs_store_close(st);
+fail:
+    fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    return -1;
+}
+
 int bs_cmd_run(int argc, char **argv)
 {
     bs_opt o[] = {
         {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"prompt", 'p', 0, NULL},
         {"tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, {"top-p", 0, 0, NULL},
-        {"seed", 's', 0, NULL}, {"threads", 0, 0, NULL},
+        {"seed", 's', 0, NULL}, {"threads", 0, 0, NULL}, {"store", 0, 0, NULL}, {"budget", 'b', 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -45,16 +72,24 @@ int bs_cmd_run(int argc, char **argv)
         bs_opt_double(o, no, "temperature", 0.8, 0, 100, &temp) ||
         bs_opt_double(o, no, "top-p", 0.9, 1e-6, 1, &top_p))
         return BS_EXIT_USAGE;
-    const char *model = bs_opt_get(o, no, "model");
-    if (!model) {
-        fprintf(stderr, "usage: bitstackctl run --model M [--tokenizer T] [--prompt P] [-n N] "
-                        "[--temperature T] [--top-p P] [--seed S] [--threads N]\n");
+    const char *model = bs_opt_get(o, no, "model"), *store = bs_opt_get(o, no, "store");
+    if (!model == !store) {
+        fprintf(stderr, "usage: bitstackctl run (--model M [--tokenizer T] | --store S [--budget B]) [--prompt P] "
+                        "[-n N] [--temperature T] [--top-p P] [--seed S] [--threads N]\n");
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);
-    bs_model m;
-    bs_tokenizer *t;
-    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
+    bs_model m = {0};
+    bs_tokenizer *t = NULL;
+    bs_store st = {0};
+    bs_stacked sm = {0};
+    uint8_t *blocks = NULL;
+    if (store) {
+        if (open_stacked(store, bs_opt_get(o, no, "budget"), &st, &sm, &blocks))
+            return 1;
+        m = sm.model;
+        t = st.tok;
+    } else if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     const char *prompt = bs_opt_get(o, no, "prompt");
     if (!prompt)
@@ -90,8 +125,14 @@ out_gen:
 out:
     if (rc)
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
-    bs_tok_free(t);
-    bs_model_free(&m);
+    if (store) {
+        bs_stacked_free(&sm);
+        free(blocks);
+        bs_store_close(&st);
+    } else {
+        bs_tok_free(t);
+        bs_model_free(&m);
+    }
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -270,6 +271,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(c->srv->rbuf, (unsigned)c->srv->rbuf_len);
 }
 
+/* EOF is either a half close (the client sent its last request and waits for the
+ * answers, as `socat` does) or the client closing for good. A Unix socket tells them
+ * apart: after a full close both directions are shut, which poll reports as POLLHUP.
+ * A client that is gone gets its requests cancelled now rather than when a write fails. */
+static bool peer_gone(bs_conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd))
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     bs_conn *c = st->data;
@@ -304,6 +318,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             return;
         c->read_eof = true;
         uv_read_stop(st);
+        if (peer_gone(c)) {
+            bs_conn_drop(c, "the client went away");
+            return;
+        }
         bs_conn_maybe_close(c);
         return;
     }

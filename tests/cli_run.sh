@@ -22,4 +22,19 @@ case "$err" in *tok/s*) echo "ok: stderr stats";; *) echo "FAIL: no tok/s on std
 "$ctl" run --model /nonexistent.bin --tokenizer x >/dev/null 2>&1; [ $? -eq 1 ] && echo "ok: missing 1" || { echo "FAIL: missing code"; fail=1; }
 err=$("$ctl" run --model "$shared/models/stories260K.bin" 2>&1 >/dev/null)
 case "$err" in *--tokenizer*) echo "ok: asks for tokenizer";; *) echo "FAIL: $err"; fail=1;; esac
+# a store at full budget reproduces the float model's greedy story; a small budget still talks
+st=$(mktemp /tmp/bs_cli_XXXXXX.bstk)
+if "$ctl" compress --model "$shared/models/stories260K.bin" --tokenizer "$shared/models/tok512.bin" \
+      --calib "$shared/data/tinystories_train_head.txt" --calib-windows 16 --out "$st" -q >/dev/null; then
+  out=$("$ctl" run --store "$st" --budget max --prompt "Once upon a time" -n 40 --temperature 0 2>/dev/null)
+  case "$out" in "$expect"*) echo "ok: store max greedy";; *) echo "FAIL: store max greedy: $out"; fail=1;; esac
+  out=$("$ctl" run --store "$st" --budget 4.0bpw --prompt "Once upon a time" -n 20 --temperature 0 2>/dev/null)
+  case "$out" in "Once upon a time, there was"*) echo "ok: store 4bpw";; *) echo "FAIL: store 4bpw: $out"; fail=1;; esac
+  err=$("$ctl" run --store "$st" --budget 1K --prompt "x" 2>&1 >/dev/null); rc=$?
+  case "$err" in *"smallest working model"*) [ $rc -eq 1 ] && echo "ok: budget below minimum";; *) echo "FAIL: $err"; fail=1;; esac
+  "$ctl" run --store "$st" --model x >/dev/null 2>&1; [ $? -eq 2 ] && echo "ok: store xor model" || { echo "FAIL: both accepted"; fail=1; }
+else
+  echo "FAIL: compress"; fail=1
+fi
+rm -f "$st"
 exit $fail

@@ -481,9 +481,13 @@ static inline void td_fixture_init(td_fixture *f, int argc, char **argv, const c
     }
 }
 
-static inline void td_fixture_free(td_fixture *f)
+/* Removes the folder, unless the test failed: then it stays for a look. */
+static inline void td_fixture_free(td_fixture *f, bool failed)
 {
-    td_rmtree(f->dir);
+    if (failed)
+        fprintf(stderr, "test folder kept: %s\n", f->dir);
+    else
+        td_rmtree(f->dir);
 }
 
 /* Starts bitstackd --store <store> --socket <dir>/<name>.sock <extra...> with its log in

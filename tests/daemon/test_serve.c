@@ -419,6 +419,6 @@ int main(int argc, char **argv)
     if (bs_t_failed)
         td_dump_log(D.log);
     ref_close(&M);
-    td_fixture_free(&F);
+    td_fixture_free(&F, bs_t_failed > 0);
     TEST_MAIN_END();
 }
