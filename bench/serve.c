@@ -79,9 +79,20 @@ static int cores(void)
     return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+static void read_load(char *load, size_t n)
+{
+    snprintf(load, n, "unknown");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fgets(load, (int)n, f))
+            load[strcspn(load, "\n")] = 0;
+        fclose(f);
+    }
+}
+
 static void print_machine(void)
 {
-    char cpu[256] = "unknown", line[512], load[128] = "unknown";
+    char cpu[256] = "unknown", line[512], load[128];
     FILE *f = fopen("/proc/cpuinfo", "r");
     while (f && fgets(line, sizeof line, f)) {
         if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
@@ -92,11 +103,7 @@ static void print_machine(void)
     }
     if (f)
         fclose(f);
-    if ((f = fopen("/proc/loadavg", "r"))) {
-        if (fgets(load, sizeof load, f))
-            load[strcspn(load, "\n")] = 0;
-        fclose(f);
-    }
+    read_load(load, sizeof load);
     struct utsname u;
     if (uname(&u) != 0)
         snprintf(u.release, sizeof u.release, "unknown");
@@ -626,6 +633,9 @@ int main(int argc, char **argv)
     }
     printf("(ttft: request sent -> first token line read; srv: the daemon's own ttft_ms; in-process ttft:\n"
            " bs_gen start -> first token; p99 of %d samples is their maximum or close to it)\n", o.requests);
+    char load[128];
+    read_load(load, sizeof load);
+    printf("load average at the end: %s (well above the cores: other work skewed these figures)\n", load);
     if (!ok)
         goto fail;
     rc = 0;

@@ -42,7 +42,7 @@ typedef struct {
     uv_loop_t loop;
     uv_signal_t sig[2];
     bs_server srv;
-    int exit_code;
+    bool serving;     /* srv is initialised and the loop runs it */
 } daemon_t;
 
 static void usage(FILE *f)
@@ -54,11 +54,11 @@ static void usage(FILE *f)
             "                 [--verbose] [--version]\n"
             "\n"
             "  --store S     the stacked store to serve (bitstackctl compress makes one)\n"
-            "  --socket P    default: $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
+            "  --socket P    default: $BITSTACK_SOCKET, else $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
             "                /run/bitstackd/bitstackd.sock as root, else $XDG_RUNTIME_DIR/bitstackd.sock;\n"
             "                ignored when systemd passes a socket (LISTEN_FDS)\n"
             "  --budget B    resident size: bytes (\"180K\", \"2.5M\"), \"40%%\", \"4bpw\", \"min\", \"max\" (default)\n"
-            "  --threads N   generation threads (default: the CPUs this process may use)\n"
+            "  --threads N   generation threads (default, or 0: the CPUs this process may use)\n"
             "  --max-output  bytes queued for one client before it is dropped (default 1048576)\n"
             "  --grace-ms    how long stopping waits for clients to read their last lines (10000)\n"
             "  --proc-root, --sys-root   where /proc and /sys are (tests use fixture trees)\n"
@@ -126,9 +126,9 @@ static int parse_options(int argc, char **argv, options *o)
         case O_PROC: o->proc_root = optarg; break;
         case O_SYS: o->sys_root = optarg; break;
         case 't':
-            if (parse_num(optarg, 1, 1024, &v))
-                return fprintf(stderr, "bitstackd: --threads: expected 1..1024, got '%s'\n", optarg), -1;
-            o->threads = (int)v;
+            if (parse_num(optarg, 0, 1024, &v))
+                return fprintf(stderr, "bitstackd: --threads: expected 0..1024, got '%s'\n", optarg), -1;
+            o->threads = v ? (int)v : cpu_count();
             break;
         case O_MAXCONN:
             if (parse_num(optarg, 1, 100000, &v))
@@ -167,9 +167,14 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-/* The documented default socket path, into buf. */
+/* The documented default socket path, into buf: the rule bitstackctl follows too. */
 static int default_socket(char *buf, size_t n, bs_err *e)
 {
+    const char *env = getenv("BITSTACK_SOCKET");
+    if (env && *env) {
+        snprintf(buf, n, "%s", env);
+        return 0;
+    }
     const char *rd = getenv("RUNTIME_DIRECTORY");
     if (rd && *rd) {
         /* systemd lists several directories separated by ':'; ours is the first */
@@ -186,7 +191,8 @@ static int default_socket(char *buf, size_t n, bs_err *e)
         snprintf(buf, n, "%s/bitstackd.sock", xdg);
         return 0;
     }
-    return bs_err_set(e, "no socket path: give --socket, or set RUNTIME_DIRECTORY or XDG_RUNTIME_DIR");
+    return bs_err_set(e, "no socket path: give --socket, or set BITSTACK_SOCKET, RUNTIME_DIRECTORY or "
+                         "XDG_RUNTIME_DIR");
 }
 
 /* "model.bstk" from "/path/to/model.bstk", without the extension. */
@@ -213,12 +219,20 @@ static void on_stopped(bs_server *srv, void *ctx)
     for (int i = 0; i < 2; i++)
         if (!uv_is_closing((uv_handle_t *)&d->sig[i]))
             uv_close((uv_handle_t *)&d->sig[i], NULL);
+    /* closing the handles restored the default action (death); a repeated SIGTERM in the
+     * last moments must not turn a clean exit into a kill */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     bs_log_info(&d->log, "stopped");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_t *d = h->data;
+    if (!d->serving) {
+        bs_log_notice(&d->log, "%s: exiting", strsignal(signum));
+        return;
+    }
     if (d->srv.stopping) {
         bs_log_notice(&d->log, "%s again: already stopping", strsignal(signum));
         return;
@@ -246,24 +260,13 @@ static void drain_loop(uv_loop_t *loop)
     }
 }
 
-int main(int argc, char **argv)
+/* Loads the store, listens and runs the loop until the server has stopped. 0 after a
+ * clean stop, 1 when it could not start. */
+static int serve(daemon_t *d, const options *o)
 {
-    options o;
-    if (parse_options(argc, argv, &o))
-        return EXIT_USAGE;
-
-    daemon_t *d = calloc(1, sizeof *d);
-    if (!d) {
-        fprintf(stderr, "bitstackd: out of memory\n");
-        return 1;
-    }
-    bs_log_init(&d->log, o.verbose);
-    /* a client that hangs up must not kill the daemon: writes report EPIPE instead */
-    signal(SIGPIPE, SIG_IGN);
-
     bs_err e;
     int rc = 1, listen_fd = -1;
-    char sock[256] = "", name[128];
+    char sock[PATH_MAX] = "", name[128];
     bs_store store;
     bool store_open = false, model_ready = false;
     bs_stacked sm;
@@ -276,27 +279,27 @@ int main(int argc, char **argv)
         goto out;
     }
     if (act == 0) {
-        if (o.socket)
-            snprintf(sock, sizeof sock, "%s", o.socket);
+        if (o->socket)
+            snprintf(sock, sizeof sock, "%s", o->socket);
         else if (default_socket(sock, sizeof sock, &e)) {
             bs_log_err(&d->log, "%s", e.msg);
             goto out;
         }
-    } else if (o.socket) {
-        bs_log_notice(&d->log, "socket activation: serving on the socket systemd passed, not %s", o.socket);
+    } else if (o->socket) {
+        bs_log_notice(&d->log, "socket activation: serving on the socket systemd passed, not %s", o->socket);
     }
 
     /* the whole store load happens here, before the loop, so that it never waits on disk */
     notify(d, "STATUS=loading the store");
     uint64_t t0 = uv_hrtime();
-    if (bs_store_open(&store, o.store, &e)) {
+    if (bs_store_open(&store, o->store, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
     store_open = true;
     int n;
-    if (bs_store_budget(&store, o.budget, &n, &e)) {
-        bs_log_err(&d->log, "--budget %s: %s", o.budget, e.msg);
+    if (bs_store_budget(&store, o->budget, &n, &e)) {
+        bs_log_err(&d->log, "--budget %s: %s", o->budget, e.msg);
         goto out;
     }
     /* one anonymous mapping mirroring the stack section: later, growing reads into it
@@ -313,54 +316,44 @@ int main(int argc, char **argv)
     }
     model_ready = true;
     bs_engine eng = {&store, &sm.model, n, store.resident[n]};
-    model_name(o.store, name, sizeof name);
+    model_name(o->store, name, sizeof name);
     bs_log_info(&d->log, "store %s: %d of %d blocks resident, %llu bytes (%.2f bits per weight), "
-                "context %d, in %.2f s", o.store, n, store.n_blocks, (unsigned long long)eng.resident_bytes,
+                "context %d, in %.2f s", o->store, n, store.n_blocks, (unsigned long long)eng.resident_bytes,
                 bs_store_bpw(&store, n), store.cfg.seq_len, (double)(uv_hrtime() - t0) / 1e9);
 
     /* parallelism comes from running sessions side by side, one thread each */
     bs_blas_threads(1);
 
-    uv_loop_init(&d->loop);
     bs_server_config cfg = {
         .socket_path = sock,
         .listen_fd = listen_fd,
-        .threads = o.threads,
-        .lim = o.lim,
-        .max_output = o.max_output,
-        .grace_ms = o.grace_ms,
-        .proc_root = o.proc_root,
-        .sys_root = o.sys_root,
+        .threads = o->threads,
+        .lim = o->lim,
+        .max_output = o->max_output,
+        .grace_ms = o->grace_ms,
+        .proc_root = o->proc_root,
+        .sys_root = o->sys_root,
         .model_name = name,
-        .budget = o.budget,
+        .budget = o->budget,
     };
     /* from here the server owns an inherited socket */
     bool fd_passed = listen_fd >= 0;
+    listen_fd = -1;
     if (bs_server_init(&d->srv, &d->loop, &d->log, &cfg, &eng, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
-        drain_loop(&d->loop);
-        bs_server_free(&d->srv);
-        listen_fd = -1;
         goto out;
     }
+    d->serving = true;
     d->srv.m.store_bytes_read = bs_store_prefix_end(&store, n);
-    const int sigs[2] = {SIGTERM, SIGINT};
-    for (int i = 0; i < 2; i++) {
-        uv_signal_init(&d->loop, &d->sig[i]);
-        d->sig[i].data = d;
-        uv_signal_start(&d->sig[i], on_signal, sigs[i]);
-    }
 
     char status[512];
     snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s: %d/%d blocks, %llu bytes, %d threads", name, n,
-             store.n_blocks, (unsigned long long)eng.resident_bytes, o.threads);
+             store.n_blocks, (unsigned long long)eng.resident_bytes, o->threads);
     notify(d, status);
-    bs_log_info(&d->log, "listening on %s, %d threads", fd_passed ? "the socket systemd passed" : sock,
-                o.threads);
+    bs_log_info(&d->log, "listening on %s, %d threads", fd_passed ? "the socket systemd passed" : sock, o->threads);
 
-    drain_loop(&d->loop);
-    bs_server_free(&d->srv);
-    listen_fd = -1;
+    uv_run(&d->loop, UV_RUN_DEFAULT);   /* until the server stopped and the signals closed */
+    d->serving = false;
     rc = 0;
 
 out:
@@ -372,6 +365,41 @@ out:
         bs_store_close(&store);
     if (listen_fd >= 0)
         close(listen_fd);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    if (parse_options(argc, argv, &o))
+        return EXIT_USAGE;
+
+    daemon_t *d = calloc(1, sizeof *d);
+    if (!d) {
+        fprintf(stderr, "bitstackd: out of memory\n");
+        return 1;
+    }
+    bs_log_init(&d->log, o.verbose);
+    /* a client that hangs up must not kill the daemon: writes report EPIPE instead */
+    signal(SIGPIPE, SIG_IGN);
+
+    /* signals are caught from the start, so that one arriving while the store loads or
+     * right after the socket appears stops the daemon cleanly once the loop runs */
+    uv_loop_init(&d->loop);
+    const int sigs[2] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(&d->loop, &d->sig[i]);
+        d->sig[i].data = d;
+        uv_signal_start(&d->sig[i], on_signal, sigs[i]);
+    }
+
+    int rc = serve(d, &o);
+
+    for (int i = 0; i < 2; i++)
+        if (!uv_is_closing((uv_handle_t *)&d->sig[i]))
+            uv_close((uv_handle_t *)&d->sig[i], NULL);
+    drain_loop(&d->loop);
+    bs_server_free(&d->srv);
     free(d);
     return rc;
 }

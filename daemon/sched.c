@@ -47,14 +47,14 @@ static void on_async(uv_async_t *a)
     bs_sched_item *it = s->done_head;
     s->done_head = s->done_tail = NULL;
     pthread_mutex_unlock(&s->mu);
-    /* free the threads first so that items pushed back by `after` find them */
-    for (bs_sched_item *p = it; p; p = p->done_next)
-        s->running--;
+    /* one at a time: until its `after` ran, an item still counts as running, so the
+     * owner never sees "nothing running" with results not yet handed over */
     while (it) {
         bs_sched_item *next = it->done_next;
         it->done_next = NULL;
         it->where = BS_SCHED_IDLE;
-        s->after(it, s->ctx);   /* may free it */
+        s->running--;
+        s->after(it, s->ctx);   /* may free it, push it again, or close the scheduler */
         it = next;
     }
     dispatch(s);

@@ -319,7 +319,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         c->read_eof = true;
         uv_read_stop(st);
         if (peer_gone(c)) {
-            bs_conn_drop(c, "the client went away");
+            if (c->n_sessions) {
+                char why[96];
+                snprintf(why, sizeof why, "the client went away with %d request(s) open", c->n_sessions);
+                bs_conn_drop(c, why);
+            } else {
+                close_conn(c);
+            }
             return;
         }
         bs_conn_maybe_close(c);

@@ -104,13 +104,24 @@ static void encode_saq_from(enc *x, float *R, int from, const float *floor)
     size_t G = ((size_t)m->cols + m->group - 1) / m->group, ng = (size_t)m->rows * G;
     uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
     float *M = malloc(sizeof(float) * ng);
-    bs_group_absmax(R, m->rows, m->cols, m->group, M16);
-    fp16_round(M16, M, ng);
-    for (size_t g = 0; floor && g < ng; g++)
-        if (M[g] < floor[g]) {
-            M16[g] = bs_f32_to_fp16(floor[g]);
+    if (!floor) {
+        bs_group_absmax(R, m->rows, m->cols, m->group, M16);
+        fp16_round(M16, M, ng);
+    } else {
+        /* a restart: the first plane's step M/2 is the least-squares step for a sign
+         * plane (mean |R| of the group), so the restart never adds error; never below
+         * the grid's own step */
+        for (size_t g = 0; g < ng; g++) {
+            size_t r = g / G, j0 = (g % G) * (size_t)m->group;
+            size_t j1 = j0 + (size_t)m->group < (size_t)m->cols ? j0 + (size_t)m->group : (size_t)m->cols;
+            double sum = 0.0;
+            for (size_t j = j0; j < j1; j++)
+                sum += fabsf(R[r * (size_t)m->cols + j]);
+            float v = (float)(2.0 * sum / (double)(j1 - j0));
+            M16[g] = bs_f32_to_fp16(v > floor[g] ? v : floor[g]);
             M[g] = bs_fp16_to_f32(M16[g]);
         }
+    }
     put_scales(x, from, M16);
     for (int l = from; l < m->levels; l++)
         bs_saq_plane(R, m->rows, m->cols, m->group, M, l - from, block_bits(x, l), R);
@@ -143,9 +154,10 @@ static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
     for (size_t i = 0; i < n; i++)
         R[i] = x->w[i] - Q[i];
     /* Below the restart, planes continue the GPTQ grid (steps M/2^(l+1)): most of what
-     * GPTQ left is below M/2^K, and fresh scales would be spent on its few outliers. At
-     * the restart, fresh scales (never below the grid's own step) let the deepest planes
-     * reach those outliers too, so the full stack converges to the float weights. */
+     * GPTQ left is below M/2^K. GPTQ's error feedback and the clip leave outliers that
+     * steps this small never reach, so at the restart fresh scales take over: sized by the
+     * group's mean |R| (the least-squares step of a sign plane, so the restart plane never
+     * adds error, where a max-based scale was measured to), never below the grid's step. */
     size_t ng = (size_t)m->rows * G;
     float *M = malloc(sizeof(float) * ng);
     if (!M) {
@@ -440,7 +452,7 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
                                  .gq_levels = o->kind == BS_KIND_GQ ? o->gq_levels : 0,
                                  .restart = o->kind != BS_KIND_GQ ? 0
                                             : o->gq_restart >= 0 ? o->gq_restart
-                                            : (o->levels - 4 > o->gq_levels ? o->levels - 4 : 0),
+                                            : (o->levels > o->gq_levels + 1 ? o->gq_levels + 1 : 0),
                                  .k = o->kind == BS_KIND_AVD ? (o->k ? o->k : auto_rank(lin->rows, lin->cols)) : 0};
         if (x->m.k > lin->rows || x->m.k > lin->cols)
             x->m.k = lin->rows < lin->cols ? lin->rows : lin->cols;

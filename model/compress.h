@@ -25,7 +25,7 @@ typedef struct {
     int kind;           /* BS_KIND_SAQ / GQ / AVD */
     int levels;         /* blocks per matrix */
     int gq_levels;      /* K for gq */
-    int gq_restart;     /* gq: level that starts fresh scales (-1: levels - 4 when deeper than K; 0: never) */
+    int gq_restart;     /* gq: level that starts fresh scales (-1: K + 1; 0: never) */
     int k;              /* avd rank; 0 = the rank whose factors cost ~1/8 bit per weight */
     int group;          /* inputs per scale group */
     int sort;           /* BS_SORT_* */
@@ -40,7 +40,7 @@ typedef struct {
 } bs_compress_opts;
 
 /* Defaults for a block kind: levels 16 for avd, 12 for planes; gq K = 4 with clip
- * search and a restart 4 levels from the bottom; activation scaling for avd only. */
+ * search and fresh scales from level K + 1; activation scaling for avd only. */
 void bs_compress_defaults(bs_compress_opts *o, int kind);
 
 /* Compresses src (not modified) into a store at out_path. report (may be NULL) gets

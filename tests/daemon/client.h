@@ -110,6 +110,34 @@ typedef struct {
     bool exited;
 } td_daemon;
 
+/* Daemons started and not yet reaped: killed at exit, so that a test stopped by a failed
+ * REQUIRE leaves nothing running. */
+static pid_t td_children[64];
+
+static inline void td_kill_children(void)
+{
+    for (int i = 0; i < 64; i++)
+        if (td_children[i] > 0) {
+            kill(td_children[i], SIGKILL);
+            waitpid(td_children[i], NULL, 0);
+            td_children[i] = 0;
+        }
+}
+
+static inline void td_track(pid_t pid, bool add)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(td_kill_children);
+        registered = true;
+    }
+    for (int i = 0; i < 64; i++)
+        if (add ? td_children[i] == 0 : td_children[i] == pid) {
+            td_children[i] = add ? pid : 0;
+            return;
+        }
+}
+
 /* Hook run in the child between fork and exec (set env, fds). */
 typedef void (*td_child_fn)(void *arg);
 
@@ -142,6 +170,7 @@ static inline void td_daemon_spawn(td_daemon *d, const char *exe, const char *co
         execv(exe, argv);
         _exit(127);
     }
+    td_track(d->pid, true);
 }
 
 /* Has the daemon exited? Collects its status without blocking. */
@@ -154,6 +183,7 @@ static inline bool td_daemon_exited(td_daemon *d)
     if (r == d->pid) {
         d->exited = true;
         d->status = st;
+        td_track(d->pid, false);
     }
     return d->exited;
 }

@@ -182,6 +182,22 @@ static void test_stop(void)
     /* the greedy story names Lily within 40 tokens, so the stop string did act */
     CHECK(!strcmp(ref.finish, "stop"));
     free(plain), free(streamed), free(ref.text);
+
+    /* stop strings that span tokens: the streamed text holds back a possible beginning of
+     * one (", there" starts with the first token ","), and never sends a part of it */
+    const char *spans[] = {", there", "a little"};
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(ref_generate(&M, PROMPT, 40, 0.0f, 0.9f, 1, &spans[i], 1, &ref) == 0);
+        CHECK(!strcmp(ref.finish, "stop"));
+        char fields[256];
+        snprintf(fields, sizeof fields, "\"prompt\":\"" PROMPT "\",\"max_tokens\":40,\"temperature\":0,"
+                 "\"stop\":\"%s\",\"stream\":true", spans[i]);
+        streamed = generate_text(&c, "sp", fields, &r);
+        CHECK(r.kind == BS_RESP_DONE && r.stats.finish_reason == BS_FINISH_STOP);
+        bs_response_free(&r);
+        CHECKF(!strcmp(streamed, ref.text), "stop \"%s\", streamed: \"%s\" vs \"%s\"", spans[i], streamed, ref.text);
+        free(streamed), free(ref.text);
+    }
     td_close(&c);
 }
 
