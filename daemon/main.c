@@ -22,6 +22,7 @@
 #include "kernels/ops.h"
 #include "model/stacked.h"
 #include "model/store.h"
+#include "proto/sockpath.h"
 
 #define EXIT_USAGE 2
 
@@ -167,34 +168,6 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-/* The documented default socket path, into buf: the rule bitstackctl follows too. */
-static int default_socket(char *buf, size_t n, bs_err *e)
-{
-    const char *env = getenv("BITSTACK_SOCKET");
-    if (env && *env) {
-        snprintf(buf, n, "%s", env);
-        return 0;
-    }
-    const char *rd = getenv("RUNTIME_DIRECTORY");
-    if (rd && *rd) {
-        /* systemd lists several directories separated by ':'; ours is the first */
-        size_t len = strcspn(rd, ":");
-        snprintf(buf, n, "%.*s/bitstackd.sock", (int)len, rd);
-        return 0;
-    }
-    if (geteuid() == 0) {
-        snprintf(buf, n, "/run/bitstackd/bitstackd.sock");
-        return 0;
-    }
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    if (xdg && *xdg) {
-        snprintf(buf, n, "%s/bitstackd.sock", xdg);
-        return 0;
-    }
-    return bs_err_set(e, "no socket path: give --socket, or set BITSTACK_SOCKET, RUNTIME_DIRECTORY or "
-                         "XDG_RUNTIME_DIR");
-}
-
 /* "model.bstk" from "/path/to/model.bstk", without the extension. */
 static void model_name(const char *path, char *buf, size_t n)
 {
@@ -266,7 +239,7 @@ static int serve(daemon_t *d, const options *o)
 {
     bs_err e;
     int rc = 1, listen_fd = -1;
-    char sock[PATH_MAX] = "", name[128];
+    char sock[BS_SOCKPATH_MAX > PATH_MAX ? BS_SOCKPATH_MAX : PATH_MAX] = "", name[128];
     bs_store store;
     bool store_open = false, model_ready = false;
     bs_stacked sm;
@@ -279,9 +252,8 @@ static int serve(daemon_t *d, const options *o)
         goto out;
     }
     if (act == 0) {
-        if (o->socket)
-            snprintf(sock, sizeof sock, "%s", o->socket);
-        else if (default_socket(sock, sizeof sock, &e)) {
+        bs_sockpath_source src;
+        if (bs_sockpath_resolve(o->socket, sock, &src, &e)) {
             bs_log_err(&d->log, "%s", e.msg);
             goto out;
         }
