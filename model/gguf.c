@@ -169,8 +169,9 @@ int bs_gguf_open(bs_gguf *g, const char *path, bs_err *e)
     g->map = map;
 
     cursor c = {g, 0, e};
-    uint32_t magic;
-    rd(&c, &magic, 4, "magic");
+    uint32_t magic = 0;
+    if (rd(&c, &magic, 4, "magic"))
+        goto fail;
     if (memcmp(&magic, "GGUF", 4) != 0) {
         bs_err_set(e, "%s: not a GGUF file (bad magic)", path);
         goto fail;

@@ -367,7 +367,7 @@ static int parse_tokenizer(bs_store *s, json_t *t, bs_err *e)
         sc[i] = (float)json_number_value(si);
         ty[i] = (int)json_integer_value(ti);
     }
-    long long bos, eos, unk;
+    long long bos = 0, eos = 0, unk = 0;
     if (get_int(t, "bos", 0, (long long)n - 1, &bos, s->path, "tokenizer", e) ||
         get_int(t, "eos", 0, (long long)n - 1, &eos, s->path, "tokenizer", e) ||
         get_int(t, "unk", 0, (long long)n - 1, &unk, s->path, "tokenizer", e))
@@ -394,7 +394,7 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
         const char *name = json_string_value(json_object_get(o, "name"));
         const char *kind = json_string_value(json_object_get(o, "kind"));
         const char *which = json_string_value(json_object_get(o, "which"));
-        long long layer, levels, group, gq, k, bits, restart;
+        long long layer = 0, levels = 0, group = 0, gq = 0, k = 0, bits = 0, restart = 0;
         if (!name || !kind || !which || strlen(name) >= sizeof m->name)
             return bs_err_set(e, "%s: matrix %zu has no name, kind or which", s->path, i);
         snprintf(m->name, sizeof m->name, "%s", name);
@@ -419,7 +419,7 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
         if (m->kind < 0 || m->which < 0)
             return bs_err_set(e, "%s: matrix %s has unknown kind '%s' or linear '%s'", s->path, m->name, kind, which);
         bs_lin_shape(&s->cfg, m->which, &m->rows, &m->cols);
-        long long r, c;
+        long long r = 0, c = 0;
         if (get_int(o, "rows", 1, 1 << 24, &r, s->path, m->name, e) || get_int(o, "cols", 1, 1 << 24, &c, s->path, m->name, e))
             return -1;
         if (r != m->rows || c != m->cols)
@@ -520,7 +520,7 @@ static int parse_base(bs_store *s, json_t *desc, const uint8_t *base, uint64_t l
         json_t *t = json_array_get(desc, i);
         const char *name = json_string_value(json_object_get(t, "name"));
         const char *dtype = json_string_value(json_object_get(t, "dtype"));
-        long long off, bytes;
+        long long off = 0, bytes = 0;
         if (!name || !dtype || get_int(t, "offset", 0, (long long)len, &off, s->path, "base", e) ||
             get_int(t, "bytes", 1, (long long)len, &bytes, s->path, "base", e) || (uint64_t)(off + bytes) > len)
             return bs_err_set(e, "%s: base tensor %zu is malformed or lies outside the base section", s->path, i);
