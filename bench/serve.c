@@ -377,7 +377,8 @@ static int run_remote(const bench_opts *o, int n_clients, const char *ref, size_
 /* ---- the daemon -------------------------------------------------------------------- */
 
 /* A status request on a fresh connection: 0 with *stack_n (and the model name) filled. */
-static int daemon_status(const char *sock, int *stack_n, int *stack_total, char *model, size_t mcap, bs_err *e)
+static int daemon_status(const char *sock, int *stack_n, int *stack_total, int *threads, char *model, size_t mcap,
+                         bs_err *e)
 {
     bs_conn c;
     if (bs_conn_open(&c, sock, e))
@@ -397,7 +398,9 @@ static int daemon_status(const char *sock, int *stack_n, int *stack_total, char 
     }
     if (rc == 0) {
         json_t *n = json_object_get(resp.result, "stack_n"), *t = json_object_get(resp.result, "stack_total");
-        json_t *m = json_object_get(resp.result, "model");
+        json_t *m = json_object_get(resp.result, "model"), *th = json_object_get(resp.result, "threads");
+        if (json_is_integer(th))
+            *threads = (int)json_integer_value(th);
         *stack_n = json_is_integer(n) ? (int)json_integer_value(n) : -1;
         *stack_total = json_is_integer(t) ? (int)json_integer_value(t) : -1;
         snprintf(model, mcap, "%s", json_is_string(m) ? json_string_value(m) : "?");
@@ -578,7 +581,7 @@ int main(int argc, char **argv)
     int stack_n = -1, stack_total = -1;
     char model[128] = "?";
     for (int i = 0; i < 300; i++) {   /* 30 s for the daemon to load and listen */
-        if (daemon_status(o.socket, &stack_n, &stack_total, model, sizeof model, &e) == 0)
+        if (daemon_status(o.socket, &stack_n, &stack_total, &o.threads, model, sizeof model, &e) == 0)
             break;
         if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid) {
             pid = -1;
@@ -635,7 +638,8 @@ int main(int argc, char **argv)
            " bs_gen start -> first token; p99 of %d samples is their maximum or close to it)\n", o.requests);
     char load[128];
     read_load(load, sizeof load);
-    printf("load average at the end: %s (well above the cores: other work skewed these figures)\n", load);
+    printf("load average at the end: %s%s\n", load,
+           atof(load) > cores() ? " (above the core count: other work skewed these figures)" : "");
     if (!ok)
         goto fail;
     rc = 0;

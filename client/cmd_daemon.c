@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/conn.h"
@@ -92,7 +93,13 @@ static void print_row(const char *key, const char *val)
     printf("%-10s %s\n", key, val);
 }
 
-static void print_status(const json_t *st, const json_t *metrics)
+/* The generation rate for the table, and how it was had. */
+typedef struct {
+    double tps;         /* NAN: unknown */
+    const char *how;
+} status_rate;
+
+static void print_status(const json_t *st, const json_t *metrics, const status_rate *rate)
 {
     char a[64], b[64], line[256];
     const char *s;
@@ -146,17 +153,13 @@ static void print_status(const json_t *st, const json_t *metrics)
         snprintf(line + k, sizeof line - (size_t)k, ", %.0f connection%s", conns, conns == 1 ? "" : "s");
     print_row("sessions", line);
 
-    /* The daemon may report its rate in status or in metrics; either will do. */
-    double tps = jnum(st, "tokens_per_s");
-    if (!isfinite(tps) && metrics)
-        tps = jnum(metrics, "tokens_per_s");
-    if (isfinite(tps))
-        snprintf(line, sizeof line, "%.1f", tps);
+    if (isfinite(rate->tps))
+        snprintf(line, sizeof line, "%.1f (%s)", rate->tps, rate->how);
     else
         snprintf(line, sizeof line, "-");
     double gen = metrics ? jnum(metrics, "tokens_generated") : NAN;
     if (isfinite(gen))
-        snprintf(line + strlen(line), sizeof line - strlen(line), " (%.0f tokens generated)", gen);
+        snprintf(line + strlen(line), sizeof line - strlen(line), "; %.0f tokens generated", gen);
     print_row("tokens/s", line);
 
     double up = jnum(st, "uptime_s");
@@ -165,6 +168,41 @@ static void print_status(const json_t *st, const json_t *metrics)
     else
         snprintf(line, sizeof line, "-");
     print_row("uptime", line);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The daemon counts generated tokens as they are made but reports no rate: when
+ * something is generating, count them over half a second. Idle is 0 without waiting. */
+static void measure_rate(bs_conn *c, bs_request *r, const json_t *st, const json_t *met1, status_rate *rate)
+{
+    double sessions = jnum(st, "sessions"), g1 = jnum(met1, "tokens_generated");
+    if (!isfinite(g1))
+        return;
+    if (sessions == 0) {
+        rate->tps = 0;
+        rate->how = "idle";
+        return;
+    }
+    double t1 = now_s();
+    struct timespec half = {0, 500 * 1000 * 1000};
+    while (nanosleep(&half, &half) < 0 && errno == EINTR)
+        ;
+    bs_response met2 = {0};
+    bs_err e = {{0}};
+    if (simple_request(c, r, &met2, &e) == 0 && met2.kind == BS_RESP_RESULT) {
+        double g2 = jnum(met2.result, "tokens_generated"), t2 = now_s();
+        if (isfinite(g2) && t2 > t1) {
+            rate->tps = (g2 - g1) / (t2 - t1);
+            rate->how = "over the last 0.5 s";
+        }
+    }
+    bs_response_free(&met2);
 }
 
 int bs_cmd_status(int argc, char **argv)
@@ -204,7 +242,13 @@ int bs_cmd_status(int argc, char **argv)
     r.op = BS_OP_METRICS;
     bs_err me = {{0}};
     int have_met = simple_request(&c, &r, &met, &me) == 0 && met.kind == BS_RESP_RESULT;
-    print_status(st.result, have_met ? met.result : NULL);
+    status_rate rate = {NAN, "reported by bitstackd"};
+    rate.tps = jnum(st.result, "tokens_per_s");
+    if (!isfinite(rate.tps) && have_met)
+        rate.tps = jnum(met.result, "tokens_per_s");
+    if (!isfinite(rate.tps) && have_met)
+        measure_rate(&c, &r, st.result, met.result, &rate);
+    print_status(st.result, have_met ? met.result : NULL, &rate);
     rc = 0;
 out:
     bs_response_free(&st);

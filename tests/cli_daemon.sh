@@ -159,6 +159,26 @@ done
 [ $rc -eq 0 ] && ok "long chat: exit 0" || bad "long chat: exit $rc: $(cat "$tmp/chat.err")"
 grep -q "forgot" "$tmp/chat.err" && ok "long chat: old turns forgotten" || bad "long chat: nothing forgotten"
 
+# --- status while a generation runs: a live rate; closing the client cancels it
+# greedy runs to the end of the context (~500 tokens): seconds, never an early EOS
+"$ctl" generate "Once upon a time" -n 4000 --temperature 0 >/dev/null 2>&1 &
+gpid=$!
+i=0
+until "$ctl" status | grep -q '^sessions *1 open'; do
+    i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.1
+done
+row=$("$ctl" status | grep '^tokens/s')
+case "$row" in *"(over the last"*) ;; *) row="";; esac
+rate=$(printf '%s\n' "$row" | awk '{print $2}')
+if [ -n "$row" ] && awk "BEGIN { exit !($rate > 0) }"; then ok "busy status: $row"; else bad "busy status: '$row'"; fi
+kill "$gpid"; wait "$gpid" 2>/dev/null
+i=0
+until "$ctl" status | grep -q '^sessions *0 open'; do
+    i=$((i + 1)); if [ $i -gt 100 ]; then bad "a closed client's session stays open"; break; fi; sleep 0.1
+done
+[ $i -le 100 ] && ok "a closed client's generation is cancelled"
+"$ctl" status | grep -q '^tokens/s *0.0 (idle)' && ok "idle status: 0.0" || bad "idle status: $("$ctl" status)"
+
 # --- budget and metrics: the daemon may not know them yet (exit 1, said plainly)
 out=$("$ctl" budget 2>&1); rc=$?
 case "$rc:$out" in 0:budget*|1:*"not supported by this daemon"*) ok "budget: $rc";; *) bad "budget: $rc $out";; esac
