@@ -9,6 +9,7 @@
  *   --decode  single-token steps after the prompt
  *   --model   the stories260K file (default $BS_SHARED/models/stories260K.bin)
  * Exits non-zero when a forward call fails or returns a non-finite logit. */
+#include "bench/common.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "kernels/ops.h"
@@ -44,58 +45,21 @@ typedef struct {
     double prefill_flops;
 } bench_row;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Smallest and median of v[0..n); sorts v. */
 static void min_median(double *v, int n, double *min, double *med)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    bench_sort(v, n);
     *min = v[0];
     *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- machine ---- */
 
-static void cpuinfo_field(const char *path, const char *key, char *out, size_t cap)
-{
-    char line[512];
-    size_t klen = strlen(key);
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) != 0)
-            continue;
-        const char *p = strchr(line, ':');
-        if (!p)
-            continue;
-        p++;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        snprintf(out, cap, "%s", p);
-        out[strcspn(out, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
 static void print_machine(void)
 {
     char cpu[256], mem[128], date[64];
-    cpuinfo_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
-    cpuinfo_field("/proc/meminfo", "MemTotal", mem, sizeof mem);
+    bench_proc_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
+    bench_proc_field("/proc/meminfo", "MemTotal", mem, sizeof mem);
     /* what nproc counts: the CPUs this process may run on */
     cpu_set_t set;
     int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
@@ -165,7 +129,7 @@ static double bw_pass(const float *buf, size_t n, int nt, float *sink)
     pthread_t th[N_THREADS];
     bw_slice sl[N_THREADS];
     int started = 0;
-    double t0 = now();
+    double t0 = bs_now();
     for (; started < nt; started++) {
         size_t lo = n / nt * started, hi = started == nt - 1 ? n : n / nt * (started + 1);
         sl[started] = (bw_slice){ buf + lo, hi - lo, 0.0f };
@@ -174,7 +138,7 @@ static double bw_pass(const float *buf, size_t n, int nt, float *sink)
     }
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    double dt = now() - t0;
+    double dt = bs_now() - t0;
     for (int i = 0; i < started; i++)
         *sink += sl[i].sum;
     return started == nt ? dt : -1.0;
@@ -266,15 +230,15 @@ static int run_once(const bs_model *m, bs_state *s, const int *prompt, int nprom
                     double *prefill, double *per_tok, bs_err *e)
 {
     int vocab = m->cfg.vocab_size;
-    double t0 = now();
+    double t0 = bs_now();
     const float *lg = bs_forward(m, s, prompt, nprompt, 0, 0, e);
-    double t1 = now();
+    double t1 = bs_now();
     if (!lg)
         return bs_err_wrap(e, "prefill of %d tokens", nprompt);
     int tok = check_logits(lg, vocab, "prefill", e);
     if (tok < 0)
         return -1;
-    double t2 = now();
+    double t2 = bs_now();
     for (int i = 0; i < ndecode; i++) {
         lg = bs_forward(m, s, &tok, 1, nprompt + i, 0, e);
         if (!lg)
@@ -282,7 +246,7 @@ static int run_once(const bs_model *m, bs_state *s, const int *prompt, int nprom
         if ((tok = check_logits(lg, vocab, "decode", e)) < 0)
             return -1;
     }
-    double t3 = now();
+    double t3 = bs_now();
     *prefill = t1 - t0;
     *per_tok = ndecode > 0 ? (t3 - t2) / ndecode : 0.0;
     return 0;

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/common.h"
 #include "client/conn.h"
 #include "kernels/ops.h"
 #include "model/compress.h"
@@ -50,23 +51,10 @@ typedef struct {
     int clients[MAX_ROWS], n_rows;
 } bench_opts;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The q-quantile of v[0..n) by the nearest-rank rule; sorts v. */
 static double quantile(double *v, int n, double q)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    bench_sort(v, n);
     int k = (int)(q * n + 0.999999);
     if (k < 1)
         k = 1;
@@ -92,17 +80,8 @@ static void read_load(char *load, size_t n)
 
 static void print_machine(void)
 {
-    char cpu[256] = "unknown", line[512], load[128];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
-            snprintf(cpu, sizeof cpu, "%s", strchr(line, ':') + 2);
-            cpu[strcspn(cpu, "\n")] = 0;
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
+    char cpu[256], load[128];
+    bench_proc_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
     read_load(load, sizeof load);
     struct utsname u;
     if (uname(&u) != 0)
@@ -134,13 +113,13 @@ static int local_generate(const bs_stacked *sm, const bench_opts *o, double *ttf
     bs_gen g;
     if (bs_gen_init(&g, &sm->model, sm->store->tok, &gp, e))
         return -1;
-    double t0 = now();
+    double t0 = bs_now();
     int rc = bs_gen_prompt(&g, o->prompt, strlen(o->prompt), e);
     int tok, made = 0, r = 1;
     size_t cap = 0;
     while (rc == 0 && made < o->tokens && (r = bs_gen_step(&g, &tok, e)) == 1) {
         if (made == 0)
-            *ttft = now() - t0;
+            *ttft = bs_now() - t0;
         if (text) {
             if (*text_len + g.piece_len + 1 > cap) {
                 cap = 2 * (*text_len + g.piece_len + 64);
@@ -210,7 +189,7 @@ static int remote_generate(bs_conn *c, const bench_opts *o, double *ttft, double
     r.seed = 1;
     r.stream = true;
     bs_conn_next_id(c, &r.id);
-    double t0 = now();
+    double t0 = bs_now();
     if (bs_conn_send(c, &r, e))
         return -1;
     size_t cap = 0;
@@ -227,7 +206,7 @@ static int remote_generate(bs_conn *c, const bench_opts *o, double *ttft, double
         }
         if (resp.kind == BS_RESP_TOKEN) {
             if (made++ == 0)
-                *ttft = now() - t0;
+                *ttft = bs_now() - t0;
             if (text) {
                 if (*text_len + resp.text_len + 1 > cap) {
                     cap = 2 * (*text_len + resp.text_len + 64);
@@ -301,10 +280,10 @@ static int run_local(const bs_stacked *sm, const bench_opts *o, int n_clients, c
         pthread_create(&th[i], NULL, local_client_run, &cl[i]);
     }
     pthread_barrier_wait(&bar);
-    double t0 = now();
+    double t0 = bs_now();
     for (int i = 0; i < n_clients; i++)
         pthread_join(th[i], NULL);
-    double wall = now() - t0;
+    double wall = bs_now() - t0;
     pthread_barrier_destroy(&bar);
     int rc = 0;
     memset(res, 0, sizeof *res);
@@ -345,10 +324,10 @@ static int run_remote(const bench_opts *o, int n_clients, const char *ref, size_
         pthread_create(&th[i], NULL, remote_client_run, &cl[i]);
     }
     pthread_barrier_wait(&bar);
-    double t0 = now();
+    double t0 = bs_now();
     for (int i = 0; i < n_clients; i++)
         pthread_join(th[i], NULL);
-    double wall = now() - t0;
+    double wall = bs_now() - t0;
     pthread_barrier_destroy(&bar);
     int rc = 0;
     memset(res, 0, sizeof *res);

@@ -4,6 +4,7 @@
  * truncated singular values are.
  * Usage: bench_svd [threads]   (0 or absent: OpenBLAS default; BS_SHARED overrides the
  * shared folder) */
+#include "bench/common.h"
 #include "kernels/svd.h"
 
 #include <cblas.h>
@@ -12,33 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 enum { K = 16 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void machine(void)
 {
-    char line[256], model[256] = "unknown";
-    int cpus = 0;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            const char *p = strchr(line, ':');
-            if (p && cpus++ == 0) {
-                snprintf(model, sizeof model, "%s", p + 2);
-                model[strcspn(model, "\n")] = '\0';
-            }
-        }
-    if (f)
-        fclose(f);
-    printf("machine: %s, %d cpus; OpenBLAS %s, %d threads\n", model, cpus,
+    char model[256];
+    bench_proc_field("/proc/cpuinfo", "model name", model, sizeof model);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("machine: %s, %d cpus; OpenBLAS %s, %d threads\n", model, (int)cpus,
            openblas_get_config(), openblas_get_num_threads());
 }
 
@@ -128,15 +113,15 @@ static int run(const float *A, int m, int n, int reps, result *res)
     int rc = -1;
     if (!u || !s || !vt || !U || !Vt)
         goto out;
-    double t0 = now();
+    double t0 = bs_now();
     for (int i = 0; i < reps; i++)
         if (bs_svd_full(A, m, n, u, s, vt, &e))
             goto fail;
-    double t1 = now();
+    double t1 = bs_now();
     for (int i = 0; i < reps; i++)
         if (bs_svd_truncated(A, m, n, K, BS_SVD_OVERSAMPLE, BS_SVD_POWER_ITERS, 1, U, S, Vt, &e))
             goto fail;
-    double t2 = now();
+    double t2 = bs_now();
     double worst = 0, worst_fast = 0, a2 = 0;
     for (size_t i = 0; i < (size_t)m * n; i++)
         a2 += (double)A[i] * A[i];
@@ -147,7 +132,7 @@ static int run(const float *A, int m, int n, int reps, result *res)
     for (int i = 0; i < reps; i++)
         if (bs_svd_truncated(A, m, n, K, 10, 4, 1, U, S, Vt, &e))
             goto fail;
-    double t3 = now();
+    double t3 = bs_now();
     for (int i = 0; i < kk; i++)
         worst_fast = fmax(worst_fast, fabs(S[i] - s[i]) / s[i]);
     res->worst_err_fast = fmax(res->worst_err_fast, err_ratio(a2, S, s, kk));

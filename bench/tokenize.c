@@ -1,19 +1,14 @@
 /* Tokenizer throughput on whole files: encode (and decode back) TinyStories and
  * WikiText-2 with the 32000- and the 512-piece Llama vocabularies.
  * Usage: bench_tokenize [repeats]   (BS_SHARED overrides the shared folder) */
+#include "bench/common.h"
 #include "model/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static const char *shared(const char *rel, char *buf, size_t cap)
 {
@@ -44,21 +39,10 @@ static char *slurp(const char *path, size_t *len)
 
 static void machine(void)
 {
-    char line[256], model[256] = "unknown";
-    int cpus = 0;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            const char *p = strchr(line, ':');
-            if (p && cpus++ == 0) {
-                snprintf(model, sizeof model, "%s", p + 2);
-                model[strcspn(model, "\n")] = '\0';
-            }
-        }
-    }
-    if (f)
-        fclose(f);
-    printf("machine: %s, %d logical CPUs\n", model, cpus);
+    char model[256];
+    bench_proc_field("/proc/cpuinfo", "model name", model, sizeof model);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("machine: %s, %d logical CPUs\n", model, (int)cpus);
 }
 
 int main(int argc, char **argv)
@@ -98,16 +82,16 @@ int main(int argc, char **argv)
             int ok = 1;
             for (int r = 0; r < reps && ok; r++) {
                 int *ids;
-                double t0 = now();
+                double t0 = bs_now();
                 if (bs_tok_encode(t, text, len, 1, 1, &ids, &n, &e)) {
                     fprintf(stderr, "%s\n", e.msg);
                     ok = 0;
                     break;
                 }
-                double t1 = now();
+                double t1 = bs_now();
                 size_t dl;
                 char *d = bs_tok_decode(t, ids, n, &dl);
-                double t2 = now();
+                double t2 = bs_now();
                 if (!d || dl != len || memcmp(d, text, len) != 0) {
                     fprintf(stderr, "%s: decode(encode(text)) differs from the text\n", texts[j]);
                     ok = 0;
