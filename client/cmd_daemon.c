@@ -505,6 +505,7 @@ static void exchange_free(exchange *x)
 
 static void print_stats(const bs_proto_stats *s)
 {
+    fflush(stdout);  /* the text first, then the stats, even when both go to one pipe */
     fprintf(stderr, "prompt %" PRId64 " tokens, generated %" PRId64 " tokens at %.1f tok/s; "
                     "first token %.1f ms, total %.1f ms; stack %" PRId64 "..%" PRId64 "/%" PRId64
                     " blocks, %" PRId64 " resize events; seed %" PRIu64 "; finish %s\n",
