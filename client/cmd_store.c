@@ -284,9 +284,12 @@ int bs_cmd_eval_store(int argc, char **argv)
                 snprintf(names[ns++], sizeof names[0], "%s", b);
         }
     }
+    /* the CSV goes to --csv, or after the table when a sweep names no file */
     const char *csvp = bs_opt_get(o, no, "csv");
-    FILE *csv = csvp ? fopen(csvp, "w") : NULL;
-    if (csvp && !csv) {
+    char *mem_csv = NULL;
+    size_t mem_len = 0;
+    FILE *csv = csvp ? fopen(csvp, "w") : sweep ? open_memstream(&mem_csv, &mem_len) : NULL;
+    if ((csvp || sweep) && !csv) {
         fprintf(stderr, "bitstackctl: cannot write %s\n", csvp);
         free(ns_list);
         goto out;
@@ -352,8 +355,13 @@ int bs_cmd_eval_store(int argc, char **argv)
     if (csv) {
         fclose(csv);
         const char *png = bs_opt_get(o, no, "png");
-        if (png && !rc)
+        if (png && csvp && !rc)
             plot_sweep(csvp, png, s.path, float_ppl);
+        else if (png)
+            fprintf(stderr, "bitstackctl: --png needs --csv FILE (gnuplot reads the file)\n");
+        if (mem_csv && !rc)
+            printf("\n%s", mem_csv);
+        free(mem_csv);
     }
     free(ns_list);
 out:

@@ -32,6 +32,15 @@ if "$ctl" compress --model "$shared/models/stories260K.bin" --tokenizer "$shared
   case "$out" in "Once upon a time, there was"*) echo "ok: store 4bpw";; *) echo "FAIL: store 4bpw: $out"; fail=1;; esac
   err=$("$ctl" run --store "$st" --budget 1K --prompt "x" 2>&1 >/dev/null); rc=$?
   case "$err" in *"smallest working model"*) [ $rc -eq 1 ] && echo "ok: budget below minimum";; *) echo "FAIL: $err"; fail=1;; esac
+  out=$("$ctl" inspect "$st")
+  case "$out" in *"stack       420 blocks over 35 matrices"*) echo "ok: inspect";; *) echo "FAIL: inspect: $out"; fail=1;; esac
+  out=$("$ctl" eval --store "$st" --budget 4.0bpw --text "$shared/data/tinystories_valid_head.txt" --max-chunks 2 | tail -1)
+  bpw=$(echo "$out" | awk '{print $4}'); ppl=$(echo "$out" | awk '{print $5}')
+  if awk -v b="$bpw" -v p="$ppl" 'BEGIN { exit !(b <= 4.0 && b > 3.5 && p > 1 && p < 20) }'; then echo "ok: eval at 4.0bpw ($bpw bpw, ppl $ppl)"
+  else echo "FAIL: eval --store: $out"; fail=1; fi
+  out=$("$ctl" eval --store "$st" --sweep --text "$shared/data/tinystories_valid_head.txt" --max-chunks 1)
+  rows=$(echo "$out" | grep -c '^stack:')
+  [ "$rows" -eq 10 ] && echo "ok: sweep table and csv" || { echo "FAIL: sweep csv rows $rows"; fail=1; }
   "$ctl" run --store "$st" --model x >/dev/null 2>&1; [ $? -eq 2 ] && echo "ok: store xor model" || { echo "FAIL: both accepted"; fail=1; }
 else
   echo "FAIL: compress"; fail=1
