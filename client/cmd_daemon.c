@@ -399,29 +399,10 @@ typedef struct {
     bool trim_lead;         /* hold back whitespace before the first visible byte (chat) */
     bool printed_any;       /* a visible byte went out */
     char last;              /* the last byte printed */
-    char *text;             /* the whole reply */
-    size_t len, cap;
+    bs_proto_buf text;      /* the whole reply */
     bs_proto_stats stats;
     bs_response err;        /* the daemon's error line, kind BS_RESP_ERROR, when it sent one */
 } exchange;
-
-static int append(exchange *x, const char *s, size_t n)
-{
-    if (x->len + n + 1 > x->cap) {
-        size_t cap = x->cap ? x->cap : 256;
-        while (cap < x->len + n + 1)
-            cap *= 2;
-        char *t = realloc(x->text, cap);
-        if (!t)
-            return -1;
-        x->text = t;
-        x->cap = cap;
-    }
-    memcpy(x->text + x->len, s, n);
-    x->len += n;
-    x->text[x->len] = 0;
-    return 0;
-}
 
 static void show(exchange *x, const char *s, size_t n)
 {
@@ -466,7 +447,7 @@ static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
         int done = 0;
         switch (resp.kind) {
         case BS_RESP_TOKEN:
-            if (append(x, resp.text, resp.text_len)) {
+            if (bs_proto_buf_append(&x->text, resp.text, resp.text_len, NULL)) {
                 bs_response_free(&resp);
                 return bs_err_set(e, "out of memory");
             }
@@ -475,7 +456,7 @@ static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
             break;
         case BS_RESP_DONE:
             if (resp.text) {
-                if (append(x, resp.text, resp.text_len)) {
+                if (bs_proto_buf_append(&x->text, resp.text, resp.text_len, NULL)) {
                     bs_response_free(&resp);
                     return bs_err_set(e, "out of memory");
                 }
@@ -499,7 +480,7 @@ static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
 
 static void exchange_free(exchange *x)
 {
-    free(x->text);
+    bs_proto_buf_free(&x->text);
     bs_response_free(&x->err);
 }
 
@@ -742,8 +723,8 @@ static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_pr
             fflush(stdout);
             if (stats)
                 print_stats(&x.stats);
-            const char *s = x.text ? x.text : "";
-            size_t n = x.len;
+            const char *s = x.text.data ? x.text.data : "";
+            size_t n = x.text.len;
             trim(&s, &n);
             rc = history_push(h, BS_ROLE_ASSISTANT, s, n) ? bs_err_set(e, "out of memory") : 0;
         }

@@ -75,10 +75,10 @@ static int send_tokens(bs_conn *c, bs_session *s, bs_err *e)
     if (!s->stream)
         return 0;
     for (int i = 0; i < s->n_tok; i++) {
-        size_t end = s->tok_end[i] < s->len ? s->tok_end[i] : s->len;
+        size_t end = s->tok_end[i] < s->text.len ? s->tok_end[i] : s->text.len;
         if (end <= s->sent)
             continue;   /* held back: goes out with a later token */
-        if (bs_proto_encode_token(&c->out, &s->id, s->text + s->sent, end - s->sent, e))
+        if (bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, end - s->sent, e))
             return -1;
         s->sent = end;
     }
@@ -95,13 +95,13 @@ static void send_done(bs_conn *c, bs_session *s)
     bs_proto_stats st;
     bs_session_stats(s, uv_hrtime(), &st);
     int rc = 0;
-    if (s->stream && s->len > s->sent) {
-        rc = bs_proto_encode_token(&c->out, &s->id, s->text + s->sent, s->len - s->sent, &e);
-        s->sent = s->len;
+    if (s->stream && s->text.len > s->sent) {
+        rc = bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, s->text.len - s->sent, &e);
+        s->sent = s->text.len;
     }
     if (!rc)
-        rc = bs_proto_encode_done(&c->out, &s->id, s->stream ? NULL : (s->text ? s->text : ""),
-                                  s->stream ? 0 : s->len, &st, &e);
+        rc = bs_proto_encode_done(&c->out, &s->id, s->stream ? NULL : (s->text.data ? s->text.data : ""),
+                                  s->stream ? 0 : s->text.len, &st, &e);
     bs_log_debug(srv->log, "connection %llu: request %.*s done: %s, %d+%d tokens, %.1f tok/s",
                  (unsigned long long)c->num, (int)s->id.len, s->id.json, bs_proto_finish_name(s->finish),
                  s->prompt_tokens, s->generated, st.tokens_per_s);

@@ -75,7 +75,7 @@ void bs_session_free(bs_session *s)
         free(s->stop[i]);
     free(s->stop);
     free(s->ids);
-    free(s->text);
+    bs_proto_buf_free(&s->text);
     free(s);
 }
 
@@ -91,7 +91,7 @@ void bs_session_finish(bs_session *s, bs_finish why)
     s->finished = true;
     s->finish = why;
     /* text held back for a stop string that never came is text after all */
-    s->safe = s->len;
+    s->safe = s->text.len;
 }
 
 /* Tokenizes the prompt and sets up the KV cache: the first slice's work. */
@@ -147,58 +147,40 @@ static int prefill_chunk(bs_session *s)
     return 0;
 }
 
-static int append(bs_session *s, const char *p, size_t n)
-{
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 256;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        char *t = realloc(s->text, cap);
-        if (!t)
-            return -1;
-        s->text = t;
-        s->cap = cap;
-    }
-    memcpy(s->text + s->len, p, n);
-    s->len += n;
-    s->text[s->len] = '\0';
-    return 0;
-}
-
 /* After old_len..len was appended: ends the text at the first stop string, or moves
  * `safe` up to what can no longer become one (nor end inside a UTF-8 character). */
 static void cut(bs_session *s, size_t old_len)
 {
-    size_t cand = s->len;
+    size_t cand = s->text.len;
     if (s->n_stop) {
         /* a new match must end in the new bytes */
         size_t from = old_len + 1 > s->max_stop ? old_len + 1 - s->max_stop : 0;
         size_t best = SIZE_MAX;
         for (int i = 0; i < s->n_stop; i++) {
             size_t sl = strlen(s->stop[i]);
-            const char *m = memmem(s->text + from, s->len - from, s->stop[i], sl);
-            if (m && (size_t)(m - s->text) < best)
-                best = (size_t)(m - s->text);
+            const char *m = memmem(s->text.data + from, s->text.len - from, s->stop[i], sl);
+            if (m && (size_t)(m - s->text.data) < best)
+                best = (size_t)(m - s->text.data);
         }
         if (best != SIZE_MAX) {
-            s->len = best;
-            s->text[s->len] = '\0';
+            s->text.len = best;
+            s->text.data[s->text.len] = '\0';
             bs_session_finish(s, BS_FINISH_STOP);
             return;
         }
         size_t hold = 0;
         for (int i = 0; i < s->n_stop; i++) {
             size_t sl = strlen(s->stop[i]);
-            for (size_t k = sl - 1 < s->len ? sl - 1 : s->len; k > hold; k--)
-                if (!memcmp(s->text + s->len - k, s->stop[i], k)) {
+            for (size_t k = sl - 1 < s->text.len ? sl - 1 : s->text.len; k > hold; k--)
+                if (!memcmp(s->text.data + s->text.len - k, s->stop[i], k)) {
                     hold = k;
                     break;
                 }
         }
-        cand = s->len - hold;
+        cand = s->text.len - hold;
     }
     if (cand > s->safe)
-        s->safe += bs_proto_utf8_boundary(s->text + s->safe, cand - s->safe);
+        s->safe += bs_proto_utf8_boundary(s->text.data + s->safe, cand - s->safe);
 }
 
 static void step(bs_session *s)
@@ -219,8 +201,8 @@ static void step(bs_session *s)
     if (s->generated == 1)
         s->t_first = now;
     s->t_last = now;
-    size_t old = s->len;
-    if (append(s, s->gen.piece, s->gen.piece_len)) {
+    size_t old = s->text.len;
+    if (bs_proto_buf_append(&s->text, s->gen.piece, s->gen.piece_len, NULL)) {
         fail(s, BS_PERR_INTERNAL, "out of memory for the generated text");
         return;
     }

@@ -67,8 +67,7 @@ typedef struct bs_session {
     bool gen_ready;
     int *ids;                        /* prompt tokens, until prefilled */
     int n_ids, prefilled, prompt_tokens;
-    char *text;
-    size_t len, cap;
+    bs_proto_buf text;               /* the text so far (text.data, text.len) */
     size_t safe;
     size_t tok_end[BS_SESSION_SLICE_TOKENS];
     int n_tok;                       /* tokens decoded by the last slice */

@@ -253,6 +253,11 @@ static int put(bs_proto_buf *b, const char *s, size_t n, bs_err *e)
     return 0;
 }
 
+int bs_proto_buf_append(bs_proto_buf *b, const char *s, size_t n, bs_err *e)
+{
+    return put(b, s, n, e);
+}
+
 static int puts_(bs_proto_buf *b, const char *s, bs_err *e)
 {
     return put(b, s, strlen(s), e);

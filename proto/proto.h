@@ -184,6 +184,9 @@ typedef struct {
 
 void bs_proto_buf_free(bs_proto_buf *b);
 
+/* Appends n bytes, keeping a NUL after them; -1 (with e) when memory runs out. */
+int bs_proto_buf_append(bs_proto_buf *b, const char *s, size_t n, bs_err *e);
+
 typedef enum {
     BS_FINISH_LENGTH,      /* "length": max_tokens or the context ran out */
     BS_FINISH_STOP,        /* "stop": a stop string appeared */
