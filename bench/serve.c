@@ -263,28 +263,37 @@ typedef struct {
     int same_text;   /* every client's first text equals the reference */
 } row_result;
 
+/* Starts n client threads on fn(&clients[i]) (elements of `size` bytes), releases them
+ * together through bar (the caller initialised it for n + 1), waits for all; returns the wall
+ * time. */
+static double run_clients(int n, void *(*fn)(void *), void *clients, size_t size, pthread_barrier_t *bar)
+{
+    pthread_t th[MAX_CLIENTS];
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, fn, (char *)clients + (size_t)i * size);
+    pthread_barrier_wait(bar);
+    double t0 = bs_now();
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    double wall = bs_now() - t0;
+    pthread_barrier_destroy(bar);
+    return wall;
+}
+
 static int run_local(const bs_stacked *sm, const bench_opts *o, int n_clients, const char *ref,
                      size_t ref_len, row_result *res)
 {
     int reps = (o->requests + n_clients - 1) / n_clients;
     local_client cl[MAX_CLIENTS];
-    pthread_t th[MAX_CLIENTS];
     pthread_barrier_t bar;
     double *ttft = calloc((size_t)(n_clients * reps), sizeof *ttft);
     if (!ttft)
         return -1;
     pthread_barrier_init(&bar, NULL, (unsigned)n_clients + 1);
     memset(cl, 0, sizeof cl);
-    for (int i = 0; i < n_clients; i++) {
-        cl[i] = (local_client){.sm = sm, .o = o, .reps = reps, .start = &bar, .ttft = ttft + i * reps};
-        pthread_create(&th[i], NULL, local_client_run, &cl[i]);
-    }
-    pthread_barrier_wait(&bar);
-    double t0 = bs_now();
     for (int i = 0; i < n_clients; i++)
-        pthread_join(th[i], NULL);
-    double wall = bs_now() - t0;
-    pthread_barrier_destroy(&bar);
+        cl[i] = (local_client){.sm = sm, .o = o, .reps = reps, .start = &bar, .ttft = ttft + i * reps};
+    double wall = run_clients(n_clients, local_client_run, cl, sizeof cl[0], &bar);
     int rc = 0;
     memset(res, 0, sizeof *res);
     res->same_text = 1;
@@ -310,7 +319,6 @@ static int run_remote(const bench_opts *o, int n_clients, const char *ref, size_
 {
     int reps = (o->requests + n_clients - 1) / n_clients;
     remote_client cl[MAX_CLIENTS];
-    pthread_t th[MAX_CLIENTS];
     pthread_barrier_t bar;
     double *ttft = calloc((size_t)(2 * n_clients * reps), sizeof *ttft);
     if (!ttft)
@@ -318,17 +326,10 @@ static int run_remote(const bench_opts *o, int n_clients, const char *ref, size_
     double *sttft = ttft + n_clients * reps;
     pthread_barrier_init(&bar, NULL, (unsigned)n_clients + 1);
     memset(cl, 0, sizeof cl);
-    for (int i = 0; i < n_clients; i++) {
+    for (int i = 0; i < n_clients; i++)
         cl[i] = (remote_client){.o = o, .reps = reps, .start = &bar, .ttft = ttft + i * reps,
                                 .server_ttft = sttft + i * reps};
-        pthread_create(&th[i], NULL, remote_client_run, &cl[i]);
-    }
-    pthread_barrier_wait(&bar);
-    double t0 = bs_now();
-    for (int i = 0; i < n_clients; i++)
-        pthread_join(th[i], NULL);
-    double wall = bs_now() - t0;
-    pthread_barrier_destroy(&bar);
+    double wall = run_clients(n_clients, remote_client_run, cl, sizeof cl[0], &bar);
     int rc = 0;
     memset(res, 0, sizeof *res);
     res->same_text = 1;
