@@ -1,6 +1,7 @@
 /* bitstackctl: the command-line client. Local work (run, eval, compress) runs in this
  * process; everything else talks to bitstackd over its Unix socket. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client/cmds.h"
@@ -36,18 +37,43 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
+    /* "bitstackctl --socket P CMD ..." means "bitstackctl CMD ... --socket P" */
+    const char *sock = NULL;
+    int first = 1;
+    if (argc > 2 && !strcmp(argv[1], "--socket")) {
+        sock = argv[2];
+        first = 3;
+    } else if (argc > 1 && !strncmp(argv[1], "--socket=", 9)) {
+        sock = argv[1] + 9;
+        first = 2;
+    }
+    if (argc <= first) {
         usage(stderr);
         return BS_EXIT_USAGE;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    const char *name = argv[first];
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
         usage(stdout);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 2, argv + 2);
-    fprintf(stderr, "bitstackctl: unknown command '%s'\n", argv[1]);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(name, commands[i].name))
+            continue;
+        int n = argc - first - 1;
+        char **args = malloc(sizeof(char *) * (size_t)(n + 3));
+        if (!args)
+            return 1;
+        memcpy(args, argv + first + 1, sizeof(char *) * (size_t)n);
+        if (sock) {
+            args[n++] = "--socket";
+            args[n++] = (char *)sock;
+        }
+        args[n] = NULL;
+        int rc = commands[i].fn(n, args);
+        free(args);
+        return rc;
+    }
+    fprintf(stderr, "bitstackctl: unknown command '%s'\n", name);
     usage(stderr);
     return BS_EXIT_USAGE;
 }

@@ -72,6 +72,8 @@ fi
 
 # --- the socket path rule: $BITSTACK_SOCKET, and --socket over it
 BITSTACK_SOCKET="$sock" "$ctl" status >/dev/null 2>&1 && ok "BITSTACK_SOCKET" || bad "BITSTACK_SOCKET not used"
+"$ctl" --socket "$sock" status >/dev/null 2>&1 && ok "--socket before the command" || bad "global --socket refused"
+"$ctl" --socket="$sock" status --json >/dev/null 2>&1 && ok "--socket= before the command" || bad "global --socket= refused"
 BITSTACK_SOCKET="$tmp/nope.sock" "$ctl" status --socket "$sock" >/dev/null 2>&1 &&
     ok "--socket wins over BITSTACK_SOCKET" || bad "--socket does not win"
 BITSTACK_SOCKET="$tmp/nope.sock" RUNTIME_DIRECTORY="$tmp" "$ctl" status >/dev/null 2>&1
