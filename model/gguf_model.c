@@ -116,7 +116,12 @@ int bs_model_load_gguf(bs_model *m, const char *path, bs_err *e)
                    path, (long long)rot, c.head_dim);
         goto out;
     }
-    int shared = bs_gguf_tensor_find(&g, "output.weight") == NULL;
+    /* a classifier byte-identical to the embedding (converters often write both) is shared,
+     * so it is neither held twice in memory nor stored twice in a store */
+    const bs_gguf_tensor *out_w = bs_gguf_tensor_find(&g, "output.weight");
+    int shared = !out_w || (out_w->type == emb->type && out_w->nbytes == emb->nbytes &&
+                            memcmp(out_w->dims, emb->dims, sizeof emb->dims) == 0 &&
+                            memcmp(out_w->data, emb->data, emb->nbytes) == 0);
     if (bs_model_alloc(m, &c, shared, e))
         goto out;
     if (load_weights(&g, m, e)) {

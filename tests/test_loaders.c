@@ -170,6 +170,7 @@ int main(void)
     CHECK(a.cfg.vocab_size == 512 && a.cfg.hidden_dim == 172 && a.cfg.seq_len == 512);
     CHECK(a.cls == a.tok_emb);
     CHECK(b.cfg.seq_len == 2048);  /* the converter's default, recorded in the file */
+    CHECK(b.cls == b.tok_emb);     /* its output.weight equals token_embd.weight: shared */
     CHECK_NEAR(b.cfg.rms_eps, 1e-5, 1e-9);
     check_identical(&a, &b);
 
