@@ -80,20 +80,12 @@ static void enc_free(enc *x)
 
 static uint8_t *block_bits(enc *x, int level)
 {
-    size_t skip = bs_store_block_has_scales(&x->m, level)
-                      ? (size_t)x->m.rows * (((size_t)x->m.cols + x->m.group - 1) / x->m.group) * 2 : 0;
-    return x->payload[level] + skip;
+    return x->payload[level] + bs_store_scales_bytes(&x->m, level);
 }
 
 static void put_scales(enc *x, int level, const uint16_t *s)
 {
-    size_t n = (size_t)x->m.rows * (((size_t)x->m.cols + x->m.group - 1) / x->m.group);
-    memcpy(x->payload[level], s, n * 2);
-}
-
-static void fp16_round(const uint16_t *h, float *f, size_t n)
-{
-    bs_fp16_to_f32_n(f, h, n);
+    memcpy(x->payload[level], s, bs_store_scales_bytes(&x->m, level));
 }
 
 /* saq planes from level `from` on R (updated in place). Fresh scales are stored in
@@ -101,12 +93,12 @@ static void fp16_round(const uint16_t *h, float *f, size_t n)
 static void encode_saq_from(enc *x, float *R, int from, const float *floor)
 {
     const bs_store_matrix *m = &x->m;
-    size_t G = ((size_t)m->cols + m->group - 1) / m->group, ng = (size_t)m->rows * G;
+    size_t G = bs_store_groups(m), ng = (size_t)m->rows * G;
     uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
     float *M = malloc(sizeof(float) * ng);
     if (!floor) {
         bs_group_absmax(R, m->rows, m->cols, m->group, M16);
-        fp16_round(M16, M, ng);
+        bs_fp16_to_f32_n(M, M16, ng);
     } else {
         /* a restart: the first plane's step M/2 is the least-squares step for a sign
          * plane (mean |R| of the group), so the restart never adds error; never below
@@ -132,7 +124,7 @@ static void encode_saq_from(enc *x, float *R, int from, const float *floor)
 static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
 {
     const bs_store_matrix *m = &x->m;
-    size_t n = (size_t)m->rows * m->cols, G = ((size_t)m->cols + m->group - 1) / m->group;
+    size_t n = (size_t)m->rows * m->cols, G = bs_store_groups(m);
     int K = m->gq_levels;
     float *Q = malloc(sizeof(float) * n);
     uint8_t *codes = malloc(n);
@@ -216,8 +208,8 @@ static int encode_avd(enc *x, float *R, uint64_t seed, bs_err *e)
         for (int j = 0; j < cols; j++)
             for (int r = 0; r < k; r++)
                 Vh[(size_t)j * k + r] = bs_f32_to_fp16(Vt[(size_t)r * cols + j] * sqrtf(S[r]));
-        fp16_round(Uh, u, (size_t)rows * k);
-        fp16_round(Vh, v, (size_t)cols * k);
+        bs_fp16_to_f32_n(u, Uh, (size_t)rows * k);
+        bs_fp16_to_f32_n(v, Vh, (size_t)cols * k);
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < cols; j++) {
                 float mag = 0.0f;

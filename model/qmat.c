@@ -34,17 +34,10 @@ static size_t row_bytes(const bs_store_matrix *m)
     return ((size_t)m->cols + 7) / 8;
 }
 
-static size_t n_groups(const bs_store_matrix *m)
-{
-    return ((size_t)m->cols + (size_t)m->group - 1) / (size_t)m->group;
-}
-
 /* Sign bits of a plane or avd block: after the scales, if the block carries them. */
 static const uint8_t *block_bits(const bs_qmat *q, int level)
 {
-    const bs_store_matrix *m = q->m;
-    size_t skip = bs_store_block_has_scales(m, level) ? (size_t)m->rows * n_groups(m) * 2 : 0;
-    return q->blk[level] + skip;
+    return q->blk[level] + bs_store_scales_bytes(q->m, level);
 }
 
 static void materialize_plane(const bs_qmat *q, int level, float *w)
@@ -53,7 +46,7 @@ static void materialize_plane(const bs_qmat *q, int level, float *w)
     const uint8_t *scales = q->blk[bs_qmat_scale_level(m, level)];
     const uint8_t *bits = block_bits(q, level);
     float mul = ldexpf(1.0f, -bs_qmat_plane_shift(m, level));
-    size_t G = n_groups(m), rb = row_bytes(m);
+    size_t G = bs_store_groups(m), rb = row_bytes(m);
     for (int i = 0; i < m->rows; i++) {
         const uint8_t *row = bits + (size_t)i * rb;
         float *wr = w + (size_t)i * m->cols;
@@ -101,7 +94,7 @@ static void materialize_avd(const bs_qmat *q, int level, float *w)
 static void materialize_qasym(const bs_qmat *q, float *w)
 {
     const bs_store_matrix *m = q->m;
-    size_t G = n_groups(m);
+    size_t G = bs_store_groups(m);
     const uint8_t *scale = q->blk[0], *mins = scale + (size_t)m->rows * G * 2;
     const uint8_t *codes = mins + (size_t)m->rows * G * 2;
     size_t rb = ((size_t)m->cols * m->bits + 7) / 8;
@@ -136,7 +129,7 @@ void bs_qmat_materialize(const bs_qmat *q, float *w)
 static void matvec_planes(const bs_qmat *q, float *y, const float *x)
 {
     const bs_store_matrix *m = q->m;
-    size_t G = n_groups(m), rb = row_bytes(m);
+    size_t G = bs_store_groups(m), rb = row_bytes(m);
     float *gsum = malloc(sizeof(float) * G);
     if (!gsum)
         return;

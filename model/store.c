@@ -30,9 +30,9 @@ int bs_kind_parse(const char *s)
     return -1;
 }
 
-static uint64_t groups_of(const bs_store_matrix *m)
+size_t bs_store_groups(const bs_store_matrix *m)
 {
-    return ((uint64_t)m->cols + (uint64_t)m->group - 1) / (uint64_t)m->group;
+    return ((size_t)m->cols + (size_t)m->group - 1) / (size_t)m->group;
 }
 
 int bs_store_block_has_scales(const bs_store_matrix *m, int level)
@@ -44,6 +44,11 @@ int bs_store_block_has_scales(const bs_store_matrix *m, int level)
     return 0;
 }
 
+size_t bs_store_scales_bytes(const bs_store_matrix *m, int level)
+{
+    return bs_store_block_has_scales(m, level) ? (size_t)m->rows * bs_store_groups(m) * 2 : 0;
+}
+
 uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level)
 {
     uint64_t rows = (uint64_t)m->rows, cols = (uint64_t)m->cols;
@@ -51,11 +56,11 @@ uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level)
     switch (m->kind) {
     case BS_KIND_SAQ:
     case BS_KIND_GQ:
-        return plane + (bs_store_block_has_scales(m, level) ? rows * groups_of(m) * 2 : 0);
+        return plane + bs_store_scales_bytes(m, level);
     case BS_KIND_AVD:
         return plane + (rows + cols) * (uint64_t)m->k * 2;
     case BS_KIND_QASYM:
-        return rows * groups_of(m) * 4 + rows * ((cols * (uint64_t)m->bits + 7) / 8);
+        return rows * bs_store_groups(m) * 4 + rows * ((cols * (uint64_t)m->bits + 7) / 8);
     default:
         return 0;
     }

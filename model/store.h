@@ -57,6 +57,12 @@ uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level);
 /* Does block `level` of m begin a new set of group scales (stored first in its payload)? */
 int bs_store_block_has_scales(const bs_store_matrix *m, int level);
 
+/* Scale groups per row: ceil(cols / group). */
+size_t bs_store_groups(const bs_store_matrix *m);
+
+/* Bytes of group scales at the start of block `level` (0 when it carries none). */
+size_t bs_store_scales_bytes(const bs_store_matrix *m, int level);
+
 typedef struct {
     char *path;
     bs_config cfg;
