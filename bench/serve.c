@@ -33,7 +33,7 @@
 #include "model/generate.h"
 #include "model/load.h"
 #include "model/ppl.h"
-#include "model/stacked.h"
+#include "model/engine.h"
 #include "model/store.h"
 
 #ifndef BS_SHARED_DEFAULT
@@ -535,11 +535,10 @@ int main(int argc, char **argv)
     bs_err e = {{0}};
     int rc = 1;
     pid_t pid = -1;
-    bs_store s;
-    memset(&s, 0, sizeof s);
-    bs_stacked sm;
-    memset(&sm, 0, sizeof sm);
-    uint8_t *buf = NULL;
+    bs_engine eng;
+    memset(&eng, 0, sizeof eng);
+    const bs_store *s = &eng.store;
+    bs_view *view = NULL;
     char *ref = NULL;
     size_t ref_len = 0;
 
@@ -550,7 +549,7 @@ int main(int argc, char **argv)
             goto fail;
         o.store = store_path;
     }
-    if (bs_store_open(&s, o.store, &e))
+    if (bs_engine_open(&eng, o.store, &e))
         goto fail;
     int started = !o.socket;
     if (started) {
@@ -574,25 +573,27 @@ int main(int argc, char **argv)
         bs_err_wrap(&e, "bitstackd at %s does not answer status", o.socket);
         goto fail;
     }
-    if (stack_total != s.n_blocks) {
+    if (stack_total != s->n_blocks) {
         bs_err_set(&e, "the daemon serves a stack of %d blocks, %s has %d: not the same store", stack_total,
-                   o.store, s.n_blocks);
+                   o.store, s->n_blocks);
         goto fail;
     }
     printf("store: %s | model %s | stack %d/%d blocks, %.1f KiB resident\n", o.store, model, stack_n,
-           s.n_blocks, s.resident[stack_n] / 1024.0);
+           s->n_blocks, s->resident[stack_n] / 1024.0);
     printf("daemon: %s | %s | --threads %d\n", started ? o.daemon : "running", o.socket, o.threads);
     printf("request: generate \"%s\", %d tokens, greedy, streamed; %d requests per row, spread over the clients\n",
            o.prompt, o.tokens, o.requests);
     printf("in-process: bs_gen over the same prefix (%d blocks), one thread per client, BLAS 1 thread\n", stack_n);
 
-    buf = malloc(bs_store_prefix_end(&s, stack_n) + 1);
-    if (!buf || bs_store_read_prefix(&s, stack_n, buf, &e) || bs_stacked_init(&sm, &s, buf, stack_n, &e))
+    int bad;
+    if (bs_engine_read_blocks(&eng, stack_n, &bad, &e) || bs_engine_publish(&eng, stack_n, &e))
         goto fail;
+    view = bs_engine_acquire(&eng);
+    const bs_stacked *sm = &view->sm;
     bs_blas_threads(1);
     double warm_ttft;
     long warm_tokens = 0;
-    if (local_generate(&sm, &o, &warm_ttft, &warm_tokens, &ref, &ref_len, &e))
+    if (local_generate(sm, &o, &warm_ttft, &warm_tokens, &ref, &ref_len, &e))
         goto fail;
 
     printf("\n%7s %8s %7s | %-36s | %-28s | %s\n", "clients", "requests", "tokens", "bitstackd", "in-process",
@@ -602,7 +603,7 @@ int main(int argc, char **argv)
     int ok = 1;
     for (int i = 0; i < o.n_rows; i++) {
         row_result loc, rem;
-        if (run_local(&sm, &o, o.clients[i], ref, ref_len, &loc) ||
+        if (run_local(sm, &o, o.clients[i], ref, ref_len, &loc) ||
             run_remote(&o, o.clients[i], ref, ref_len, &rem)) {
             ok = 0;
             bs_err_set(&e, "a row failed (above)");
@@ -635,12 +636,9 @@ fail:
             rc = 1;
         }
     }
-    if (sm.q)
-        bs_stacked_free(&sm);
-    free(buf);
+    bs_engine_release(&eng, view);
     free(ref);
-    if (s.path)
-        bs_store_close(&s);
+    bs_engine_close(&eng);
     unlink(store_path);
     unlink(sock_path);
     unlink(log_path);

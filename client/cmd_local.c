@@ -12,7 +12,7 @@
 #include "model/generate.h"
 #include "model/load.h"
 #include "model/ppl.h"
-#include "model/stacked.h"
+#include "model/engine.h"
 
 int bs_cli_open_model(const char *model, const char *tokp, bs_model *m, bs_tokenizer **t)
 {
@@ -31,29 +31,19 @@ int bs_cli_open_model(const char *model, const char *tokp, bs_model *m, bs_token
 }
 
 /* A store at a budget as a runnable model: exactly the blocks of the budget, read from disk. */
-static int open_stacked(const char *path, const char *budget, bs_store *st, bs_stacked *sm, uint8_t **blocks)
+static int open_stacked(const char *path, const char *budget, bs_engine *eng)
 {
     bs_err e = {{0}};
-    int n;
-    if (bs_store_open(st, path, &e))
-        goto fail;
-    if (bs_store_budget(st, budget ? budget : "max", &n, &e))
-        goto fail_store;
-    *blocks = malloc(bs_store_prefix_end(st, n) + 1);
-    if (!*blocks || bs_store_read_prefix(st, n, *blocks, &e) || bs_stacked_init(sm, st, *blocks, n, &e)) {
-        if (!*blocks)
-            bs_err_set(&e, "out of memory");
-        free(*blocks);
-        goto fail_store;
+    bs_budget b;
+    if (bs_proto_parse_budget(budget ? budget : "max", &b, &e) || bs_engine_open_at(eng, path, &b, &e)) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return -1;
     }
+    const bs_store *st = &eng->store;
+    int n = eng->cur->n;
     fprintf(stderr, "store %s: %d of %d blocks, %llu resident bytes, %.3f bits per weight\n", path, n, st->n_blocks,
             (unsigned long long)st->resident[n], bs_store_bpw(st, n));
     return 0;
-fail_store:
-    bs_store_close(st);
-fail:
-    fprintf(stderr, "bitstackctl: %s\n", e.msg);
-    return -1;
 }
 
 int bs_cmd_run(int argc, char **argv)
@@ -81,14 +71,12 @@ int bs_cmd_run(int argc, char **argv)
     bs_blas_threads((int)threads);
     bs_model m = {0};
     bs_tokenizer *t = NULL;
-    bs_store st = {0};
-    bs_stacked sm = {0};
-    uint8_t *blocks = NULL;
+    bs_engine eng;
     if (store) {
-        if (open_stacked(store, bs_opt_get(o, no, "budget"), &st, &sm, &blocks))
+        if (open_stacked(store, bs_opt_get(o, no, "budget"), &eng))
             return 1;
-        m = sm.model;
-        t = st.tok;
+        m = eng.cur->sm.model;   /* a fixed size: the engine's current view stays */
+        t = eng.store.tok;
     } else if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     const char *prompt = bs_opt_get(o, no, "prompt");
@@ -126,9 +114,7 @@ out:
     if (rc)
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
     if (store) {
-        bs_stacked_free(&sm);
-        free(blocks);
-        bs_store_close(&st);
+        bs_engine_close(&eng);
     } else {
         bs_tok_free(t);
         bs_model_free(&m);

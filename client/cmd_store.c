@@ -245,16 +245,17 @@ int bs_cmd_eval_store(int argc, char **argv)
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);
-    bs_store s;
+    bs_engine eng;
     bs_err e = {{0}};
-    if (bs_store_open(&s, path, &e)) {
+    if (bs_engine_open(&eng, path, &e)) {
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
         return 1;
     }
+    const bs_store *s = &eng.store;
     size_t len;
     char *buf = bs_read_file(text, &len, &e);
     int *ids = NULL, nids = 0, rc = 1;
-    if (!buf || bs_tok_encode(s.tok, buf, len, 0, 1, &ids, &nids, &e)) {
+    if (!buf || bs_tok_encode(s->tok, buf, len, 0, 1, &ids, &nids, &e)) {
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
         goto out;
     }
@@ -265,7 +266,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     if (budgets || budget) {
         char *list = strdup(budgets ? budgets : budget), *save = NULL;
         for (char *tok = strtok_r(list, ",", &save); tok && ns < cap; tok = strtok_r(NULL, ",", &save)) {
-            if (bs_store_budget(&s, tok, &ns_list[ns], &e)) {
+            if (bs_engine_budget_n(s, tok, &ns_list[ns], &e)) {
                 fprintf(stderr, "bitstackctl: %s\n", e.msg);
                 free(list);
                 free(ns_list);
@@ -274,13 +275,20 @@ int bs_cmd_eval_store(int argc, char **argv)
             snprintf(names[ns++], sizeof names[0], "%s", tok);
         }
         free(list);
+        if (ns == 0) {
+            fprintf(stderr, "bitstackctl: eval: --%s is empty (give 180K, 2.5M, 40%%, 4.0bpw, min or max)\n",
+                    budgets ? "budgets" : "budget");
+            free(ns_list);
+            rc = BS_EXIT_USAGE;
+            goto out;
+        }
     } else {
         /* ten budgets evenly spaced in bytes from the smallest working stack to the full one */
-        uint64_t lo = s.resident[s.min_blocks], hi = s.resident[s.n_blocks];
+        uint64_t lo = s->resident[s->min_blocks], hi = s->resident[s->n_blocks];
         for (int i = 0; i < 10; i++) {
             char b[32];
             snprintf(b, sizeof b, "%llu", (unsigned long long)(lo + (hi - lo) * (uint64_t)i / 9));
-            if (bs_store_budget(&s, b, &ns_list[ns], &e) == 0)
+            if (bs_engine_budget_n(s, b, &ns_list[ns], &e) == 0)
                 snprintf(names[ns++], sizeof names[0], "%s", b);
         }
     }
@@ -300,36 +308,43 @@ int bs_cmd_eval_store(int argc, char **argv)
     rc = 0;
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
-        if (bs_store_ppl(&s, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+        if (bs_engine_ppl(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
             rc = 1;
             break;
         }
         int n = ns_list[i];
-        printf("%-12s %8d %14llu %8.3f %10.4f\n", names[i], n, (unsigned long long)s.resident[n], bs_store_bpw(&s, n), r.ppl);
+        printf("%-12s %8d %14llu %8.3f %10.4f\n", names[i], n, (unsigned long long)s->resident[n], bs_store_bpw(s, n), r.ppl);
         fflush(stdout);
         if (csv)
-            fprintf(csv, "stack:%s,%d,%llu,%.4f,%.6f\n", names[i], n, (unsigned long long)s.resident[n],
-                    bs_store_bpw(&s, n), r.ppl);
+            fprintf(csv, "stack:%s,%d,%llu,%.4f,%.6f\n", names[i], n, (unsigned long long)s->resident[n],
+                    bs_store_bpw(s, n), r.ppl);
     }
     /* reference points measured in the same run: baseline stores at max, the float model */
     const char *bl = bs_opt_get(o, no, "baselines");
     char *list = bl ? strdup(bl) : NULL, *save = NULL;
     for (char *p = list ? strtok_r(list, ",", &save) : NULL; p && !rc; p = strtok_r(NULL, ",", &save)) {
-        bs_store b;
+        bs_engine be;
         bs_ppl_result r;
-        if (bs_store_open(&b, p, &e) || bs_store_ppl(&b, b.n_blocks, ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+        if (bs_engine_open(&be, p, &e)) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
             rc = 1;
             break;
         }
+        const bs_store *b = &be.store;
+        if (bs_engine_ppl(&be, b->n_blocks, ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+            fprintf(stderr, "bitstackctl: %s\n", e.msg);
+            bs_engine_close(&be);
+            rc = 1;
+            break;
+        }
         const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
-        printf("%-12s %8d %14llu %8.3f %10.4f\n", base, b.n_blocks, (unsigned long long)b.resident[b.n_blocks],
-               bs_store_bpw(&b, b.n_blocks), r.ppl);
+        printf("%-12s %8d %14llu %8.3f %10.4f\n", base, b->n_blocks, (unsigned long long)b->resident[b->n_blocks],
+               bs_store_bpw(b, b->n_blocks), r.ppl);
         if (csv)
-            fprintf(csv, "base:%s,%d,%llu,%.4f,%.6f\n", base, b.n_blocks, (unsigned long long)b.resident[b.n_blocks],
-                    bs_store_bpw(&b, b.n_blocks), r.ppl);
-        bs_store_close(&b);
+            fprintf(csv, "base:%s,%d,%llu,%.4f,%.6f\n", base, b->n_blocks, (unsigned long long)b->resident[b->n_blocks],
+                    bs_store_bpw(b, b->n_blocks), r.ppl);
+        bs_engine_close(&be);
     }
     free(list);
     double float_ppl = 0;
@@ -356,7 +371,7 @@ int bs_cmd_eval_store(int argc, char **argv)
         fclose(csv);
         const char *png = bs_opt_get(o, no, "png");
         if (png && csvp && !rc)
-            plot_sweep(csvp, png, s.path, float_ppl);
+            plot_sweep(csvp, png, s->path, float_ppl);
         else if (png)
             fprintf(stderr, "bitstackctl: --png needs --csv FILE (gnuplot reads the file)\n");
         if (mem_csv && !rc)
@@ -367,6 +382,6 @@ int bs_cmd_eval_store(int argc, char **argv)
 out:
     free(ids);
     free(buf);
-    bs_store_close(&s);
+    bs_engine_close(&eng);
     return rc;
 }

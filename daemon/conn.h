@@ -47,6 +47,7 @@ void bs_server_check_stopped(bs_server *srv);
 void bs_ops_handle_line(bs_conn *c, const char *line, size_t len);
 void bs_ops_slice_done(bs_sched_item *it, void *ctx);   /* bs_sched's `after` */
 void bs_ops_slice_work(bs_sched_item *it);              /* bs_sched's `work` */
+void bs_ops_slice_start(bs_sched_item *it, void *ctx);  /* bs_sched's `start` */
 /* Ends every session of c for a stopping server (queued: shutting_down; between slices:
  * done "shutdown"; running: at the end of the slice). */
 void bs_ops_stop_sessions(bs_conn *c);

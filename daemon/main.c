@@ -20,8 +20,8 @@
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "kernels/ops.h"
-#include "model/stacked.h"
-#include "model/store.h"
+#include "daemon/sizer.h"
+#include "model/engine.h"
 #include "proto/sockpath.h"
 
 #define EXIT_USAGE 2
@@ -29,7 +29,12 @@
 typedef struct {
     const char *store;
     const char *socket;
-    const char *budget;
+    const char *budget, *budget_min, *budget_max;
+    const char *io;
+    int io_depth;
+    uint64_t io_chunk;
+    int sample_ms;
+    bs_policy_config policy;
     int threads;
     bool verbose;
     bs_proto_limits lim;
@@ -43,13 +48,18 @@ typedef struct {
     uv_loop_t loop;
     uv_signal_t sig[2];
     bs_server srv;
+    bs_engine eng;
+    bs_sizer sizer;
+    bool sizing;      /* sizer is initialised */
     bool serving;     /* srv is initialised and the loop runs it */
 } daemon_t;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bitstackd --store S.bstk [--socket PATH] [--budget B] [--threads N]\n"
+            "usage: bitstackd --store S.bstk [--socket PATH] [--budget B | --budget-min B --budget-max B] [--threads N]\n"
+            "                 [--io auto|io_uring|pread] [--io-depth N] [--io-chunk BYTES] [--sample-ms MS]\n"
+            "                 [--reserve BYTES] [--grow-delay-ms MS] [--grow-rate BYTES]\n"
             "                 [--max-connections N] [--max-sessions N] [--max-sessions-per-conn N]\n"
             "                 [--max-output BYTES] [--grace-ms MS] [--proc-root DIR] [--sys-root DIR]\n"
             "                 [--verbose] [--version]\n"
@@ -58,7 +68,15 @@ static void usage(FILE *f)
             "  --socket P    default: $BITSTACK_SOCKET, else $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
             "                /run/bitstackd/bitstackd.sock as root, else $XDG_RUNTIME_DIR/bitstackd.sock;\n"
             "                ignored when systemd passes a socket (LISTEN_FDS)\n"
-            "  --budget B    resident size: bytes (\"180K\", \"2.5M\"), \"40%%\", \"4bpw\", \"min\", \"max\" (default)\n"
+            "  --budget B    a fixed resident size: bytes (\"180K\", \"2.5M\"), \"40%%\", \"4bpw\", \"min\", \"max\";\n"
+            "                \"auto\" (the default): follow free memory between --budget-min and --budget-max\n"
+            "  --budget-min, --budget-max   the range auto mode keeps to (default min, max)\n"
+            "  --io M        how blocks are read as the model grows: io_uring (O_DIRECT), pread (a worker\n"
+            "                thread), auto (io_uring when the kernel allows it; the default)\n"
+            "  --io-depth N, --io-chunk B   io_uring reads in flight (16) and bytes per read (1M)\n"
+            "  --sample-ms   how often memory is sampled (1000); a PSI trigger wakes the daemon sooner\n"
+            "  --reserve B   memory left free beside the model (64M); --grow-delay-ms (2000): how long\n"
+            "                room must last before growing; --grow-rate B: bytes per second, at most (256M)\n"
             "  --threads N   generation threads (default, or 0: the CPUs this process may use)\n"
             "  --max-output  bytes queued for one client before it is dropped (default 1048576)\n"
             "  --grace-ms    how long stopping waits for clients to read their last lines (10000)\n"
@@ -88,7 +106,8 @@ static int cpu_count(void)
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION };
+    enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
+           O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE };
     static const struct option longs[] = {
         {"store", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
@@ -104,10 +123,24 @@ static int parse_options(int argc, char **argv, options *o)
         {"proc-root", required_argument, NULL, O_PROC},
         {"sys-root", required_argument, NULL, O_SYS},
         {"version", no_argument, NULL, O_VERSION},
+        {"budget-min", required_argument, NULL, O_BMIN},
+        {"budget-max", required_argument, NULL, O_BMAX},
+        {"io", required_argument, NULL, O_IO},
+        {"io-depth", required_argument, NULL, O_IODEPTH},
+        {"io-chunk", required_argument, NULL, O_IOCHUNK},
+        {"sample-ms", required_argument, NULL, O_SAMPLE},
+        {"reserve", required_argument, NULL, O_RESERVE},
+        {"grow-delay-ms", required_argument, NULL, O_GROWDELAY},
+        {"grow-rate", required_argument, NULL, O_GROWRATE},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
-    o->budget = "max";
+    o->budget = "auto";
+    o->io = "auto";
+    o->io_depth = 16;
+    o->io_chunk = 1 << 20;
+    o->sample_ms = 1000;
+    bs_policy_defaults(&o->policy);
     o->threads = cpu_count();
     bs_proto_limits_default(&o->lim);
     o->max_output = 1 << 20;
@@ -125,6 +158,44 @@ static int parse_options(int argc, char **argv, options *o)
         case 'h': usage(stdout); exit(0);
         case O_VERSION: printf("bitstackd 0.1.0\n"); exit(0);
         case O_PROC: o->proc_root = optarg; break;
+        case O_BMIN: o->budget_min = optarg; break;
+        case O_BMAX: o->budget_max = optarg; break;
+        case O_IO:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "io_uring") && strcmp(optarg, "pread"))
+                return fprintf(stderr, "bitstackd: --io: expected auto, io_uring or pread, got '%s'\n", optarg), -1;
+            o->io = optarg;
+            break;
+        case O_IODEPTH:
+            if (parse_num(optarg, 1, BS_RES_MAX_QD, &v))
+                return fprintf(stderr, "bitstackd: --io-depth: expected 1..%d\n", BS_RES_MAX_QD), -1;
+            o->io_depth = (int)v;
+            break;
+        case O_SAMPLE:
+            if (parse_num(optarg, 10, 600000, &v))
+                return fprintf(stderr, "bitstackd: --sample-ms: expected 10..600000\n"), -1;
+            o->sample_ms = (int)v;
+            break;
+        case O_GROWDELAY:
+            if (parse_num(optarg, 0, 3600000, &v))
+                return fprintf(stderr, "bitstackd: --grow-delay-ms: expected 0..3600000\n"), -1;
+            o->policy.grow_delay = (double)v / 1e3;
+            break;
+        case O_IOCHUNK:
+        case O_RESERVE:
+        case O_GROWRATE: {
+            bs_budget b;
+            bs_err be;
+            if (bs_proto_parse_budget(optarg, &b, &be) || b.kind != BS_BUDGET_BYTES)
+                return fprintf(stderr, "bitstackd: --%s: expected bytes (\"64M\", \"4096\"), got '%s'\n",
+                               ch == O_IOCHUNK ? "io-chunk" : ch == O_RESERVE ? "reserve" : "grow-rate", optarg), -1;
+            if (ch == O_IOCHUNK)
+                o->io_chunk = b.bytes < 4096 ? 4096 : b.bytes;
+            else if (ch == O_RESERVE)
+                o->policy.reserve = b.bytes;
+            else
+                o->policy.grow_rate = b.bytes ? (double)b.bytes : 1.0;
+            break;
+        }
         case O_SYS: o->sys_root = optarg; break;
         case 't':
             if (parse_num(optarg, 0, 1024, &v))
@@ -165,6 +236,17 @@ static int parse_options(int argc, char **argv, options *o)
         return fprintf(stderr, "bitstackd: unexpected argument '%s'\n", argv[optind]), usage(stderr), -1;
     if (!o->store)
         return fprintf(stderr, "bitstackd: --store is required\n"), usage(stderr), -1;
+    if (strcmp(o->budget, "auto") && (o->budget_min || o->budget_max))
+        return fprintf(stderr, "bitstackd: --budget %s is a fixed size; --budget-min/--budget-max go with auto\n",
+                       o->budget), -1;
+    /* the grammar is checked now, so that a typo is a usage error, not a start failure */
+    const char *bs[3] = {strcmp(o->budget, "auto") ? o->budget : NULL, o->budget_min, o->budget_max};
+    for (int i = 0; i < 3; i++) {
+        bs_budget b;
+        bs_err be;
+        if (bs[i] && bs_proto_parse_budget(bs[i], &b, &be))
+            return fprintf(stderr, "bitstackd: %s\n", be.msg), -1;
+    }
     return 0;
 }
 
@@ -196,6 +278,8 @@ static void on_stopped(bs_server *srv, void *ctx)
      * last moments must not turn a clean exit into a kill */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    if (d->sizing)
+        bs_sizer_close(&d->sizer);
     bs_log_info(&d->log, "stopped");
 }
 
@@ -233,18 +317,57 @@ static void drain_loop(uv_loop_t *loop)
     }
 }
 
+static void sizer_config(const options *o, bs_sizer_config *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->proc_root = o->proc_root;
+    sc->sys_root = o->sys_root;
+    sc->sample_ms = o->sample_ms;
+    sc->io = !strcmp(o->io, "pread") ? BS_IO_PREAD : !strcmp(o->io, "io_uring") ? BS_IO_URING : BS_IO_AUTO;
+    sc->qd = o->io_depth;
+    sc->chunk = o->io_chunk;
+    sc->policy = o->policy;
+    sc->fixed = strcmp(o->budget, "auto") != 0;
+    bs_proto_parse_budget(sc->fixed ? o->budget : o->budget_min ? o->budget_min : "min", &sc->min, NULL);
+    bs_proto_parse_budget(sc->fixed ? o->budget : o->budget_max ? o->budget_max : "max", &sc->max, NULL);
+    /* systemd (254+) names the pressure file and trigger it wants us to use */
+    sc->psi_watch = getenv("MEMORY_PRESSURE_WATCH");
+    sc->psi_write = getenv("MEMORY_PRESSURE_WRITE");
+}
+
+/* The size to start at, read before the loop runs: a fixed budget's, else what fits in
+ * the memory free now (the sizer follows from there). */
+static int start_n(const bs_store *st, const bs_sizer_config *sc, const options *o, bs_log *log)
+{
+    int lo, hi, c;
+    bs_engine_resolve(st, &sc->min, false, &lo, &c, NULL);
+    if (c)
+        bs_log_warn(log, "budget %s is %s this store: using %d blocks", sc->min.text,
+                    c < 0 ? "below the smallest working prefix of" : "above the whole of", lo);
+    if (sc->fixed)
+        return lo;
+    bs_engine_resolve(st, &sc->max, false, &hi, &c, NULL);
+    if (c > 0)
+        bs_log_warn(log, "--budget-max %s is above the whole store: using %d blocks", sc->max.text, hi);
+    if (hi < lo)
+        hi = lo;
+    bs_mem_facts f;
+    bs_mem_read(o->proc_root, o->sys_root, &f);
+    int64_t head = bs_mem_headroom(&f, NULL);
+    if (head < 0)
+        return hi;
+    double fit = (double)head - (double)sc->policy.reserve;
+    int n = bs_engine_n_for_bytes(st, fit);
+    return n < lo ? lo : n > hi ? hi : n;
+}
+
 /* Loads the store, listens and runs the loop until the server has stopped. 0 after a
  * clean stop, 1 when it could not start. */
 static int serve(daemon_t *d, const options *o)
 {
     bs_err e;
-    int rc = 1, listen_fd = -1;
+    int rc = 1, listen_fd = -1, bad;
     char sock[BS_SOCKPATH_MAX > PATH_MAX ? BS_SOCKPATH_MAX : PATH_MAX] = "", name[128];
-    bs_store store;
-    bool store_open = false, model_ready = false;
-    bs_stacked sm;
-    uint8_t *stack = MAP_FAILED;
-    size_t stack_map = 0;
 
     int act = bs_listen_fd(&listen_fd, &e);
     if (act < 0) {
@@ -261,37 +384,25 @@ static int serve(daemon_t *d, const options *o)
         bs_log_notice(&d->log, "socket activation: serving on the socket systemd passed, not %s", o->socket);
     }
 
-    /* the whole store load happens here, before the loop, so that it never waits on disk */
+    /* the starting prefix is read here, before the loop; later sizes come through the sizer */
     notify(d, "STATUS=loading the store");
     uint64_t t0 = uv_hrtime();
-    if (bs_store_open(&store, o->store, &e)) {
+    if (bs_engine_open(&d->eng, o->store, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
-    store_open = true;
-    int n;
-    if (bs_store_budget(&store, o->budget, &n, &e)) {
-        bs_log_err(&d->log, "--budget %s: %s", o->budget, e.msg);
-        goto out;
-    }
-    /* one anonymous mapping mirroring the stack section: later, growing reads into it
-     * and shrinking returns its tail; untouched pages cost nothing */
-    stack_map = store.stack_len ? (size_t)store.stack_len : 1;
-    stack = mmap(NULL, stack_map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (stack == MAP_FAILED) {
-        bs_log_err(&d->log, "cannot map %zu bytes for the stack: %s", stack_map, strerror(errno));
-        goto out;
-    }
-    if (bs_store_read_prefix(&store, n, stack, &e) || bs_stacked_init(&sm, &store, stack, n, &e)) {
+    const bs_store *st = &d->eng.store;
+    bs_sizer_config sc;
+    sizer_config(o, &sc);
+    int n = start_n(st, &sc, o, &d->log);
+    if (bs_engine_read_blocks(&d->eng, n, &bad, &e) || bs_engine_publish(&d->eng, n, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
-    model_ready = true;
-    bs_engine eng = {&store, &sm.model, n, store.resident[n]};
     model_name(o->store, name, sizeof name);
     bs_log_info(&d->log, "store %s: %d of %d blocks resident, %llu bytes (%.2f bits per weight), "
-                "context %d, in %.2f s", o->store, n, store.n_blocks, (unsigned long long)eng.resident_bytes,
-                bs_store_bpw(&store, n), store.cfg.seq_len, (double)(uv_hrtime() - t0) / 1e9);
+                "context %d, in %.2f s", o->store, n, st->n_blocks, (unsigned long long)st->resident[n],
+                bs_store_bpw(st, n), st->cfg.seq_len, (double)(uv_hrtime() - t0) / 1e9);
 
     /* parallelism comes from running sessions side by side, one thread each */
     bs_blas_threads(1);
@@ -306,21 +417,27 @@ static int serve(daemon_t *d, const options *o)
         .proc_root = o->proc_root,
         .sys_root = o->sys_root,
         .model_name = name,
-        .budget = o->budget,
     };
+    if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->eng, &sc, bs_server_kv, &d->srv, &e)) {
+        bs_log_err(&d->log, "%s", e.msg);
+        goto out;
+    }
+    d->sizing = true;
+    bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto",
+                bs_res_backend(&d->sizer.res), d->sizer.res.uring ? "" : ": ", d->sizer.res.uring ? "" : d->sizer.res.io_why);
     /* from here the server owns an inherited socket */
     bool fd_passed = listen_fd >= 0;
     listen_fd = -1;
-    if (bs_server_init(&d->srv, &d->loop, &d->log, &cfg, &eng, &e)) {
+    if (bs_server_init(&d->srv, &d->loop, &d->log, &cfg, &d->eng, &d->sizer, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
     d->serving = true;
-    d->srv.m.store_bytes_read = bs_store_prefix_end(&store, n);
+    d->srv.m.store_bytes_read = bs_store_prefix_end(st, n);
 
     char status[512];
     snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s: %d/%d blocks, %llu bytes, %d threads", name, n,
-             store.n_blocks, (unsigned long long)eng.resident_bytes, o->threads);
+             st->n_blocks, (unsigned long long)st->resident[n], o->threads);
     notify(d, status);
     bs_log_info(&d->log, "listening on %s, %d threads", fd_passed ? "the socket systemd passed" : sock, o->threads);
 
@@ -329,12 +446,8 @@ static int serve(daemon_t *d, const options *o)
     rc = 0;
 
 out:
-    if (model_ready)
-        bs_stacked_free(&sm);
-    if (stack != MAP_FAILED)
-        munmap(stack, stack_map);
-    if (store_open)
-        bs_store_close(&store);
+    if (d->sizing)
+        bs_sizer_close(&d->sizer);
     if (listen_fd >= 0)
         close(listen_fd);
     return rc;
@@ -372,6 +485,8 @@ int main(int argc, char **argv)
             uv_close((uv_handle_t *)&d->sig[i], NULL);
     drain_loop(&d->loop);
     bs_server_free(&d->srv);
+    /* only now: a read still in flight at the stop targeted the engine's mapping */
+    bs_engine_close(&d->eng);
     free(d);
     return rc;
 }

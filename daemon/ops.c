@@ -78,7 +78,7 @@ static int send_tokens(bs_conn *c, bs_session *s, bs_err *e)
         size_t end = s->tok_end[i] < s->text.len ? s->tok_end[i] : s->text.len;
         if (end <= s->sent)
             continue;   /* held back: goes out with a later token */
-        if (bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, end - s->sent, e))
+        if (bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, end - s->sent, s->tok_n[i], e))
             return -1;
         s->sent = end;
     }
@@ -96,7 +96,7 @@ static void send_done(bs_conn *c, bs_session *s)
     bs_session_stats(s, uv_hrtime(), &st);
     int rc = 0;
     if (s->stream && s->text.len > s->sent) {
-        rc = bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, s->text.len - s->sent, &e);
+        rc = bs_proto_encode_token(&c->out, &s->id, s->text.data + s->sent, s->text.len - s->sent, s->last_n, &e);
         s->sent = s->text.len;
     }
     if (!rc)
@@ -172,10 +172,20 @@ void bs_ops_slice_work(bs_sched_item *it)
     bs_session_slice(SESSION_OF(it));
 }
 
+void bs_ops_slice_start(bs_sched_item *it, void *ctx)
+{
+    bs_server *srv = ctx;
+    /* the slice runs one prefix from start to end, whatever is published meanwhile */
+    SESSION_OF(it)->view = bs_engine_acquire(srv->eng);
+}
+
 void bs_ops_slice_done(bs_sched_item *it, void *ctx)
 {
     bs_server *srv = ctx;
     bs_session *s = SESSION_OF(it);
+    bs_engine_release(srv->eng, s->view);
+    s->view = NULL;
+    bs_sizer_views_released(srv->sizer);
     bs_conn *c = s->owner;
     if (!c) {
         destroy_session(srv, s);
@@ -227,13 +237,6 @@ static json_t *num_or_null(double v)
     return v < 0 ? json_null() : json_real(v);
 }
 
-static json_t *budget_json(const bs_server *srv)
-{
-    const char *b = srv->cfg.budget;
-    json_int_t bytes = (json_int_t)srv->eng->resident_bytes;
-    return json_pack("{s:s, s:s, s:I, s:I}", "min", b, "max", b, "min_bytes", bytes, "max_bytes", bytes);
-}
-
 static json_t *memory_json(const bs_mem_facts *f)
 {
     json_t *o = json_object();
@@ -251,7 +254,8 @@ static json_t *memory_json(const bs_mem_facts *f)
 static json_t *status_json(bs_server *srv)
 {
     const bs_engine *eng = srv->eng;
-    const bs_store *st = eng->store;
+    const bs_store *st = &eng->store;
+    int n = eng->cur ? eng->cur->n : 0;
     bs_mem_facts mf;
     bs_mem_read(srv->cfg.proc_root, srv->cfg.sys_root, &mf);
     int running = srv->sched.running, ready = srv->sched.n_ready;
@@ -260,12 +264,13 @@ static json_t *status_json(bs_server *srv)
     json_object_set_new(o, "store", json_string(st->path));
     json_object_set_new(o, "context", json_integer(st->cfg.seq_len));
     json_object_set_new(o, "vocab_size", json_integer(st->cfg.vocab_size));
-    json_object_set_new(o, "stack_n", json_integer(eng->stack_n));
+    json_object_set_new(o, "stack_n", json_integer(n));
     json_object_set_new(o, "stack_total", json_integer(st->n_blocks));
-    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)eng->resident_bytes));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)st->resident[n]));
     json_object_set_new(o, "full_bytes", json_integer((json_int_t)st->resident[st->n_blocks]));
-    json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, eng->stack_n)));
-    json_object_set_new(o, "budget", budget_json(srv));
+    json_object_set_new(o, "min_bytes", json_integer((json_int_t)st->resident[st->min_blocks]));
+    json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, n)));
+    bs_sizer_status(srv->sizer, o);
     json_object_set_new(o, "sessions", json_integer(srv->n_sessions));
     json_object_set_new(o, "sessions_running", json_integer(running));
     json_object_set_new(o, "sessions_waiting", json_integer(ready));
@@ -295,8 +300,17 @@ static json_t *metrics_json(bs_server *srv)
     SET_U("errors", m->errors);
     SET_U("tokens_generated", m->tokens_generated);
     SET_U("prompt_tokens", m->prompt_tokens);
-    SET_U("resize_events", 0);
-    SET_U("bytes_read", m->store_bytes_read);
+    const bs_res *res = &srv->sizer->res;
+    SET_U("resize_events", res->grows + res->shrinks);
+    SET_U("resize_grows", res->grows);
+    SET_U("resize_shrinks", res->shrinks);
+    SET_U("resize_failures", res->failures);
+    SET_U("bytes_read", m->store_bytes_read + res->bytes_read);
+    SET_U("stack_n", srv->eng->cur ? srv->eng->cur->n : 0);
+    SET_U("resident_bytes", srv->eng->store.resident[srv->eng->cur ? srv->eng->cur->n : 0]);
+    SET_U("target_bytes", srv->sizer->target);
+    SET_U("kv_bytes", srv->sizer->kv_bytes);
+    SET_U("psi_triggers", srv->sizer->triggers);
     SET_U("bytes_dropped", m->bytes_dropped);
     SET_U("bytes_in", m->bytes_in);
     SET_U("bytes_out", m->bytes_out);
@@ -313,20 +327,39 @@ static json_t *metrics_json(bs_server *srv)
     json_object_set_new(o, "memory_current", int_or_null(mf.memory_current));
     json_object_set_new(o, "memory_max", int_or_null(mf.memory_max));
     json_object_set_new(o, "mem_available", int_or_null(mf.mem_available));
+    json_object_set_new(o, "headroom_bytes", int_or_null(srv->sizer->headroom));
     return o;
 }
 
 static void do_budget(bs_conn *c, const bs_request *r)
 {
     bs_server *srv = c->srv;
-    if (r->has_min || r->has_max) {
-        bs_conn_send_error(c, &r->id, BS_PERR_BAD_REQUEST,
-                           "this bitstackd cannot change its budget yet: it is fixed by --budget");
-        return;
+    bs_sizer *sz = srv->sizer;
+    bs_err e;
+    if (r->has_auto || r->has_min || r->has_max) {
+        bs_budget lo, hi;
+        bs_proto_parse_budget("min", &lo, NULL);
+        bs_proto_parse_budget("max", &hi, NULL);
+        if (r->has_min)
+            lo = r->min;
+        if (r->has_max)
+            hi = r->max;
+        /* "budget": X comes as min = max = X: a fixed size */
+        bool fixed = r->has_min && r->has_max && !strcmp(r->min.text, r->max.text);
+        if (bs_sizer_set_budget(sz, fixed, &lo, &hi, &e)) {
+            bs_conn_send_error(c, &r->id, BS_PERR_BAD_REQUEST, e.msg);
+            return;
+        }
+        bs_log_info(srv->log, "connection %llu: budget %s %s..%s", (unsigned long long)c->num,
+                    fixed ? "fixed" : "auto", lo.text, fixed ? lo.text : hi.text);
     }
-    json_t *o = budget_json(srv);
-    json_object_set_new(o, "stack_n", json_integer(srv->eng->stack_n));
-    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)srv->eng->resident_bytes));
+    const bs_engine *eng = srv->eng;
+    int n = eng->cur ? eng->cur->n : 0;
+    json_t *o = bs_sizer_budget_json(sz);
+    json_object_set_new(o, "target_bytes", json_integer((json_int_t)sz->target));
+    json_object_set_new(o, "target_n", json_integer(sz->target_n));
+    json_object_set_new(o, "stack_n", json_integer(n));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)eng->store.resident[n]));
     bs_conn_send_result(c, &r->id, o);
     json_decref(o);
 }

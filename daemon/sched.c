@@ -36,6 +36,8 @@ static void dispatch(bs_sched *s)
         s->running++;
         s->slices++;
         it->job.fn = run_slice;
+        if (s->start)
+            s->start(it, s->ctx);
         bs_pool_submit(s->pool, &it->job);
     }
 }

@@ -33,6 +33,7 @@ typedef struct bs_sched_item {
 } bs_sched_item;
 
 typedef void (*bs_sched_work_fn)(bs_sched_item *it);
+typedef void (*bs_sched_start_fn)(bs_sched_item *it, void *ctx);
 typedef void (*bs_sched_after_fn)(bs_sched_item *it, void *ctx);
 
 typedef struct bs_sched {
@@ -45,6 +46,8 @@ typedef struct bs_sched {
     uint64_t slices;                     /* slices run since start */
     bs_sched_work_fn work;
     bs_sched_after_fn after;
+    bs_sched_start_fn start;             /* optional: on the loop thread, as a slice is handed
+                                          * to a pool thread (e.g. to pin what it will read) */
     void *ctx;
     bool open;
 } bs_sched;

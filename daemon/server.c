@@ -411,13 +411,14 @@ static void on_connection(uv_stream_t *l, int status)
 /* ---- life -------------------------------------------------------------------------- */
 
 int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_server_config *cfg,
-                   const bs_engine *eng, bs_err *e)
+                   bs_engine *eng, bs_sizer *sizer, bs_err *e)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->log = log;
     srv->cfg = *cfg;
     srv->eng = eng;
+    srv->sizer = sizer;
     srv->t_start = uv_hrtime();
     srv->rbuf_len = READ_BUF;
     srv->rbuf = malloc(srv->rbuf_len);
@@ -442,6 +443,7 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     }
     if (bs_sched_init(&srv->sched, loop, cfg->threads, bs_ops_slice_work, bs_ops_slice_done, srv, e))
         goto fail_listener;
+    srv->sched.start = bs_ops_slice_start;
     uv_timer_init(loop, &srv->grace);
     srv->grace.data = srv;
     return 0;
@@ -467,6 +469,17 @@ static void on_grace(uv_timer_t *t)
                 srv->n_conns, srv->cfg.grace_ms);
     for (bs_conn *c = srv->conns; c; c = c->next)
         bs_conn_drop(c, "the daemon is stopping");
+}
+
+void bs_server_kv(void *ctx, uint64_t *kv_bytes, int *sessions)
+{
+    bs_server *srv = ctx;
+    uint64_t kv = 0;
+    for (bs_conn *c = srv->conns; c; c = c->next)
+        for (bs_session *s = c->sessions; s; s = s->next)
+            kv += s->kv_bytes;
+    *kv_bytes = kv;
+    *sessions = srv->n_sessions;
 }
 
 void bs_server_check_stopped(bs_server *srv)

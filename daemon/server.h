@@ -25,6 +25,7 @@
 #include "daemon/log.h"
 #include "daemon/sched.h"
 #include "daemon/session.h"
+#include "daemon/sizer.h"
 #include "proto/proto.h"
 
 typedef struct {
@@ -36,7 +37,6 @@ typedef struct {
     int grace_ms;               /* how long stopping waits for clients to take their lines */
     const char *proc_root, *sys_root;   /* for memory facts */
     const char *model_name;
-    const char *budget;         /* as given (--budget) */
 } bs_server_config;
 
 typedef struct {
@@ -56,7 +56,8 @@ struct bs_server {
     uv_loop_t *loop;
     const bs_log *log;
     bs_server_config cfg;
-    const bs_engine *eng;
+    bs_engine *eng;
+    bs_sizer *sizer;            /* keeps the engine at the size memory allows */
     bs_sched sched;
     uv_pipe_t listener;
     bool listening;
@@ -80,7 +81,11 @@ struct bs_server {
  * A socket file left by a dead daemon is replaced; one a live daemon answers on is not
  * (the error says so). Before the loop runs. */
 int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_server_config *cfg,
-                   const bs_engine *eng, bs_err *e);
+                   bs_engine *eng, bs_sizer *sizer, bs_err *e);
+
+/* Bytes the live sessions' KV caches hold, and how many sessions there are (the
+ * sizer's kv_fn). */
+void bs_server_kv(void *srv, uint64_t *kv_bytes, int *sessions);
 
 /* Starts stopping (idempotent); done(srv, ctx) is called once everything has ended. */
 void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx);

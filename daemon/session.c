@@ -6,7 +6,7 @@
 
 #include "proto/chat.h"
 
-bs_session *bs_session_new(const bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e)
+bs_session *bs_session_new(bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e)
 {
     bs_session *s = calloc(1, sizeof *s);
     if (!s) {
@@ -21,6 +21,8 @@ bs_session *bs_session_new(const bs_engine *eng, bs_request *req, uint64_t seed,
     s->params.top_p = (float)req->top_p;
     s->params.seed = seed;
     s->params.ctx = 0;
+    s->last_n = -1;
+    s->n_min = s->n_max = -1;
     atomic_init(&s->stop_req, 0);
 
     int n_tmpl = 0;
@@ -98,14 +100,14 @@ void bs_session_finish(bs_session *s, bs_finish why)
 static int setup(bs_session *s)
 {
     bs_err e;
-    const bs_engine *eng = s->eng;
-    if (bs_gen_init(&s->gen, eng->model, eng->store->tok, &s->params, &e)) {
+    const bs_store *st = &s->eng->store;
+    if (bs_gen_init(&s->gen, &s->view->sm.model, st->tok, &s->params, &e)) {
         fail(s, BS_PERR_INTERNAL, e.msg);
         return -1;
     }
     s->gen_ready = true;
     /* as bs_gen_prompt does: BOS and the dummy-prefix space */
-    if (bs_tok_encode(eng->store->tok, s->prompt, s->prompt_len, 1, 1, &s->ids, &s->n_ids, &e)) {
+    if (bs_tok_encode(st->tok, s->prompt, s->prompt_len, 1, 1, &s->ids, &s->n_ids, &e)) {
         fail(s, BS_PERR_INTERNAL, e.msg);
         return -1;
     }
@@ -129,11 +131,12 @@ static int prefill_chunk(bs_session *s)
     bs_err e;
     int left = s->n_ids - s->prefilled;
     int n = left < s->gen.st.max_batch ? left : s->gen.st.max_batch;
-    const float *logits = bs_forward(s->eng->model, &s->gen.st, s->ids + s->prefilled, n, s->prefilled, 0, &e);
+    const float *logits = bs_forward(&s->view->sm.model, &s->gen.st, s->ids + s->prefilled, n, s->prefilled, 0, &e);
     if (!logits) {
         fail(s, BS_PERR_INTERNAL, e.msg);
         return -1;
     }
+    s->logits_n = s->view->n;
     s->prefilled += n;
     if (s->prefilled == s->n_ids) {
         s->gen.logits = logits;
@@ -183,11 +186,32 @@ static void cut(bs_session *s, size_t old_len)
         s->safe += bs_proto_utf8_boundary(s->text.data + s->safe, cand - s->safe);
 }
 
+/* Where the N behind the tokens changed (the token about to be counted is `generated`). */
+static void note_n(bs_session *s, int n)
+{
+    if (s->last_n >= 0 && n != s->last_n) {
+        if (s->n_resizes < BS_PROTO_MAX_RESIZES) {
+            s->resizes[s->n_resizes].token = s->generated;
+            s->resizes[s->n_resizes].from = s->last_n;
+            s->resizes[s->n_resizes].to = n;
+            s->n_resizes++;
+        }
+        s->resize_events++;
+    }
+    s->last_n = n;
+    if (s->n_min < 0 || n < s->n_min)
+        s->n_min = n;
+    if (n > s->n_max)
+        s->n_max = n;
+}
+
 static void step(bs_session *s)
 {
     bs_err e;
     int tok;
+    int n = s->logits_n;   /* the token is sampled from these logits */
     int r = bs_gen_step(&s->gen, &tok, &e);
+    s->logits_n = s->view->n;
     if (r < 0) {
         fail(s, BS_PERR_INTERNAL, e.msg);
         return;
@@ -197,6 +221,7 @@ static void step(bs_session *s)
         return;
     }
     uint64_t now = uv_hrtime();
+    note_n(s, n);
     s->generated++;
     if (s->generated == 1)
         s->t_first = now;
@@ -207,6 +232,7 @@ static void step(bs_session *s)
         return;
     }
     cut(s, old);
+    s->tok_n[s->n_tok] = n;
     s->tok_end[s->n_tok++] = s->safe;
 }
 
@@ -218,6 +244,7 @@ void bs_session_slice(bs_session *s)
         return;
     if (!s->gen_ready && setup(s))
         return;
+    s->gen.m = &s->view->sm.model;
     while (!s->finished) {
         int req = atomic_load_explicit(&s->stop_req, memory_order_relaxed);
         if (req) {
@@ -233,6 +260,7 @@ void bs_session_slice(bs_session *s)
         } else {
             step(s);
         }
+        s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
         if (s->n_tok == BS_SESSION_SLICE_TOKENS || uv_hrtime() - t0 >= BS_SESSION_SLICE_NS)
             break;
     }
@@ -247,10 +275,22 @@ void bs_session_stats(const bs_session *s, uint64_t now, bs_proto_stats *st)
         st->tokens_per_s = s->generated / ((double)(s->t_last - s->t_prefilled) / 1e9);
     st->ttft_ms = s->t_first ? (double)(s->t_first - s->t_recv) / 1e6 : 0;
     st->total_ms = (double)(now - s->t_recv) / 1e6;
-    st->stack_n_min = st->stack_n_max = s->eng->stack_n;
-    st->stack_total = s->eng->store->n_blocks;
-    st->resident_bytes_min = st->resident_bytes_max = (int64_t)s->eng->resident_bytes;
-    st->resize_events = 0;
+    const bs_store *store = &s->eng->store;
+    int lo = s->n_min, hi = s->n_max;
+    if (lo < 0)   /* no token: the prompt's N, or none at all */
+        lo = hi = s->gen_ready ? s->logits_n : 0;
+    st->stack_n_min = lo;
+    st->stack_n_max = hi;
+    st->stack_total = store->n_blocks;
+    st->resident_bytes_min = (int64_t)store->resident[lo];
+    st->resident_bytes_max = (int64_t)store->resident[hi];
+    st->resize_events = s->resize_events;
+    st->n_resizes = s->n_resizes;
+    for (int i = 0; i < s->n_resizes; i++) {
+        st->resizes[i].token = s->resizes[i].token;
+        st->resizes[i].from_n = s->resizes[i].from;
+        st->resizes[i].to_n = s->resizes[i].to;
+    }
     st->seed = s->params.seed;
     st->finish_reason = s->finish;
 }

@@ -1,8 +1,11 @@
 /* bs_session: one generate or chat request, from its arrival to its final line.
  *
- * A session owns its whole compute state — a bs_gen (its own KV cache of the model's
- * context, so memory per session is bounded), the prompt's tokens, the text so far —
- * and borrows the shared weights from a bs_engine. Compute happens in slices
+ * A session owns its whole compute state — a bs_gen (its own KV cache, grown in chunks
+ * with the context), the prompt's tokens, the text so far — and borrows the weights from
+ * a bs_engine: for each slice the loop hands it a view (bs_session.view), so every step
+ * of the slice runs one consistent prefix of N blocks whatever a resize publishes
+ * meanwhile. Each token records the N whose forward pass gave the logits it was sampled
+ * from; the done line lists where N changed. Compute happens in slices
  * (bs_session_slice, on a pool thread): first the prompt is tokenized and prefilled in
  * chunks, then tokens are decoded, at most BS_SESSION_SLICE_TOKENS or
  * BS_SESSION_SLICE_NS per slice, so that sessions take turns.
@@ -24,20 +27,11 @@
 
 #include "daemon/sched.h"
 #include "model/generate.h"
-#include "model/store.h"
+#include "model/engine.h"
 #include "proto/proto.h"
 
 #define BS_SESSION_SLICE_TOKENS 16
 #define BS_SESSION_SLICE_NS 2000000ull   /* 2 ms */
-
-/* What every session shares: the weights at the resident prefix. Read-only while
- * sessions run. */
-typedef struct {
-    const bs_store *store;
-    const bs_model *model;          /* the store's prefix of stack_n blocks */
-    int stack_n;
-    uint64_t resident_bytes;
-} bs_engine;
 
 typedef struct bs_session {
     bs_sched_item item;
@@ -53,7 +47,8 @@ typedef struct bs_session {
     uint64_t t_recv;                 /* uv_hrtime() when the request arrived */
 
     /* the request */
-    const bs_engine *eng;
+    bs_engine *eng;
+    bs_view *view;                   /* held by the loop for the running slice */
     char *prompt;
     size_t prompt_len;
     char **stop;
@@ -70,7 +65,15 @@ typedef struct bs_session {
     bs_proto_buf text;               /* the text so far (text.data, text.len) */
     size_t safe;
     size_t tok_end[BS_SESSION_SLICE_TOKENS];
+    int tok_n[BS_SESSION_SLICE_TOKENS];   /* the N behind each token of the last slice */
     int n_tok;                       /* tokens decoded by the last slice */
+    int logits_n;                    /* the N whose forward pass gave gen.logits */
+    int last_n;                      /* the N of the last token (-1 before the first) */
+    int n_min, n_max;
+    int resize_events;               /* changes of N between tokens */
+    int n_resizes;
+    struct { int token, from, to; } resizes[BS_PROTO_MAX_RESIZES];
+    size_t kv_bytes;                 /* what the KV cache holds after the last slice */
     int generated;
     bool finished;
     bs_finish finish;
@@ -84,7 +87,7 @@ typedef struct bs_session {
 /* Takes the strings of a GENERATE or CHAT request (req's pointers are cleared) and
  * renders a chat's messages with the template, adding its stop strings. seed: the one
  * to use (the request's, or one the caller picked). NULL with e filled on OOM. */
-bs_session *bs_session_new(const bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e);
+bs_session *bs_session_new(bs_engine *eng, bs_request *req, uint64_t seed, bs_err *e);
 void bs_session_free(bs_session *s);
 
 /* One slice of compute. On a pool thread (or anywhere the session is not shared). */

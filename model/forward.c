@@ -18,9 +18,9 @@ int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_er
     s->max_batch = max_batch;
     s->vocab = c->vocab_size;
     s->dim = c->dim;
-    size_t B = (size_t)max_batch, kv = (size_t)c->n_layers * ctx * c->kv_dim;
-    s->key_cache = calloc(kv, sizeof(float));
-    s->value_cache = calloc(kv, sizeof(float));
+    size_t B = (size_t)max_batch;
+    s->n_layers = c->n_layers;
+    s->kv_dim = c->kv_dim;
     s->x = calloc(B * c->dim, sizeof(float));
     s->xb = calloc(B * c->dim, sizeof(float));
     s->xb2 = calloc(B * c->dim, sizeof(float));
@@ -31,7 +31,7 @@ int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_er
     s->hb2 = calloc(B * c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)ctx, sizeof(float));
     s->logits = calloc(B * c->vocab_size, sizeof(float));
-    if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
         !s->hb || !s->hb2 || !s->att || !s->logits) {
         bs_state_free(s);
         return bs_err_set(e, "out of memory for a context of %d tokens", ctx);
@@ -47,6 +47,38 @@ void bs_state_free(bs_state *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Room in the KV cache for positions [0, need): grown in chunks, never past ctx. */
+static int kv_reserve(bs_state *s, int need, bs_err *e)
+{
+    if (need <= s->kv_cap)
+        return 0;
+    int cap = (need + BS_KV_CHUNK - 1) / BS_KV_CHUNK * BS_KV_CHUNK;
+    if (cap > s->ctx)
+        cap = s->ctx;
+    size_t n = (size_t)cap * s->n_layers * s->kv_dim;
+    float *k = realloc(s->key_cache, n * sizeof(float));
+    if (k)
+        s->key_cache = k;
+    float *v = k ? realloc(s->value_cache, n * sizeof(float)) : NULL;
+    if (v)
+        s->value_cache = v;
+    if (!k || !v)
+        return bs_err_set(e, "out of memory for a KV cache of %d positions", cap);
+    s->kv_cap = cap;
+    return 0;
+}
+
+size_t bs_state_kv_bytes(const bs_state *s)
+{
+    return 2 * (size_t)s->kv_cap * s->n_layers * s->kv_dim * sizeof(float);
+}
+
+/* Positions are outermost so that growing the cache only extends its tail. */
+static size_t kv_at(const bs_state *s, int pos, int layer)
+{
+    return ((size_t)pos * s->n_layers + layer) * s->kv_dim;
+}
+
 void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate)
 {
     if (lin->q)
@@ -58,13 +90,12 @@ void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, i
 /* Causal attention for n tokens whose q/k/v are in s->q/k/v, at positions pos.. */
 static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos)
 {
-    size_t loff = (size_t)layer * s->ctx * c->kv_dim;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++) {
         int p = pos + t;
-        memcpy(s->key_cache + loff + (size_t)p * c->kv_dim, s->k + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
-        memcpy(s->value_cache + loff + (size_t)p * c->kv_dim, s->v + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+        memcpy(s->key_cache + kv_at(s, p, layer), s->k + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+        memcpy(s->value_cache + kv_at(s, p, layer), s->v + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
     }
     for (int t = 0; t < n; t++) {
         int p = pos + t;
@@ -72,7 +103,7 @@ static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos
             const float *q = s->q + (size_t)t * c->dim + h * hd;
             size_t kvo = (size_t)(h / group) * hd;
             for (int j = 0; j <= p; j++) {
-                const float *k = s->key_cache + loff + (size_t)j * c->kv_dim + kvo;
+                const float *k = s->key_cache + kv_at(s, j, layer) + kvo;
                 float dot = 0.0f;
                 for (int i = 0; i < hd; i++)
                     dot += q[i] * k[i];
@@ -82,7 +113,7 @@ static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos
             float *out = s->xb2 + (size_t)t * c->dim + h * hd;
             memset(out, 0, hd * sizeof(float));
             for (int j = 0; j <= p; j++) {
-                const float *v = s->value_cache + loff + (size_t)j * c->kv_dim + kvo;
+                const float *v = s->value_cache + kv_at(s, j, layer) + kvo;
                 float a = s->att[j];
                 for (int i = 0; i < hd; i++)
                     out[i] += a * v[i];
@@ -136,6 +167,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
     for (int i = 0; i < ntok; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return bs_err_set(e, "token id %d is outside the vocabulary of %d", tokens[i], c->vocab_size), NULL;
+    if (kv_reserve(s, pos + ntok, e))
+        return NULL;
 
     for (int done = 0; done < ntok;) {
         int n = ntok - done < s->max_batch ? ntok - done : s->max_batch;

@@ -18,7 +18,9 @@ typedef struct {
     int ctx;          /* positions the KV cache holds */
     int max_batch;    /* tokens per internal chunk */
     int vocab, dim;
-    float *key_cache;   /* n_layers x ctx x kv_dim */
+    int n_layers, kv_dim;
+    int kv_cap;         /* positions the caches have room for: grows with use, up to ctx */
+    float *key_cache;   /* kv_cap x n_layers x kv_dim */
     float *value_cache;
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2;   /* max_batch rows each */
     float *att;         /* ctx scores for one head */
@@ -27,14 +29,22 @@ typedef struct {
     void *hook_ctx;
 } bs_state;
 
+/* The KV cache grows in chunks of this many positions as a sequence gets longer, so a
+ * short conversation does not hold the memory of a full context. */
+#define BS_KV_CHUNK 64
+
 /* ctx <= 0 takes the model's seq_len. */
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e);
 void bs_state_free(bs_state *s);
 
+/* Bytes the KV cache holds now. */
+size_t bs_state_kv_bytes(const bs_state *s);
+
 /* Runs tokens[0..ntok) at positions pos..pos+ntok-1, appending to the KV cache.
  * Returns the logits: ntok rows of vocab when all_logits is set (for scoring text),
  * else one row, the last token's. The rows stay valid until the next call. Returns
- * NULL (with e set) when the positions run past ctx or a token id is out of range. */
+ * NULL (with e set) when the positions run past ctx, a token id is out of range or the
+ * KV cache cannot grow. */
 const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
                         int all_logits, bs_err *e);
 

@@ -684,66 +684,25 @@ int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_
     return 0;
 }
 
-int bs_store_read_prefix(const bs_store *s, int n, uint8_t *buf, bs_err *e)
+int bs_store_read_range(const bs_store *s, int a, int b, uint8_t *buf, bs_err *e)
 {
-    if (n < 0 || n > s->n_blocks)
-        return bs_err_set(e, "%s: prefix of %d blocks asked, the stack has %d", s->path, n, s->n_blocks);
+    if (a < 0 || b < a || b > s->n_blocks)
+        return bs_err_set(e, "%s: blocks [%d, %d) asked, the stack has %d", s->path, a, b, s->n_blocks);
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return bs_err_set(e, "%s: cannot open: %s", s->path, strerror(errno));
-    int rc = pread_all(fd, buf, bs_store_prefix_end(s, n), s->stack_off, s->path, e);
+    uint64_t from = bs_store_prefix_end(s, a), to = bs_store_prefix_end(s, b);
+    int rc = pread_all(fd, buf + from, to - from, s->stack_off + from, s->path, e);
     close(fd);
-    return rc ? -1 : bs_store_verify(s, buf, 0, n, e);
+    return rc ? -1 : bs_store_verify(s, buf, a, b, e);
+}
+
+int bs_store_read_prefix(const bs_store *s, int n, uint8_t *buf, bs_err *e)
+{
+    return bs_store_read_range(s, 0, n, buf, e);
 }
 
 double bs_store_bpw(const bs_store *s, int n)
 {
     return 8.0 * (double)(s->resident[n] - s->base_bytes) / (double)s->linear_params;
-}
-
-int bs_store_budget(const bs_store *s, const char *budget, int *n, bs_err *e)
-{
-    uint64_t full = s->resident[s->n_blocks];
-    double limit;  /* in resident bytes */
-    char *end;
-    if (!strcmp(budget, "max")) {
-        *n = s->n_blocks;
-        return 0;
-    }
-    if (!strcmp(budget, "min")) {
-        *n = s->min_blocks;
-        return 0;
-    }
-    double v = strtod(budget, &end);
-    if (end == budget || !isfinite(v) || v < 0)
-        return bs_err_set(e, "budget '%s' is not a size (180K, 2.5M, 1G, 40%%, 4.0bpw, min, max)", budget);
-    if (!strcmp(end, "%"))
-        limit = v / 100.0 * (double)full;
-    else if (!strcmp(end, "bpw"))
-        limit = (double)s->base_bytes + v * (double)s->linear_params / 8.0;
-    else if (!*end || !strcmp(end, "B"))
-        limit = v;
-    else if (!strcmp(end, "K") || !strcmp(end, "KiB"))
-        limit = v * 1024.0;
-    else if (!strcmp(end, "M") || !strcmp(end, "MiB"))
-        limit = v * 1048576.0;
-    else if (!strcmp(end, "G") || !strcmp(end, "GiB"))
-        limit = v * 1073741824.0;
-    else
-        return bs_err_set(e, "budget '%s' has an unknown unit '%s' (K, M, G, %%, bpw)", budget, end);
-    /* the longest prefix at or under the limit: resident[] is increasing */
-    int lo = 0, hi = s->n_blocks;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if ((double)s->resident[mid] <= limit)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    if (lo < s->min_blocks)
-        return bs_err_set(e, "budget '%s' (%.0f bytes) is below the smallest working model: %llu bytes "
-                          "(%d blocks, %.3f bits per weight)", budget, limit,
-                          (unsigned long long)s->resident[s->min_blocks], s->min_blocks, bs_store_bpw(s, s->min_blocks));
-    *n = lo;
-    return 0;
 }

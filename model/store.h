@@ -94,14 +94,11 @@ uint64_t bs_store_prefix_end(const bs_store *s, int n);
  * stack offsets) and checks each block's crc32c; the error names the block. */
 int bs_store_read_prefix(const bs_store *s, int n, uint8_t *buf, bs_err *e);
 
+/* Reads blocks [a, b) into buf at their stack offsets and checks their crc32c. */
+int bs_store_read_range(const bs_store *s, int a, int b, uint8_t *buf, bs_err *e);
+
 /* Checks the crc32c of blocks [from, to) already in buf. */
 int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_err *e);
-
-/* Budget text -> prefix length: "180K", "2.5M", "1G" (bytes, binary units; plain
- * digits are bytes), "40%" (of the full store's resident bytes), "4.0bpw" (bits per
- * linear weight), "min", "max". The longest prefix at or under the budget; a budget
- * below the smallest working model is an error that states the minimum. */
-int bs_store_budget(const bs_store *s, const char *budget, int *n, bs_err *e);
 
 /* Bits per linear weight of a prefix: 8 * (resident - base) / linear weights. */
 double bs_store_bpw(const bs_store *s, int n);

@@ -337,90 +337,6 @@ bool bs_proto_id_eq(const bs_proto_id *a, const bs_proto_id *b)
     return a->len == b->len && memcmp(a->json, b->json, a->len) == 0;
 }
 
-/* ---- budgets ----------------------------------------------------------------------- */
-
-int bs_proto_parse_budget(const char *s, bs_budget *out, bs_err *e)
-{
-    memset(out, 0, sizeof *out);
-    size_t n = strlen(s);
-    if (n == 0)
-        return bs_err_set(e, "budget: empty");
-    if (n >= sizeof out->text)
-        return bs_err_set(e, "budget: %zu bytes, the limit is %zu", n, sizeof out->text - 1);
-    memcpy(out->text, s, n + 1);
-    if (strcmp(s, "min") == 0) {
-        out->kind = BS_BUDGET_MIN;
-        return 0;
-    }
-    if (strcmp(s, "max") == 0) {
-        out->kind = BS_BUDGET_MAX;
-        return 0;
-    }
-    /* Digits by hand rather than strtod: no locale, no sign, no exponent, no "inf". */
-    const char *p = s;
-    if (*p < '0' || *p > '9')
-        return bs_err_set(e, "budget '%s': expected min, max, bytes, a percentage or bpw", s);
-    double v = 0;
-    uint64_t whole = 0;
-    bool whole_fits = true;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned)(*p - '0');
-        if (whole > (UINT64_MAX - d) / 10)
-            whole_fits = false;
-        else
-            whole = whole * 10 + d;
-        v = v * 10 + d;
-    }
-    bool fraction = false;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return bs_err_set(e, "budget '%s': expected digits after '.'", s);
-        double scale = 0.1;
-        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
-            v += (*p - '0') * scale;
-        fraction = true;
-    }
-    if (*p == '\0') {
-        if (fraction)
-            return bs_err_set(e, "budget '%s': a byte count must be a whole number", s);
-        if (!whole_fits || whole > (uint64_t)INT64_MAX)
-            return bs_err_set(e, "budget '%s': too large", s);
-        out->kind = BS_BUDGET_BYTES;
-        out->bytes = whole;
-        return 0;
-    }
-    if (strcmp(p, "%") == 0) {
-        if (v > 100)
-            return bs_err_set(e, "budget '%s': a percentage must be 0..100", s);
-        out->kind = BS_BUDGET_PERCENT;
-        out->value = v;
-        return 0;
-    }
-    if (strcasecmp(p, "bpw") == 0) {
-        if (v <= 0 || v > 32)
-            return bs_err_set(e, "budget '%s': bits per weight must be in (0, 32]", s);
-        out->kind = BS_BUDGET_BPW;
-        out->value = v;
-        return 0;
-    }
-    double mult = 0;
-    if (strcasecmp(p, "k") == 0)
-        mult = 1024.0;
-    else if (strcasecmp(p, "m") == 0)
-        mult = 1024.0 * 1024.0;
-    else if (strcasecmp(p, "g") == 0)
-        mult = 1024.0 * 1024.0 * 1024.0;
-    if (mult == 0)
-        return bs_err_set(e, "budget '%s': unknown unit '%s' (K, M, G, %%, bpw)", s, p);
-    double bytes = floor(v * mult);
-    if (bytes >= 9.2e18)
-        return bs_err_set(e, "budget '%s': too large", s);
-    out->kind = BS_BUDGET_BYTES;
-    out->bytes = (uint64_t)bytes;
-    return 0;
-}
-
 /* ---- requests ---------------------------------------------------------------------- */
 
 void bs_request_init(bs_request *r, const bs_proto_limits *lim)
@@ -687,6 +603,17 @@ static int read_budget_value(const json_t *v, const char *what, bs_budget *b,
 static int read_budget(const json_t *root, bs_request *out, bs_proto_error *err)
 {
     json_t *both = field(root, "budget"), *min = field(root, "min"), *max = field(root, "max");
+    json_t *aut = field(root, "auto");
+    if (aut) {
+        /* false would have to mean "back to fixed at ... what?": refused, so that "auto"
+         * present always means one thing */
+        if (!json_is_true(aut))
+            return fail(err, BS_PERR_BAD_REQUEST, "auto: expected true, got %s", type_name(aut));
+        if (both || min || max)
+            return fail(err, BS_PERR_BAD_REQUEST, "auto: not together with budget, min or max");
+        out->has_auto = out->auto_ = true;
+        return 0;
+    }
     if (both && (min || max))
         return fail(err, BS_PERR_BAD_REQUEST, "budget: give either budget or min/max, not both");
     if (both) {
@@ -800,11 +727,12 @@ int bs_proto_parse_request(const char *line, size_t len, const bs_proto_limits *
 /* ---- response encoders ------------------------------------------------------------- */
 
 int bs_proto_encode_token(bs_proto_buf *b, const bs_proto_id *id, const char *text, size_t n,
-                          bs_err *e)
+                          int stack_n, bs_err *e)
 {
     size_t start = b->len;
     if (puts_(b, "{\"id\":", e) || put_id(b, id, e) || puts_(b, ",\"token\":", e) ||
-        put_str(b, text, n, e) || put(b, "}\n", 2, e)) {
+        put_str(b, text, n, e) || (stack_n >= 0 && (puts_(b, ",\"n\":", e) || put_i64(b, stack_n, e))) ||
+        put(b, "}\n", 2, e)) {
         return rollback(b, start);
     }
     return 0;
@@ -820,6 +748,18 @@ static int put_stat_d(bs_proto_buf *b, const char *key, double v, bs_err *e)
     return puts_(b, key, e) || put_rounded(b, v, e);
 }
 
+static int put_resizes(bs_proto_buf *b, const bs_proto_stats *st, bs_err *e)
+{
+    if (puts_(b, ",\"resizes\":[", e))
+        return -1;
+    for (int i = 0; i < st->n_resizes && i < BS_PROTO_MAX_RESIZES; i++)
+        if ((i && puts_(b, ",", e)) || put_stat_i(b, "{\"token\":", st->resizes[i].token, e) ||
+            put_stat_i(b, ",\"from\":", st->resizes[i].from_n, e) ||
+            put_stat_i(b, ",\"to\":", st->resizes[i].to_n, e) || puts_(b, "}", e))
+            return -1;
+    return puts_(b, "]", e);
+}
+
 static int put_stats(bs_proto_buf *b, const bs_proto_stats *st, bs_err *e)
 {
     bool failed = put_stat_i(b, "{\"prompt_tokens\":", st->prompt_tokens, e) ||
@@ -833,6 +773,7 @@ static int put_stats(bs_proto_buf *b, const bs_proto_stats *st, bs_err *e)
            put_stat_i(b, ",\"resident_bytes_min\":", st->resident_bytes_min, e) ||
            put_stat_i(b, ",\"resident_bytes_max\":", st->resident_bytes_max, e) ||
            put_stat_i(b, ",\"resize_events\":", st->resize_events, e) ||
+           put_resizes(b, st, e) ||
            /* as signed, the way seeds are read: JSON readers often stop at 2^63 */
            put_stat_i(b, ",\"seed\":", (long long)st->seed, e) ||
            puts_(b, ",\"finish_reason\":\"", e) ||
@@ -953,6 +894,19 @@ static int put_request(bs_proto_buf *b, const bs_request *r, bs_err *e)
             return -1;
         break;
     case BS_OP_BUDGET:
+        if (r->has_auto) {
+            if (!r->auto_ || r->has_min || r->has_max)
+                return bs_err_set(e, "request: auto is true and alone, or absent");
+            if (puts_(b, ",\"auto\":true", e))
+                return -1;
+            break;
+        }
+        if (r->has_min && r->has_max && r->min.kind == r->max.kind &&
+            !strcmp(r->min.text, r->max.text)) {
+            if (puts_(b, ",\"budget\":", e) || put_str(b, r->min.text, strlen(r->min.text), e))
+                return -1;
+            break;
+        }
         if (r->has_min && (puts_(b, ",\"min\":", e) ||
                            put_str(b, r->min.text, strlen(r->min.text), e)))
             return -1;
@@ -1011,6 +965,14 @@ static int read_stats(const json_t *st, bs_proto_stats *out, bs_err *e)
     out->resident_bytes_min = get_i64(st, "resident_bytes_min");
     out->resident_bytes_max = get_i64(st, "resident_bytes_max");
     out->resize_events = get_i64(st, "resize_events");
+    json_t *rz = json_object_get(st, "resizes");
+    for (size_t i = 0; json_is_array(rz) && i < json_array_size(rz) && i < BS_PROTO_MAX_RESIZES; i++) {
+        json_t *o = json_array_get(rz, i);
+        out->resizes[i].token = get_i64(o, "token");
+        out->resizes[i].from_n = get_i64(o, "from");
+        out->resizes[i].to_n = get_i64(o, "to");
+        out->n_resizes = (int)i + 1;
+    }
     out->seed = (uint64_t)get_i64(st, "seed");
     json_t *f = json_object_get(st, "finish_reason");
     if (!json_is_string(f))
@@ -1059,6 +1021,8 @@ static int read_response(const json_t *root, bs_response *out, bs_err *e)
     }
     if ((v = json_object_get(root, "token"))) {
         out->kind = BS_RESP_TOKEN;
+        json_t *nv = json_object_get(root, "n");
+        out->stack_n = json_is_integer(nv) ? (int)json_integer_value(nv) : -1;
         return take_string(v, &out->text, &out->text_len, "token", e);
     }
     if ((v = json_object_get(root, "done"))) {

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "kernels/err.h"
+#include "proto/budget.h"
 #include "proto/chat.h"
 
 /* ---- limits ---------------------------------------------------------------------- */
@@ -64,28 +65,6 @@ void bs_proto_id_int(bs_proto_id *id, long long v);
 /* Fails on more than BS_PROTO_ID_MAX bytes or on ill-formed UTF-8. */
 int bs_proto_id_str(bs_proto_id *id, const char *s, size_t n, bs_err *e);
 bool bs_proto_id_eq(const bs_proto_id *a, const bs_proto_id *b);
-
-/* ---- budgets --------------------------------------------------------------------- */
-
-typedef enum {
-    BS_BUDGET_BYTES,    /* "1048576", 1048576, "180K", "2.5M", "1G" (K/M/G = 1024^1..3) */
-    BS_BUDGET_PERCENT,  /* "40%": of the full store's resident bytes, 0..100 */
-    BS_BUDGET_BPW,      /* "4.0bpw": bits per linear weight, (0, 32] */
-    BS_BUDGET_MIN,      /* "min": the smallest prefix (base and floor only) */
-    BS_BUDGET_MAX,      /* "max": the whole stack */
-} bs_budget_kind;
-
-typedef struct {
-    bs_budget_kind kind;
-    uint64_t bytes;     /* BS_BUDGET_BYTES */
-    double value;       /* BS_BUDGET_PERCENT, BS_BUDGET_BPW */
-    char text[32];      /* as given; an integer is written in decimal */
-} bs_budget;
-
-/* Checks the syntax only: what a budget means depends on the store (the daemon's job).
- * Numbers are decimal digits with an optional fraction ("2.5"); no sign, exponent or
- * spaces; a suffix letter may be upper or lower case. */
-int bs_proto_parse_budget(const char *s, bs_budget *out, bs_err *e);
 
 /* ---- requests -------------------------------------------------------------------- */
 
@@ -129,9 +108,15 @@ typedef struct {
     /* cancel */
     bs_proto_id target;         /* the id of the request to cancel */
 
-    /* budget: either, both or neither (neither: only report the budget) */
+    /* budget: either, both or neither (neither: only report the budget). "budget":X
+     * arrives as min = max = X (fixed mode), and the encoder sends min and max that are
+     * the same budget as "budget":X, so a zero-width range and a fixed size are one thing. */
     bool has_min, has_max;
     bs_budget min, max;
+    /* budget: "auto":true, automatic over the whole range. has_auto says the field was
+     * given; auto_ is its value, which the parser only accepts as true. Never together
+     * with budget/min/max. */
+    bool has_auto, auto_;
 } bs_request;
 
 typedef enum {
@@ -198,6 +183,8 @@ typedef enum {
 
 const char *bs_proto_finish_name(bs_finish f);
 
+#define BS_PROTO_MAX_RESIZES 16
+
 typedef struct {
     int64_t prompt_tokens;
     int64_t generated_tokens;
@@ -208,14 +195,20 @@ typedef struct {
     int64_t stack_total;                            /* blocks in the whole stack */
     int64_t resident_bytes_min, resident_bytes_max; /* resident bytes during the run */
     int64_t resize_events;         /* resident-prefix changes while it ran */
+    int n_resizes;                 /* the first BS_PROTO_MAX_RESIZES of them: */
+    struct {
+        int64_t token;             /* index of the first generated token at the new N */
+        int64_t from_n, to_n;
+    } resizes[BS_PROTO_MAX_RESIZES];
     uint64_t seed;                 /* the seed used */
     bs_finish finish_reason;
 } bs_proto_stats;
 
-/* {"id":…,"token":"…"}\n. text may hold any bytes (see the promises above; a caller
- * streaming pieces of multi-byte characters should cut with bs_proto_utf8_boundary). */
+/* {"id":…,"token":"…","n":N}\n. text may hold any bytes (see the promises above; a caller
+ * streaming pieces of multi-byte characters should cut with bs_proto_utf8_boundary).
+ * stack_n: the number of blocks that computed the token (omitted when negative). */
 int bs_proto_encode_token(bs_proto_buf *b, const bs_proto_id *id,
-                          const char *text, size_t n, bs_err *e);
+                          const char *text, size_t n, int stack_n, bs_err *e);
 
 /* {"id":…,"done":true[,"text":"…"],"stats":{…}}\n; text NULL: no "text" field (a
  * streamed request's text went out in its token lines). Non-finite doubles go out as 0. */
@@ -255,6 +248,7 @@ typedef struct {
     bs_resp_kind kind;
     bs_proto_id id;             /* len 0 when the response's id was null */
     char *text;                 /* token: its text; done: the whole text or NULL */
+    int stack_n;                /* token: the N that computed it; -1 when not sent */
     size_t text_len;            /* text may contain NUL bytes (sent as \u0000) */
     bs_proto_stats stats;       /* done; missing fields read as 0 */
     bs_proto_code code;         /* error; BS_PERR_NONE for a code this build lacks */

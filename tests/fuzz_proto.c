@@ -123,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* any bytes make a valid token line; valid UTF-8 comes back unchanged */
     b.len = 0;
-    MUST(bs_proto_encode_token(&b, NULL, s, size, NULL) == 0);
+    MUST(bs_proto_encode_token(&b, NULL, s, size, -1, NULL) == 0);
     MUST(memchr(b.data, '\n', b.len - 1) == NULL);
     bs_response r;
     MUST(bs_proto_parse_response(b.data, b.len - 1, &r, NULL) == 0);

@@ -7,6 +7,7 @@
 #include "model/load.h"
 #include "model/stacked.h"
 #include "model/store_eval.h"
+#include "proto/budget.h"
 #include "kernels/crc32c.h"
 
 #include <unistd.h>
@@ -110,6 +111,8 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
         CHECK(s.resident[i] > s.resident[i - 1]);
     int windows = 6;
     double pf = ppl_model(f, &f->m, windows);
+    bs_engine eng;
+    REQUIRE(bs_engine_open(&eng, path, &e) == 0);
     uint8_t *stack = malloc(bs_store_prefix_end(&s, s.n_blocks));
     REQUIRE(bs_store_read_prefix(&s, s.n_blocks, stack, &e) == 0);
     bs_stacked sm;
@@ -130,9 +133,9 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
         char b[32];
         snprintf(b, sizeof b, "%llu", (unsigned long long)bytes);
         int n;
-        REQUIRE(bs_store_budget(&s, b, &n, &e) == 0);
+        REQUIRE(bs_engine_budget_n(&s, b, &n, &e) == 0);
         bs_ppl_result r;
-        REQUIRE(bs_store_ppl(&s, n, f->ids, f->nids, 256, windows, &r, &e) == 0);
+        REQUIRE(bs_engine_ppl(&eng, n, f->ids, f->nids, 256, windows, &r, &e) == 0);
         fprintf(stderr, "%s %s/%s depth %d: uniform %.4f, stack prefix %d at %llu bytes %.4f\n", f->model,
                 bs_kind_name(kind), sort ? "ppl" : "level", d, pu, n, (unsigned long long)bytes, r.ppl);
         CHECKF(r.ppl <= pu * 1.01, "depth %d: stack %.4f above uniform %.4f", d, r.ppl, pu);
@@ -141,12 +144,13 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
         prev = pu;
     }
     bs_ppl_result r;
-    REQUIRE(bs_store_ppl(&s, s.n_blocks, f->ids, f->nids, 256, windows, &r, &e) == 0);
+    REQUIRE(bs_engine_ppl(&eng, s.n_blocks, f->ids, f->nids, 256, windows, &r, &e) == 0);
     fprintf(stderr, "%s full stack %.5f, float %.5f\n", f->model, r.ppl, pf);
     if (levels >= 10)
         CHECKF(fabs(r.ppl / pf - 1) < 0.001, "full stack %.5f vs float %.5f", r.ppl, pf);
     bs_stacked_free(&sm);
     free(stack);
+    bs_engine_close(&eng);
     bs_store_close(&s);
 }
 
@@ -187,15 +191,31 @@ static void test_bad_store(const char *path)
     CHECKF(strstr(e.msg, name) != NULL, "'%s' not in: %s", name, e.msg);
     /* a budget below the smallest working model states the minimum */
     int nb;
-    CHECK(bs_store_budget(&s, "1K", &nb, &e) != 0);
+    CHECK(bs_engine_budget_n(&s, "1K", &nb, &e) != 0);
     char minb[32];
     snprintf(minb, sizeof minb, "%llu bytes", (unsigned long long)s.resident[s.min_blocks]);
     CHECKF(strstr(e.msg, minb) != NULL, "minimum not stated: %s", e.msg);
-    CHECK(bs_store_budget(&s, "12Q", &nb, &e) != 0 && strstr(e.msg, "unit"));
-    CHECK(bs_store_budget(&s, "max", &nb, &e) == 0 && nb == s.n_blocks);
-    CHECK(bs_store_budget(&s, "min", &nb, &e) == 0 && nb == s.min_blocks);
-    CHECK(bs_store_budget(&s, "100%", &nb, &e) == 0 && nb == s.n_blocks);
-    CHECK(bs_store_budget(&s, "3.0bpw", &nb, &e) == 0 && bs_store_bpw(&s, nb) <= 3.0 && bs_store_bpw(&s, nb + 1) > 3.0);
+    CHECK(bs_engine_budget_n(&s, "12Q", &nb, &e) != 0 && strstr(e.msg, "unit"));
+    CHECK(bs_engine_budget_n(&s, "max", &nb, &e) == 0 && nb == s.n_blocks);
+    CHECK(bs_engine_budget_n(&s, "min", &nb, &e) == 0 && nb == s.min_blocks);
+    CHECK(bs_engine_budget_n(&s, "100%", &nb, &e) == 0 && nb == s.n_blocks);
+    CHECK(bs_engine_budget_n(&s, "3.0bpw", &nb, &e) == 0 && bs_store_bpw(&s, nb) <= 3.0 && bs_store_bpw(&s, nb + 1) > 3.0);
+    /* one grammar (proto/budget.h): lower-case units, no exponent, nothing empty */
+    CHECK(bs_engine_budget_n(&s, "1e3", &nb, &e) != 0);
+    CHECK(bs_engine_budget_n(&s, "", &nb, &e) != 0);
+    CHECK(bs_engine_budget_n(&s, "4BPW", &nb, &e) == 0 && bs_store_bpw(&s, nb) <= 4.0);
+    char kb[32];
+    snprintf(kb, sizeof kb, "%lluk", (unsigned long long)(s.resident[s.n_blocks] / 1024));
+    CHECK(bs_engine_budget_n(&s, kb, &nb, &e) == 0 && nb <= s.n_blocks);
+    /* a size above the whole stack, asked for exactly, is an error naming the full size */
+    CHECK(bs_engine_budget_n(&s, "1G", &nb, &e) != 0 && strstr(e.msg, "above the full stack"));
+    /* a daemon following a budget clamps instead, and says which way */
+    bs_budget bud;
+    int clamped;
+    REQUIRE(bs_proto_parse_budget("1G", &bud, &e) == 0);
+    CHECK(bs_engine_resolve(&s, &bud, false, &nb, &clamped, &e) == 0 && nb == s.n_blocks && clamped == 1);
+    REQUIRE(bs_proto_parse_budget("1K", &bud, &e) == 0);
+    CHECK(bs_engine_resolve(&s, &bud, false, &nb, &clamped, &e) == 0 && nb == s.min_blocks && clamped == -1);
     free(buf);
     bs_store_close(&s);
     /* metadata damaged but with a valid crc (a crafted file): the JSON checks must hold,
@@ -222,7 +242,7 @@ static void test_bad_store(const char *path)
                 opened++;
                 uint8_t *blk = malloc(bs_store_prefix_end(&t, t.n_blocks) + 1);
                 int nb2;
-                if (bs_store_budget(&t, "50%", &nb2, &e) == 0)
+                if (bs_engine_budget_n(&t, "50%", &nb2, &e) == 0)
                     (void)bs_store_read_prefix(&t, nb2, blk, &e);
                 free(blk);
                 bs_store_close(&t);
@@ -269,28 +289,28 @@ static void test_bad_models(fixture *f)
     char zero[64];
     CHECK(bs_compress_check_model(&m, zero, sizeof zero, &e) == 0 && !strcmp(zero, "layers.1.wo"));
     REQUIRE(bs_compress(&m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
-    bs_store s;
-    REQUIRE(bs_store_open(&s, path, &e) == 0);
+    bs_engine eng;
+    REQUIRE(bs_engine_open(&eng, path, &e) == 0);
     bs_model d;
-    REQUIRE(bs_store_dense(&s, s.n_blocks, &d, &e) == 0);
+    REQUIRE(bs_engine_dense(&eng, eng.store.n_blocks, &d, &e) == 0);
     int nz = 0;
     for (int i = 0; i < m.cfg.dim * m.cfg.dim; i++)
         nz += d.layers[1].lin[BS_WO].w[i] != 0.0f;
     CHECKF(nz == 0, "%d non-zero weights in the all-zero matrix", nz);
     bs_model_free(&d);
-    bs_store_close(&s);
+    bs_engine_close(&eng);
     bs_model_free(&m);
     /* dead inputs (a norm weight of 0 silences a channel): H is singular, GPTQ copes */
     REQUIRE(bs_model_copy(&m, &f->m, &e) == 0);
     m.layers[0].att_norm[3] = 0.0f;
     m.layers[0].att_norm[9] = 0.0f;
     REQUIRE(bs_compress(&m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
-    REQUIRE(bs_store_open(&s, path, &e) == 0);
-    json_t *dead = json_object_get(json_object_get(s.meta, "info"), "dead_inputs");
+    REQUIRE(bs_engine_open(&eng, path, &e) == 0);
+    json_t *dead = json_object_get(json_object_get(eng.store.meta, "info"), "dead_inputs");
     CHECKF(json_integer_value(dead) >= 6, "dead inputs recorded: %lld", (long long)json_integer_value(dead));
     bs_ppl_result r;
-    CHECK(bs_store_ppl(&s, s.n_blocks, f->ids, f->nids, 256, 2, &r, &e) == 0 && isfinite(r.ppl));
-    bs_store_close(&s);
+    CHECK(bs_engine_ppl(&eng, eng.store.n_blocks, f->ids, f->nids, 256, 2, &r, &e) == 0 && isfinite(r.ppl));
+    bs_engine_close(&eng);
     bs_model_free(&m);
     unlink(path);
 }

@@ -8,37 +8,48 @@
 #include <string.h>
 
 #include "model/generate.h"
-#include "model/stacked.h"
-#include "model/store.h"
+#include "model/engine.h"
 
 typedef struct {
-    bs_store s;
-    uint8_t *buf;
-    bs_stacked sm;
+    bs_engine eng;
+    const bs_store *s;
+    bs_view *v;         /* held: the model at n */
     int n;
 } ref_model;
+
+/* Uses the prefix of n blocks (reading any the engine lacks). */
+static inline int ref_set_n(ref_model *m, int n)
+{
+    bs_err e;
+    int bad;
+    bs_engine_release(&m->eng, m->v);
+    m->v = NULL;
+    if (bs_engine_read_blocks(&m->eng, n, &bad, &e) || bs_engine_publish(&m->eng, n, &e)) {
+        fprintf(stderr, "ref: %s\n", e.msg);
+        return -1;
+    }
+    m->v = bs_engine_acquire(&m->eng);
+    m->n = n;
+    return 0;
+}
 
 static inline int ref_open(ref_model *m, const char *path, const char *budget)
 {
     bs_err e;
+    int n;
     memset(m, 0, sizeof *m);
-    if (bs_store_open(&m->s, path, &e) || bs_store_budget(&m->s, budget, &m->n, &e)) {
+    if (bs_engine_open(&m->eng, path, &e) || bs_engine_budget_n(&m->eng.store, budget, &n, &e)) {
         fprintf(stderr, "ref: %s\n", e.msg);
         return -1;
     }
-    m->buf = calloc(1, (size_t)m->s.stack_len + 64);
-    if (!m->buf || bs_store_read_prefix(&m->s, m->n, m->buf, &e) || bs_stacked_init(&m->sm, &m->s, m->buf, m->n, &e)) {
-        fprintf(stderr, "ref: %s\n", e.msg);
-        return -1;
-    }
-    return 0;
+    m->s = &m->eng.store;
+    return ref_set_n(m, n);
 }
 
 static inline void ref_close(ref_model *m)
 {
-    bs_stacked_free(&m->sm);
-    free(m->buf);
-    bs_store_close(&m->s);
+    bs_engine_release(&m->eng, m->v);
+    bs_engine_close(&m->eng);
 }
 
 typedef struct {
@@ -55,7 +66,7 @@ static inline int ref_generate(ref_model *m, const char *prompt, int max_tokens,
     memset(o, 0, sizeof *o);
     bs_gen g;
     bs_gen_params p = {temperature, top_p, seed, 0};
-    if (bs_gen_init(&g, &m->sm.model, m->s.tok, &p, &e) || bs_gen_prompt(&g, prompt, strlen(prompt), &e)) {
+    if (bs_gen_init(&g, &m->v->sm.model, m->s->tok, &p, &e) || bs_gen_prompt(&g, prompt, strlen(prompt), &e)) {
         fprintf(stderr, "ref: %s\n", e.msg);
         return -1;
     }

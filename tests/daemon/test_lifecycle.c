@@ -4,6 +4,7 @@
  * activation through LISTEN_FDS/LISTEN_PID, journal log prefixes, usage errors. */
 #include "harness.h"
 #include "tests/daemon/client.h"
+#include "model/store.h"
 
 #define BUDGET "40%"
 
@@ -438,12 +439,26 @@ static void test_usage(void)
     CHECK(td_daemon_wait(&d, TD_TIMEOUT_MS) && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 1);
     CHECK(td_log_has(log, "/nonexistent/x.bstk"));
 
-    const char *budget[] = {"--store", F.store, "--socket", sock, "--budget", "1K", NULL};
-    td_daemon_spawn(&d, F.daemon, budget, log, NULL, NULL);
-    CHECK(td_daemon_wait(&d, TD_TIMEOUT_MS) && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 1);
-    CHECK(td_log_has(log, "--budget 1K"));
+    /* a malformed budget is a usage error, before anything is bound */
+    const char *typo[] = {"--store", F.store, "--socket", sock, "--budget", "4.0bpx", NULL};
+    td_daemon_spawn(&d, F.daemon, typo, log, NULL, NULL);
+    CHECK(td_daemon_wait(&d, TD_TIMEOUT_MS) && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 2);
+    CHECK(td_log_has(log, "4.0bpx"));
     struct stat st;
     CHECK(lstat(sock, &st) != 0);   /* nothing was bound */
+
+    /* a budget below the smallest working model is one a daemon follows as far as it can:
+     * it serves the smallest prefix and says so */
+    const char *budget[] = {"--store", F.store, "--socket", sock, "--budget", "1K", NULL};
+    td_daemon_spawn(&d, F.daemon, budget, log, NULL, NULL);
+    CHECK(td_wait_socket(&d, sock));
+    CHECK(td_log_has(log, "budget 1K is below the smallest working prefix"));
+    bs_store s;
+    bs_err e;
+    REQUIRE(bs_store_open(&s, F.store, &e) == 0);
+    CHECK(td_status_int(sock, "stack_n") == s.min_blocks);
+    bs_store_close(&s);
+    CHECK(td_daemon_stop(&d));
 }
 
 int main(int argc, char **argv)

@@ -28,13 +28,13 @@ static void test_status(void)
     CHECK(r.kind == BS_RESP_RESULT);
     CHECK(td_id_is(&r, "1"));
     CHECK(!strcmp(json_string_value(json_object_get(r.result, "model")), "s"));
-    CHECK(td_result_int(&r, "context") == M.s.cfg.seq_len);
-    CHECK(td_result_int(&r, "vocab_size") == M.s.cfg.vocab_size);
+    CHECK(td_result_int(&r, "context") == M.s->cfg.seq_len);
+    CHECK(td_result_int(&r, "vocab_size") == M.s->cfg.vocab_size);
     CHECKF(td_result_int(&r, "stack_n") == M.n, "stack_n %lld, in-process budget gives %d",
            td_result_int(&r, "stack_n"), M.n);
-    CHECK(td_result_int(&r, "stack_total") == M.s.n_blocks);
-    CHECK(td_result_int(&r, "resident_bytes") == (long long)M.s.resident[M.n]);
-    CHECK(td_result_int(&r, "full_bytes") == (long long)M.s.resident[M.s.n_blocks]);
+    CHECK(td_result_int(&r, "stack_total") == M.s->n_blocks);
+    CHECK(td_result_int(&r, "resident_bytes") == (long long)M.s->resident[M.n]);
+    CHECK(td_result_int(&r, "full_bytes") == (long long)M.s->resident[M.s->n_blocks]);
     CHECK(td_result_int(&r, "sessions") == 0);
     CHECK(td_result_int(&r, "connections") >= 1);
     CHECK(td_result_int(&r, "threads") == 2);
@@ -70,9 +70,9 @@ static void test_greedy(void)
     CHECK(r.stats.generated_tokens == ref.generated);
     CHECK(!strcmp(finish_of(&r), ref.finish));
     CHECK(r.stats.stack_n_min == M.n && r.stats.stack_n_max == M.n);
-    CHECK(r.stats.stack_total == M.s.n_blocks);
-    CHECK(r.stats.resident_bytes_min == (int64_t)M.s.resident[M.n]);
-    CHECK(r.stats.resident_bytes_max == (int64_t)M.s.resident[M.n]);
+    CHECK(r.stats.stack_total == M.s->n_blocks);
+    CHECK(r.stats.resident_bytes_min == (int64_t)M.s->resident[M.n]);
+    CHECK(r.stats.resident_bytes_max == (int64_t)M.s->resident[M.n]);
     CHECK(r.stats.tokens_per_s > 0);
     CHECK(r.stats.ttft_ms > 0 && r.stats.total_ms >= r.stats.ttft_ms);
     bs_response_free(&r);
@@ -382,9 +382,25 @@ static void test_budget(void)
     REQUIRE(td_call(&c, &r, "{\"id\":1,\"op\":\"budget\"}") == 1);
     CHECK(r.kind == BS_RESP_RESULT);
     CHECK(td_result_int(&r, "stack_n") == M.n);
-    CHECK(td_result_int(&r, "max_bytes") == (long long)M.s.resident[M.n]);
+    CHECK(td_result_int(&r, "max_bytes") == (long long)M.s->resident[M.n]);
     bs_response_free(&r);
+    /* a fixed budget moves the served prefix; status follows; back to where it was */
+    int half;
+    bs_err e;
+    REQUIRE(bs_engine_budget_n(M.s, "50%", &half, &e) == 0);
     REQUIRE(td_call(&c, &r, "{\"id\":2,\"op\":\"budget\",\"budget\":\"50%\"}") == 1);
+    CHECK(r.kind == BS_RESP_RESULT && td_result_int(&r, "target_n") == half);
+    json_t *mode = r.kind == BS_RESP_RESULT ? json_object_get(r.result, "mode") : NULL;
+    CHECK(mode && !strcmp(json_string_value(mode), "fixed"));
+    bs_response_free(&r);
+    CHECK(td_wait_status(D.sock, "stack_n", half));
+    CHECK(td_status_int(D.sock, "resident_bytes") == (long long)M.s->resident[half]);
+    REQUIRE(td_call(&c, &r, "{\"id\":3,\"op\":\"budget\",\"budget\":\"" BUDGET "\"}") == 1);
+    CHECK(r.kind == BS_RESP_RESULT);
+    bs_response_free(&r);
+    CHECK(td_wait_status(D.sock, "stack_n", M.n));
+    /* a budget in a unit the store cannot order (min above max) is refused */
+    REQUIRE(td_call(&c, &r, "{\"id\":4,\"op\":\"budget\",\"min\":\"90%\",\"max\":\"1K\"}") == 1);
     CHECK(r.kind == BS_RESP_ERROR && r.code == BS_PERR_BAD_REQUEST);
     bs_response_free(&r);
     td_close(&c);

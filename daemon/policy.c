@@ -1,0 +1,122 @@
+#include "daemon/policy.h"
+
+#define MIB (1024.0 * 1024.0)
+
+void bs_policy_defaults(bs_policy_config *c)
+{
+    c->reserve = 64ull << 20;
+    c->hysteresis = 32ull << 20;
+    c->grow_delay = 2.0;
+    c->grow_rate = 256.0 * MIB;
+    c->min_grow_rate = 8.0 * MIB;
+    c->backoff_window = 10.0;
+    c->calm_period = 60.0;
+    c->trigger_shrink = 0.10;
+    c->psi_hold = 10.0;
+}
+
+void bs_policy_init(bs_policy *p, const bs_policy_config *c)
+{
+    p->above_since = -1;
+    p->last_grow = -1;
+    p->last_trigger = -1;
+    p->last_step = -1;
+    p->rate = c->grow_rate;
+    p->backoffs = 0;
+}
+
+const char *bs_policy_why_name(bs_policy_why w)
+{
+    switch (w) {
+    case BS_POLICY_HOLD: return "steady";
+    case BS_POLICY_SHRINK_TRIGGER: return "PSI trigger";
+    case BS_POLICY_SHRINK_HEADROOM: return "headroom under reserve";
+    case BS_POLICY_GROW: return "headroom held: growing";
+    case BS_POLICY_WAIT: return "headroom: waiting before growing";
+    case BS_POLICY_UNKNOWN: return "no memory limit known";
+    case BS_POLICY_CLAMP: return "budget range";
+    }
+    return "?";
+}
+
+static uint64_t clamp(double v, uint64_t lo, uint64_t hi)
+{
+    if (v <= (double)lo)
+        return lo;
+    if (v >= (double)hi)
+        return hi;
+    return (uint64_t)v;
+}
+
+/* The rate: halved by a trigger that follows a grow, doubled back after a calm period. */
+static void adapt_rate(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in)
+{
+    if (in->trigger) {
+        if (p->last_grow >= 0 && in->now - p->last_grow <= c->backoff_window) {
+            p->rate /= 2;
+            if (p->rate < c->min_grow_rate)
+                p->rate = c->min_grow_rate;
+            p->backoffs++;
+        }
+        p->last_trigger = in->now;
+    } else if (p->rate < c->grow_rate && in->now - (p->last_trigger > p->last_grow ? p->last_trigger : p->last_grow) >=
+                                              c->calm_period) {
+        p->rate *= 2;
+        if (p->rate > c->grow_rate)
+            p->rate = c->grow_rate;
+        p->last_trigger = in->now;   /* one doubling per calm period */
+    }
+}
+
+static bs_policy_why decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, double *target)
+{
+    double res = (double)in->resident;
+    *target = res;
+    if (in->trigger) {
+        p->above_since = -1;
+        double avail = in->headroom < 0 ? res : (double)in->headroom + res - (double)c->reserve - (double)in->kv_next;
+        double cut = res * (1.0 - c->trigger_shrink);
+        *target = avail < cut ? avail : cut;
+        return BS_POLICY_SHRINK_TRIGGER;
+    }
+    if (in->headroom < 0) {
+        p->above_since = -1;
+        *target = (double)in->ceil;
+        return BS_POLICY_UNKNOWN;
+    }
+    double avail = (double)in->headroom + res - (double)c->reserve - (double)in->kv_next;
+    if (avail < res) {
+        p->above_since = -1;
+        *target = avail;
+        return BS_POLICY_SHRINK_HEADROOM;
+    }
+    if (avail < res + (double)c->hysteresis || res >= (double)in->ceil) {
+        p->above_since = -1;
+        return BS_POLICY_HOLD;
+    }
+    if (p->above_since < 0)
+        p->above_since = in->now;
+    if (in->now - p->above_since < c->grow_delay || (in->psi_some_avg10 >= 0 && in->psi_some_avg10 > c->psi_hold))
+        return BS_POLICY_WAIT;
+    double dt = p->last_step >= 0 ? in->now - p->last_step : 1.0;
+    if (dt > 1.0 || dt <= 0)
+        dt = 1.0;
+    double step = p->rate * dt, room = avail - (double)c->hysteresis;
+    *target = res + step < room ? res + step : room;
+    if (*target < res)
+        *target = res;
+    p->last_grow = in->now;
+    return BS_POLICY_GROW;
+}
+
+void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d)
+{
+    adapt_rate(p, c, in);
+    double t;
+    d->why = decide(p, c, in, &t);
+    d->target = clamp(t, in->floor, in->ceil);
+    /* a budget range that moves a steady model is worth naming */
+    if ((d->why == BS_POLICY_HOLD || d->why == BS_POLICY_WAIT) && d->target != in->resident)
+        d->why = BS_POLICY_CLAMP;
+    p->last_step = in->now;
+}

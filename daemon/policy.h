@@ -1,0 +1,76 @@
+/* bs_policy: how big the model should be, from facts about memory. Pure functions in the
+ * style of systemd-oomd's pressure checks: no I/O, no clock, no globals; the caller
+ * samples the facts (daemon/monitor) and applies the decision (daemon/residency), and
+ * tests script series of facts.
+ *
+ *   avail  = headroom + resident - reserve - kv_next
+ *            (headroom already excludes what sessions' KV caches hold; kv_next is the
+ *            next chunk each live session may still take)
+ *   target = clamp(avail, floor, ceil)
+ *
+ * Shrinking happens at once: on a PSI trigger (to at most (1 - trigger_shrink) of what
+ * is resident, senpai-style) or when avail falls under what is resident. Growing is
+ * slow: only after avail stayed above resident + hysteresis for grow_delay, in steps
+ * of at most grow_rate bytes per second; a trigger soon after a grow halves the rate
+ * (down to min_grow_rate), a long calm doubles it back up. */
+#ifndef BS_POLICY_H
+#define BS_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t reserve;          /* bytes the model leaves free */
+    uint64_t hysteresis;       /* extra room needed before growing */
+    double grow_delay;         /* seconds the room must last */
+    double grow_rate;          /* bytes per second, at most (the starting rate) */
+    double min_grow_rate;
+    double backoff_window;     /* seconds after a grow in which a trigger halves the rate */
+    double calm_period;        /* seconds without a trigger after which the rate doubles */
+    double trigger_shrink;     /* fraction given up on a trigger */
+    double psi_hold;           /* PSI some avg10 (percent) above which no grow starts */
+} bs_policy_config;
+
+void bs_policy_defaults(bs_policy_config *c);
+
+typedef struct {
+    double above_since;        /* when avail last rose above the grow line; < 0: it is not */
+    double last_grow;          /* when the last grow decision was taken; < 0: never */
+    double last_trigger;       /* < 0: never */
+    double last_step;          /* time of the previous decision */
+    double rate;               /* the grow rate now */
+    uint64_t backoffs;         /* times the rate was halved */
+} bs_policy;
+
+void bs_policy_init(bs_policy *p, const bs_policy_config *c);
+
+typedef struct {
+    double now;                /* seconds, any monotonic origin */
+    int64_t headroom;          /* bytes before the tightest limit; < 0 unknown */
+    bool trigger;              /* a PSI trigger fired since the last decision */
+    double psi_some_avg10;     /* percent; < 0 unknown */
+    uint64_t resident;         /* model bytes resident now */
+    uint64_t kv_next;          /* bytes the live sessions' KV caches may take next */
+    uint64_t floor, ceil;      /* the range the budget allows */
+} bs_policy_input;
+
+typedef enum {
+    BS_POLICY_HOLD,            /* stay */
+    BS_POLICY_SHRINK_TRIGGER,  /* a PSI trigger fired */
+    BS_POLICY_SHRINK_HEADROOM, /* headroom fell under the reserve */
+    BS_POLICY_GROW,            /* room held long enough */
+    BS_POLICY_WAIT,            /* room, but not yet long enough (or PSI still high) */
+    BS_POLICY_UNKNOWN,         /* no headroom known: the budget's ceiling */
+    BS_POLICY_CLAMP,           /* the budget's range moved the target */
+} bs_policy_why;
+
+const char *bs_policy_why_name(bs_policy_why w);
+
+typedef struct {
+    uint64_t target;           /* bytes, within [floor, ceil] */
+    bs_policy_why why;
+} bs_policy_decision;
+
+void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d);
+
+#endif
