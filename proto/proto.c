@@ -687,6 +687,17 @@ static int read_budget_value(const json_t *v, const char *what, bs_budget *b,
 static int read_budget(const json_t *root, bs_request *out, bs_proto_error *err)
 {
     json_t *both = field(root, "budget"), *min = field(root, "min"), *max = field(root, "max");
+    json_t *aut = field(root, "auto");
+    if (aut) {
+        /* false would have to mean "back to fixed at ... what?": refused, so that "auto"
+         * present always means one thing */
+        if (!json_is_true(aut))
+            return fail(err, BS_PERR_BAD_REQUEST, "auto: expected true, got %s", type_name(aut));
+        if (both || min || max)
+            return fail(err, BS_PERR_BAD_REQUEST, "auto: not together with budget, min or max");
+        out->has_auto = out->auto_ = true;
+        return 0;
+    }
     if (both && (min || max))
         return fail(err, BS_PERR_BAD_REQUEST, "budget: give either budget or min/max, not both");
     if (both) {
@@ -953,6 +964,19 @@ static int put_request(bs_proto_buf *b, const bs_request *r, bs_err *e)
             return -1;
         break;
     case BS_OP_BUDGET:
+        if (r->has_auto) {
+            if (!r->auto_ || r->has_min || r->has_max)
+                return bs_err_set(e, "request: auto is true and alone, or absent");
+            if (puts_(b, ",\"auto\":true", e))
+                return -1;
+            break;
+        }
+        if (r->has_min && r->has_max && r->min.kind == r->max.kind &&
+            !strcmp(r->min.text, r->max.text)) {
+            if (puts_(b, ",\"budget\":", e) || put_str(b, r->min.text, strlen(r->min.text), e))
+                return -1;
+            break;
+        }
         if (r->has_min && (puts_(b, ",\"min\":", e) ||
                            put_str(b, r->min.text, strlen(r->min.text), e)))
             return -1;

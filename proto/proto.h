@@ -129,9 +129,15 @@ typedef struct {
     /* cancel */
     bs_proto_id target;         /* the id of the request to cancel */
 
-    /* budget: either, both or neither (neither: only report the budget) */
+    /* budget: either, both or neither (neither: only report the budget). "budget":X
+     * arrives as min = max = X (fixed mode), and the encoder sends min and max that are
+     * the same budget as "budget":X, so a zero-width range and a fixed size are one thing. */
     bool has_min, has_max;
     bs_budget min, max;
+    /* budget: "auto":true, automatic over the whole range. has_auto says the field was
+     * given; auto_ is its value, which the parser only accepts as true. Never together
+     * with budget/min/max. */
+    bool has_auto, auto_;
 } bs_request;
 
 typedef enum {

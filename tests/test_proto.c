@@ -576,6 +576,39 @@ static void test_budget(void)
     REQUIRE(bs_proto_parse_request(one, strlen(one), &L, &r, &err) == 0);
     CHECK(!r.has_min && r.has_max && r.max.value == 50);
     bs_request_free(&r);
+
+    CHECK(!r.has_auto && !r.auto_);
+
+    /* auto: only a JSON true, and alone; null is absent */
+    const char *aut = "{\"id\":1,\"op\":\"budget\",\"auto\":true}";
+    REQUIRE(bs_proto_parse_request(aut, strlen(aut), &L, &r, &err) == 0);
+    CHECK(r.has_auto && r.auto_ && !r.has_min && !r.has_max);
+    bs_request_free(&r);
+    const char *anull = "{\"id\":1,\"op\":\"budget\",\"auto\":null}";
+    REQUIRE(bs_proto_parse_request(anull, strlen(anull), &L, &r, &err) == 0);
+    CHECK(!r.has_auto && !r.has_min && !r.has_max);
+    bs_request_free(&r);
+    const char *abad[] = {
+        "{\"id\":1,\"op\":\"budget\",\"auto\":false}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":1}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":\"true\"}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":true,\"budget\":\"30%\"}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":true,\"min\":\"1M\"}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":true,\"max\":\"max\"}",
+        "{\"id\":1,\"op\":\"budget\",\"auto\":false,\"min\":\"1M\"}",
+    };
+    for (size_t i = 0; i < sizeof abad / sizeof abad[0]; i++) {
+        CHECKF(bs_proto_parse_request(abad[i], strlen(abad[i]), &L, &r, &err) == -1 &&
+                   err.code == BS_PERR_BAD_REQUEST && strstr(err.message, "auto") != NULL,
+               "%s: %s", abad[i], err.message);
+        CHECK(!r.has_auto && !r.has_min && !r.has_max);
+        bs_request_free(&r);
+    }
+    /* auto is a budget field: other ops ignore it */
+    const char *st = "{\"id\":1,\"op\":\"status\",\"auto\":false}";
+    REQUIRE(bs_proto_parse_request(st, strlen(st), &L, &r, &err) == 0);
+    CHECK(r.op == BS_OP_STATUS && !r.has_auto);
+    bs_request_free(&r);
 }
 
 /* ---- responses --------------------------------------------------------------------- */
@@ -908,6 +941,34 @@ static void test_request_roundtrip(void)
     CHECK(r.op == BS_OP_BUDGET && r.has_min && !r.has_max);
     CHECK(r.min.kind == BS_BUDGET_BYTES && r.min.bytes == 184320);
     bs_request_free(&r);
+
+    /* the same budget at both ends goes out as "budget" (fixed); different ones as min/max */
+    q.has_max = true;
+    q.max = q.min;
+    b.len = 0;
+    REQUIRE(bs_proto_encode_request(&b, &q, &e) == 0);
+    CHECK(strstr(b.data, "\"budget\":\"180K\"") && !strstr(b.data, "\"min\""));
+    REQUIRE(bs_proto_parse_request(b.data, b.len - 1, &L, &r, &err) == 0);
+    CHECK(r.has_min && r.has_max && r.min.bytes == 184320 && r.max.bytes == 184320 && !r.has_auto);
+    bs_request_free(&r);
+    REQUIRE(bs_proto_parse_budget("max", &q.max, NULL) == 0);
+    b.len = 0;
+    REQUIRE(bs_proto_encode_request(&b, &q, &e) == 0);
+    CHECK(strstr(b.data, "\"min\":\"180K\",\"max\":\"max\"") && !strstr(b.data, "budget\":"));
+
+    /* auto: alone, as true */
+    q.has_min = q.has_max = false;
+    q.has_auto = q.auto_ = true;
+    b.len = 0;
+    REQUIRE(bs_proto_encode_request(&b, &q, &e) == 0);
+    CHECK(strstr(b.data, "\"auto\":true") != NULL);
+    REQUIRE(bs_proto_parse_request(b.data, b.len - 1, &L, &r, &err) == 0);
+    CHECK(r.op == BS_OP_BUDGET && r.has_auto && r.auto_ && !r.has_min && !r.has_max);
+    bs_request_free(&r);
+    q.has_min = true;   /* auto with a bound is no request of this protocol */
+    b.len = 0;
+    CHECK(bs_proto_encode_request(&b, &q, &e) == -1 && b.len == 0);
+    q.has_min = q.has_auto = q.auto_ = false;
 
     bs_op plain[] = {BS_OP_STATUS, BS_OP_METRICS};
     for (int i = 0; i < 2; i++) {
