@@ -348,11 +348,12 @@ out:
 
 int bs_cmd_metrics(int argc, char **argv)
 {
-    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}, {"help", 'h', 1, NULL}};
     const char *pos[1];
-    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0) {
-        fprintf(stderr, "usage: bitstackctl metrics [--json] [--socket PATH]\n");
-        return BS_EXIT_USAGE;
+    int np = bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0);
+    if (np < 0 || bs_opt_get(o, NOPTS(o), "help")) {
+        fprintf(np < 0 ? stderr : stdout, "usage: bitstackctl metrics [--json] [--socket PATH]\n");
+        return np < 0 ? BS_EXIT_USAGE : 0;
     }
     bs_conn c;
     bs_err e = {{0}};
@@ -454,7 +455,7 @@ static int parse_seed(const char *v, uint64_t *out)
 #define SAMPLING_OPTS \
     {"socket", 0, 0, NULL}, {"max-tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, \
     {"top-p", 0, 0, NULL}, {"seed", 0, 0, NULL}, {"no-stream", 0, 1, NULL}, {"json", 0, 1, NULL}, \
-    {"stats", 0, 1, NULL}
+    {"stats", 0, 1, NULL}, {"help", 'h', 1, NULL}
 
 /* Fills r's sampling fields from the options. -1 (printed) on a bad value. */
 static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *lim, bs_request *r)
@@ -613,9 +614,9 @@ static char *read_all(FILE *f, size_t *len)
     return buf;
 }
 
-static void generate_usage(void)
+static void generate_usage(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: bitstackctl generate PROMPT|- [-n|--max-tokens N] [--temperature T] [--top-p P]\n"
             "         [--seed S] [--stop STR]... [--no-stream] [--no-echo] [--json] [--stats]\n"
             "         [--socket PATH]\n"
@@ -633,9 +634,15 @@ int bs_cmd_generate(int argc, char **argv)
     int no = NOPTS(o);
     const char *pos[2];
     int np;
-    if (take_stops(&argc, argv, &r, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
-        np != 1 || sampling_from_opts(o, no, &lim, &r)) {
-        generate_usage();
+    np = take_stops(&argc, argv, &r, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
+    if (np >= 0 && bs_opt_get(o, no, "help")) {
+        generate_usage(stdout);
+        bs_request_free(&r);
+        return 0;
+    }
+    if (np < 0 || np != 1 ||
+        sampling_from_opts(o, no, &lim, &r)) {
+        generate_usage(stderr);
         bs_request_free(&r);
         return BS_EXIT_USAGE;
     }
@@ -822,9 +829,9 @@ static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_pr
     }
 }
 
-static void chat_usage(void)
+static void chat_usage(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
             "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
             "         [--stats] [--socket PATH]\n"
@@ -844,12 +851,18 @@ int bs_cmd_chat(int argc, char **argv)
     int no = NOPTS(o);
     const char *pos[2];
     int np;
-    if (take_stops(&argc, argv, &tmpl, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
+    np = take_stops(&argc, argv, &tmpl, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
+    if (np >= 0 && bs_opt_get(o, no, "help")) {
+        chat_usage(stdout);
+        bs_request_free(&tmpl);
+        return 0;
+    }
+    if (np < 0 ||
         sampling_from_opts(o, no, &lim, &tmpl) || bs_opt_get(o, no, "json") ||
         (np == 1 && bs_opt_get(o, no, "once"))) {
         if (bs_opt_get(o, no, "json"))
             fprintf(stderr, "bitstackctl: chat: --json is for generate; use --no-stream for whole replies\n");
-        chat_usage();
+        chat_usage(stderr);
         bs_request_free(&tmpl);
         return BS_EXIT_USAGE;
     }
