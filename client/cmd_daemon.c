@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,19 +19,13 @@
 #include <unistd.h>
 
 #include "client/conn.h"
+#include "client/render.h"
 
 #define NOPTS(o) ((int)(sizeof(o) / sizeof((o)[0])))
 
 static void human_bytes(double b, char *out, size_t n)
 {
-    if (b >= 1024.0 * 1024 * 1024)
-        snprintf(out, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else if (b >= 1024.0 * 1024)
-        snprintf(out, n, "%.2f MiB", b / (1024.0 * 1024));
-    else if (b >= 1024.0)
-        snprintf(out, n, "%.1f KiB", b / 1024.0);
-    else
-        snprintf(out, n, "%.0f B", b);
+    bs_render_bytes(b, out, n);
 }
 
 static void human_duration(double s, char *out, size_t n)
@@ -131,16 +128,10 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
     }
     print_row("stack", line);
 
-    const json_t *bud = json_object_get(st, "budget");
-    if (json_is_object(bud)) {
-        const char *mn = jstr(bud, "min"), *mx = jstr(bud, "max");
-        double mnb = jnum(bud, "min_bytes"), mxb = jnum(bud, "max_bytes");
-        human_bytes(isfinite(mnb) ? mnb : 0, a, sizeof a);
-        human_bytes(isfinite(mxb) ? mxb : 0, b, sizeof b);
-        snprintf(line, sizeof line, "%s .. %s (%s .. %s)", mn ? mn : "-", mx ? mx : "-",
-                 isfinite(mnb) ? a : "-", isfinite(mxb) ? b : "-");
-        print_row("budget", line);
-    }
+    char *mem = bs_render_status_memory(st);
+    if (mem)
+        fputs(mem, stdout);
+    free(mem);
 
     double sess = jnum(st, "sessions"), conns = jnum(st, "connections");
     double run = jnum(st, "sessions_running"), wait = jnum(st, "sessions_waiting");
@@ -205,18 +196,116 @@ static void measure_rate(bs_conn *c, bs_request *r, const json_t *st, const json
     bs_response_free(&met2);
 }
 
+static void status_usage(FILE *f)
+{
+    fprintf(f, "usage: bitstackctl status [--json] [--watch [--interval SEC]] [--socket PATH]\n"
+               "  --watch     refresh every --interval seconds (default 1): on a terminal a live\n"
+               "              view (resident size against target and headroom, a sparkline of\n"
+               "              the resident blocks N, the newest resize); into a pipe one line per\n"
+               "              refresh (with --json: the raw status, one line each). Ctrl-C ends\n"
+               "              it (exit 0); exit 1 when bitstackd goes away.\n");
+}
+
+/* Bars as wide as the terminal allows next to their labels; 40 when it is not one. */
+static int bar_width(void)
+{
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0)
+        return 40;
+    int w = (int)ws.ws_col - 48;
+    return w < 10 ? 10 : w > 60 ? 60 : w;
+}
+
+/* Polls status until SIGINT/SIGTERM (exit 0) or the daemon stops answering (exit 1).
+ * The two signals are blocked and taken with sigtimedwait between refreshes, so a
+ * Ctrl-C ends the view between frames, with the terminal left tidy, and no handler or
+ * global flag is needed; a receive timeout bounds how long a hung daemon holds it. */
+static int watch_status(bs_conn *c, double interval, bool json)
+{
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, &old);
+    double wait_s = interval * 5 > 10 ? interval * 5 : 10;
+    struct timeval rcv = {(time_t)wait_s, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
+
+    bool tty = isatty(STDOUT_FILENO) && !json;
+    bs_watch_hist h = {0};
+    bs_request r;
+    bs_request_init(&r, NULL);
+    r.op = BS_OP_STATUS;
+    int rc = 0;
+    for (;;) {
+        bs_response st = {0};
+        bs_err e = {{0}};
+        if (simple_request(c, &r, &st, &e)) {
+            fprintf(stderr, "bitstackctl: status --watch: bitstackd went away: %s\n", e.msg);
+            rc = BS_EXIT_DAEMON;
+            break;
+        }
+        if (st.kind != BS_RESP_RESULT) {
+            rc = st.kind == BS_RESP_ERROR ? daemon_error("status --watch", &st) : BS_EXIT_DAEMON;
+            bs_response_free(&st);
+            break;
+        }
+        bs_watch_hist_push(&h, jnum(st.result, "stack_n"));
+        char *text = json ? json_dumps(st.result, JSON_COMPACT)
+                          : tty ? bs_render_watch(st.result, &h, bar_width())
+                                : bs_render_watch_line(st.result, &h);
+        bs_response_free(&st);
+        if (!text) {
+            fprintf(stderr, "bitstackctl: status --watch: out of memory\n");
+            rc = BS_EXIT_DAEMON;
+            break;
+        }
+        if (tty)
+            fputs("\033[H\033[2J", stdout);   /* home, clear: the frame redraws in place */
+        fputs(text, stdout);
+        if (json)
+            fputc('\n', stdout);
+        free(text);
+        if (fflush(stdout) == EOF) {
+            /* the reader of the pipe left (head -n 3): nothing more to show */
+            break;
+        }
+        struct timespec ts = {(time_t)interval, (long)((interval - floor(interval)) * 1e9)};
+        int sig = sigtimedwait(&stop, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 int bs_cmd_status(int argc, char **argv)
 {
-    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}, {"watch", 'w', 1, NULL},
+                  {"interval", 0, 0, NULL}, {"help", 'h', 1, NULL}};
     const char *pos[1];
-    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0) {
-        fprintf(stderr, "usage: bitstackctl status [--json] [--socket PATH]\n");
+    double interval = 1;
+    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0 ||
+        bs_opt_double(o, NOPTS(o), "interval", 1, 0.05, 86400, &interval) ||
+        (bs_opt_get(o, NOPTS(o), "interval") && !bs_opt_get(o, NOPTS(o), "watch"))) {
+        if (bs_opt_get(o, NOPTS(o), "interval") && !bs_opt_get(o, NOPTS(o), "watch"))
+            fprintf(stderr, "bitstackctl: status: --interval goes with --watch\n");
+        status_usage(stderr);
         return BS_EXIT_USAGE;
+    }
+    if (bs_opt_get(o, NOPTS(o), "help")) {
+        status_usage(stdout);
+        return 0;
     }
     bs_conn c;
     bs_err e = {{0}};
     if (bs_conn_open(&c, bs_opt_get(o, NOPTS(o), "socket"), &e))
         return bs_conn_fail(BS_EXIT_CONNECT, &e);
+    if (bs_opt_get(o, NOPTS(o), "watch")) {
+        int rc = watch_status(&c, interval, bs_opt_get(o, NOPTS(o), "json") != NULL);
+        bs_conn_close(&c);
+        return rc;
+    }
     int rc = BS_EXIT_DAEMON;
     bs_request r;
     bs_request_init(&r, NULL);
@@ -259,11 +348,12 @@ out:
 
 int bs_cmd_metrics(int argc, char **argv)
 {
-    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"json", 0, 1, NULL}, {"help", 'h', 1, NULL}};
     const char *pos[1];
-    if (bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0) < 0) {
-        fprintf(stderr, "usage: bitstackctl metrics [--json] [--socket PATH]\n");
-        return BS_EXIT_USAGE;
+    int np = bs_opts_parse(argc, argv, o, NOPTS(o), pos, 0);
+    if (np < 0 || bs_opt_get(o, NOPTS(o), "help")) {
+        fprintf(np < 0 ? stderr : stdout, "usage: bitstackctl metrics [--json] [--socket PATH]\n");
+        return np < 0 ? BS_EXIT_USAGE : 0;
     }
     bs_conn c;
     bs_err e = {{0}};
@@ -365,7 +455,7 @@ static int parse_seed(const char *v, uint64_t *out)
 #define SAMPLING_OPTS \
     {"socket", 0, 0, NULL}, {"max-tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, \
     {"top-p", 0, 0, NULL}, {"seed", 0, 0, NULL}, {"no-stream", 0, 1, NULL}, {"json", 0, 1, NULL}, \
-    {"stats", 0, 1, NULL}
+    {"stats", 0, 1, NULL}, {"help", 'h', 1, NULL}
 
 /* Fills r's sampling fields from the options. -1 (printed) on a bad value. */
 static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *lim, bs_request *r)
@@ -524,9 +614,9 @@ static char *read_all(FILE *f, size_t *len)
     return buf;
 }
 
-static void generate_usage(void)
+static void generate_usage(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: bitstackctl generate PROMPT|- [-n|--max-tokens N] [--temperature T] [--top-p P]\n"
             "         [--seed S] [--stop STR]... [--no-stream] [--no-echo] [--json] [--stats]\n"
             "         [--socket PATH]\n"
@@ -544,9 +634,15 @@ int bs_cmd_generate(int argc, char **argv)
     int no = NOPTS(o);
     const char *pos[2];
     int np;
-    if (take_stops(&argc, argv, &r, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
-        np != 1 || sampling_from_opts(o, no, &lim, &r)) {
-        generate_usage();
+    np = take_stops(&argc, argv, &r, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
+    if (np >= 0 && bs_opt_get(o, no, "help")) {
+        generate_usage(stdout);
+        bs_request_free(&r);
+        return 0;
+    }
+    if (np < 0 || np != 1 ||
+        sampling_from_opts(o, no, &lim, &r)) {
+        generate_usage(stderr);
         bs_request_free(&r);
         return BS_EXIT_USAGE;
     }
@@ -733,9 +829,9 @@ static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_pr
     }
 }
 
-static void chat_usage(void)
+static void chat_usage(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
             "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
             "         [--stats] [--socket PATH]\n"
@@ -755,12 +851,18 @@ int bs_cmd_chat(int argc, char **argv)
     int no = NOPTS(o);
     const char *pos[2];
     int np;
-    if (take_stops(&argc, argv, &tmpl, &lim) || (np = bs_opts_parse(argc, argv, o, no, pos, 1)) < 0 ||
+    np = take_stops(&argc, argv, &tmpl, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
+    if (np >= 0 && bs_opt_get(o, no, "help")) {
+        chat_usage(stdout);
+        bs_request_free(&tmpl);
+        return 0;
+    }
+    if (np < 0 ||
         sampling_from_opts(o, no, &lim, &tmpl) || bs_opt_get(o, no, "json") ||
         (np == 1 && bs_opt_get(o, no, "once"))) {
         if (bs_opt_get(o, no, "json"))
             fprintf(stderr, "bitstackctl: chat: --json is for generate; use --no-stream for whole replies\n");
-        chat_usage();
+        chat_usage(stderr);
         bs_request_free(&tmpl);
         return BS_EXIT_USAGE;
     }
@@ -850,33 +952,107 @@ out:
 
 /* ---- budget ------------------------------------------------------------------------ */
 
+static void budget_usage(FILE *f)
+{
+    fprintf(f, "usage: bitstackctl budget [B | --fixed B | --min B --max B | --auto] [--json]\n"
+               "         [--socket PATH]\n"
+               "  B: bytes (\"180K\", \"2.5M\", \"1G\"), \"40%%\", \"4.0bpw\", \"min\" or \"max\".\n"
+               "  --fixed B (or B alone)  pin the resident size at B (mode fixed)\n"
+               "  --min B, --max B        resize automatically with free memory within [min, max];\n"
+               "                          either may be left out (the store's smallest / whole\n"
+               "                          size); the same B for both is the same as --fixed B\n"
+               "  --auto                  resize automatically over the whole range\n"
+               "  nothing                 print the budget in force\n"
+               "  --json                  print bitstackd's answer as it came\n");
+}
+
+/* Parses one budget option into b; prints the problem and returns -1 when bad. */
+static int budget_opt(const char *opt, const char *v, bs_budget *b)
+{
+    bs_err e = {{0}};
+    if (bs_proto_parse_budget(v, b, &e)) {
+        fprintf(stderr, "bitstackctl: budget: %s: %s\n", opt, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills r from the options. Everything the protocol would refuse is refused here, before
+ * connecting: the request is encoded and parsed back as the daemon will parse it.
+ * Returns -1 (printed) on a usage error. */
+static int budget_request(const bs_opt *o, int no, const char *const *pos, int np, bs_request *r)
+{
+    const char *fixed = bs_opt_get(o, no, "fixed"), *mn = bs_opt_get(o, no, "min");
+    const char *mx = bs_opt_get(o, no, "max");
+    bool aut = bs_opt_get(o, no, "auto") != NULL;
+    if (np == 1 && fixed) {
+        fprintf(stderr, "bitstackctl: budget: B and --fixed B are the same; give one\n");
+        return -1;
+    }
+    if (np == 1)
+        fixed = pos[0];
+    if (aut && (fixed || mn || mx)) {
+        fprintf(stderr, "bitstackctl: budget: --auto takes the whole range; for a narrower one "
+                        "give --min/--max without --auto\n");
+        return -1;
+    }
+    if (fixed && (mn || mx)) {
+        fprintf(stderr, "bitstackctl: budget: --fixed pins one size; --min/--max give a range: "
+                        "not both\n");
+        return -1;
+    }
+    bs_request_init(r, NULL);
+    r->op = BS_OP_BUDGET;
+    bs_proto_id_int(&r->id, 1);
+    if (fixed) {
+        if (budget_opt(np == 1 ? "B" : "--fixed", fixed, &r->min))
+            return -1;
+        r->max = r->min;
+        r->has_min = r->has_max = true;
+    }
+    if ((mn && budget_opt("--min", mn, &r->min)) || (mx && budget_opt("--max", mx, &r->max)))
+        return -1;
+    if (mn)
+        r->has_min = true;
+    if (mx)
+        r->has_max = true;
+    r->has_auto = r->auto_ = aut;
+
+    bs_proto_buf b = {0};
+    bs_err e = {{0}};
+    bs_request back;
+    bs_proto_error pe;
+    int rc = bs_proto_encode_request(&b, r, &e);
+    if (rc)
+        fprintf(stderr, "bitstackctl: budget: %s\n", e.msg);
+    else if ((rc = bs_proto_parse_request(b.data, b.len - 1, NULL, &back, &pe)))
+        fprintf(stderr, "bitstackctl: budget: %s\n", pe.message);
+    else
+        bs_request_free(&back);
+    bs_proto_buf_free(&b);
+    return rc ? -1 : 0;
+}
+
 int bs_cmd_budget(int argc, char **argv)
 {
-    bs_opt o[] = {{"socket", 0, 0, NULL}, {"min", 0, 0, NULL}, {"max", 0, 0, NULL}, {"json", 0, 1, NULL}};
+    bs_opt o[] = {{"socket", 0, 0, NULL}, {"min", 0, 0, NULL}, {"max", 0, 0, NULL},
+                  {"fixed", 0, 0, NULL}, {"auto", 0, 1, NULL}, {"json", 0, 1, NULL},
+                  {"help", 'h', 1, NULL}};
     int no = NOPTS(o);
     const char *pos[2];
     int np = bs_opts_parse(argc, argv, o, no, pos, 1);
-    const char *mn = bs_opt_get(o, no, "min"), *mx = bs_opt_get(o, no, "max");
-    if (np < 0 || (np == 1 && (mn || mx))) {
-        fprintf(stderr, "usage: bitstackctl budget [B | --min B] [--max B] [--json] [--socket PATH]\n"
-                        "  B: bytes (\"180K\", \"2.5M\", \"1G\"), \"40%%\", \"4.0bpw\", \"min\" or \"max\".\n"
-                        "  B alone pins the size; no budget prints the one in force.\n");
-        return BS_EXIT_USAGE;
+    if (np >= 0 && bs_opt_get(o, no, "help")) {
+        budget_usage(stdout);
+        return 0;
     }
-    if (np == 1)
-        mn = mx = pos[0];
     bs_request r;
-    bs_request_init(&r, NULL);
-    r.op = BS_OP_BUDGET;
-    bs_err e = {{0}};
-    if ((mn && bs_proto_parse_budget(mn, &r.min, &e)) || (mx && bs_proto_parse_budget(mx, &r.max, &e))) {
-        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+    if (np < 0 || budget_request(o, no, pos, np, &r)) {
+        budget_usage(stderr);
         return BS_EXIT_USAGE;
     }
-    r.has_min = mn != NULL;
-    r.has_max = mx != NULL;
 
     bs_conn c;
+    bs_err e = {{0}};
     if (bs_conn_open(&c, bs_opt_get(o, no, "socket"), &e))
         return bs_conn_fail(BS_EXIT_CONNECT, &e);
     bs_response b = {0};
@@ -888,33 +1064,24 @@ int bs_cmd_budget(int argc, char **argv)
     } else if (b.kind == BS_RESP_ERROR) {
         rc = daemon_error("budget", &b);
     } else if (b.kind == BS_RESP_RESULT) {
-        if (bs_opt_get(o, no, "json")) {
-            char *s = json_dumps(b.result, JSON_COMPACT);
-            if (s)
-                puts(s);
-            free(s);
-        } else {
-            char lo[64], hi[64], res[64], line[256];
-            double lob = jnum(b.result, "min_bytes"), hib = jnum(b.result, "max_bytes");
-            double rb = jnum(b.result, "resident_bytes"), n = jnum(b.result, "stack_n");
-            human_bytes(isfinite(lob) ? lob : 0, lo, sizeof lo);
-            human_bytes(isfinite(hib) ? hib : 0, hi, sizeof hi);
-            const char *smn = jstr(b.result, "min"), *smx = jstr(b.result, "max");
-            snprintf(line, sizeof line, "%s .. %s (%s .. %s)", smn ? smn : "-", smx ? smx : "-",
-                     isfinite(lob) ? lo : "-", isfinite(hib) ? hi : "-");
-            print_row("budget", line);
-            if (isfinite(n) || isfinite(rb)) {
-                human_bytes(isfinite(rb) ? rb : 0, res, sizeof res);
-                if (isfinite(n))
-                    snprintf(line, sizeof line, "%.0f blocks, %s resident", n, isfinite(rb) ? res : "-");
-                else
-                    snprintf(line, sizeof line, "%s resident", res);
-                print_row("stack", line);
-            }
+        char *s = bs_opt_get(o, no, "json") ? json_dumps(b.result, JSON_COMPACT)
+                                            : bs_render_budget(b.result);
+        if (s)
+            fputs(s, stdout);
+        if (s && bs_opt_get(o, no, "json"))
+            fputc('\n', stdout);
+        free(s);
+        rc = s ? 0 : BS_EXIT_DAEMON;
+        /* A daemon from before budget modes ignores "auto" and only reports: say so
+         * rather than let it look as if the change took. */
+        if (rc == 0 && r.has_auto && !json_object_get(b.result, "mode")) {
+            fprintf(stderr, "bitstackctl: budget: this bitstackd has no automatic mode; "
+                            "nothing changed\n");
+            rc = BS_EXIT_DAEMON;
         }
-        rc = 0;
     }
     bs_response_free(&b);
+    bs_request_free(&r);
     bs_conn_close(&c);
     return rc;
 }

@@ -18,10 +18,10 @@ static const command commands[] = {
     {"compress", bs_cmd_compress, "compress a model into a stacked store (.bstk)"},
     {"quantize", bs_cmd_quantize, "baseline store: round-to-nearest or GPTQ at 2..8 bits"},
     {"inspect", bs_cmd_inspect, "print a store's metadata"},
-    {"status", bs_cmd_status, "bitstackd: model, stack size, budget, sessions (--json)"},
+    {"status", bs_cmd_status, "bitstackd: model, stack, target, memory, resizes (--json, --watch)"},
     {"generate", bs_cmd_generate, "bitstackd: complete a prompt, streaming the text"},
     {"chat", bs_cmd_chat, "bitstackd: a conversation (terminal) or one message per line (pipe)"},
-    {"budget", bs_cmd_budget, "bitstackd: show or set the memory budget"},
+    {"budget", bs_cmd_budget, "bitstackd: show the memory budget, pin it (--fixed) or let it float (--min/--max, --auto)"},
     {"metrics", bs_cmd_metrics, "bitstackd: counters since start"},
 };
 
