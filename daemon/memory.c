@@ -1,5 +1,7 @@
 #include "daemon/memory.h"
 
+#include "daemon/psi.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -82,20 +84,6 @@ static int64_t keyed_value(const char *text, const char *key, int64_t mult)
     return -1;
 }
 
-static double psi_avg10(const char *text, const char *kind)
-{
-    size_t kl = strlen(kind);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (!strncmp(p, kind, kl) && p[kl] == ' ') {
-            const char *a = strstr(p, "avg10=");
-            const char *eol = strchr(p, '\n');
-            if (a && (!eol || a < eol))
-                return strtod(a + 6, NULL);
-        }
-    }
-    return -1;
-}
-
 static bool is_dir(const char *path)
 {
     struct stat st;
@@ -137,6 +125,32 @@ static int64_t tightest_limit(const char *mount, const char *dir, const char *fi
     return best;
 }
 
+/* Where the v2 hierarchy is mounted into mount: fs/cgroup on pure v2, fs/cgroup/unified
+ * on hybrid setups. False when neither holds cgroup.controllers. */
+static bool v2_mount(const char *sys, char *mount)
+{
+    const char *where[] = {"fs/cgroup", "fs/cgroup/unified"};
+    for (int i = 0; i < 2; i++) {
+        char probe[PATH_MAX];
+        struct stat st;
+        if (pathf(mount, "%s/%s", sys, where[i]) && pathf(probe, "%s/cgroup.controllers", mount)
+            && !stat(probe, &st))
+            return true;
+    }
+    mount[0] = '\0';
+    return false;
+}
+
+/* The directory of cgroup path cg (cglen bytes, "/a/b") under mount into dir (PATH_MAX
+ * bytes); the mount's root when the path is not there, as inside a cgroup namespace. */
+static void cgroup_dir(char *dir, const char *mount, const char *cg, size_t cglen)
+{
+    if (cglen == 1 && cg[0] == '/')
+        cglen = 0;   /* the root: no trailing slash on the directory */
+    if (!pathf(dir, "%s%.*s", mount, (int)cglen, cg) || !is_dir(dir))
+        pathf(dir, "%s", mount);
+}
+
 static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
 {
     char path[PATH_MAX], text[8192];
@@ -161,6 +175,10 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
         line = eol ? eol + 1 : NULL;
     }
     char mount[PATH_MAX], dir[PATH_MAX], stats[16384];
+    char v2mount[PATH_MAX];
+    bool have_v2 = v2 && v2_mount(sys, v2mount);
+    if (have_v2)
+        cgroup_dir(f->v2_dir, v2mount, v2, v2len);
     int ver = 0;
     const char *cg = NULL;
     size_t cglen = 0;
@@ -169,24 +187,15 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
         if (is_dir(mount))
             ver = 1, cg = v1, cglen = v1len;
     }
-    if (!ver && v2) {
-        /* pure v2 mounts it at fs/cgroup, hybrid setups at fs/cgroup/unified */
-        const char *mounts[] = {"fs/cgroup", "fs/cgroup/unified"};
-        for (int i = 0; i < 2 && !ver; i++) {
-            pathf(mount, "%s/%s", sys, mounts[i]);
-            pathf(dir, "%s/cgroup.controllers", mount);
-            struct stat st;
-            if (!stat(dir, &st))
-                ver = 2, cg = v2, cglen = v2len;
-        }
+    if (!ver && have_v2) {
+        pathf(mount, "%s", v2mount);
+        ver = 2, cg = v2, cglen = v2len;
     }
     if (!ver)
         return;
+    cgroup_dir(dir, mount, cg, cglen);
     if (cglen == 1 && cg[0] == '/')
-        cglen = 0;   /* the root: no trailing slash on the directory */
-    pathf(dir, "%s%.*s", mount, (int)cglen, cg);
-    if (!is_dir(dir))
-        pathf(dir, "%s", mount);
+        cglen = 0;
     f->cgroup_version = ver;
     snprintf(f->cgroup, sizeof f->cgroup, "%.*s", (int)(cglen ? cglen : 1), cglen ? cg : "/");
     if (ver == 1) {
@@ -195,6 +204,7 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
     } else {
         f->memory_current = read_int_file(dir, "memory.current");
         f->memory_max = tightest_limit(mount, dir, "memory.max");
+        f->memory_high = tightest_limit(mount, dir, "memory.high");
     }
     pathf(path, "%s/memory.stat", dir);
     if (read_small(path, stats, sizeof stats) > 0)
@@ -204,16 +214,63 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
 void bs_mem_read(const char *proc_root, const char *sys_root, bs_mem_facts *f)
 {
     memset(f, 0, sizeof *f);
-    f->mem_available = f->memory_current = f->memory_max = f->inactive_file = -1;
+    f->mem_available = f->memory_current = f->memory_max = f->memory_high = f->inactive_file = -1;
     f->psi_some_avg10 = f->psi_full_avg10 = -1;
     char path[PATH_MAX], text[4096];
     pathf(path, "%s/meminfo", proc_root);
     if (read_small(path, text, sizeof text) > 0)
         f->mem_available = keyed_value(text, "MemAvailable", 1024);
     pathf(path, "%s/pressure/memory", proc_root);
-    if (read_small(path, text, sizeof text) > 0) {
-        f->psi_some_avg10 = psi_avg10(text, "some");
-        f->psi_full_avg10 = psi_avg10(text, "full");
-    }
+    bs_psi_read_avg10(path, &f->psi_some_avg10, &f->psi_full_avg10);
     read_cgroup(proc_root, sys_root, f);
+}
+
+/* Room under limit for the working set, clamped at 0; -1 when either is unknown. */
+static int64_t room_under(int64_t limit, const bs_mem_facts *f)
+{
+    if (limit < 0 || f->memory_current < 0)
+        return -1;
+    int64_t ws = f->memory_current - (f->inactive_file > 0 ? f->inactive_file : 0);
+    if (ws < 0)
+        ws = 0;   /* memory.current and memory.stat are read at different moments */
+    return limit > ws ? limit - ws : 0;
+}
+
+int64_t bs_mem_headroom(const bs_mem_facts *f, bs_mem_source *src)
+{
+    /* in order of preference on a tie */
+    struct {
+        int64_t room;
+        bs_mem_source src;
+    } cand[] = {
+        {f->cgroup_version == 1 ? room_under(f->memory_max, f) : -1, BS_MEM_SRC_CGROUP_V1},
+        {f->cgroup_version == 2 ? room_under(f->memory_high, f) : -1, BS_MEM_SRC_CGROUP_V2_HIGH},
+        {f->cgroup_version == 2 ? room_under(f->memory_max, f) : -1, BS_MEM_SRC_CGROUP_V2_MAX},
+        {f->mem_available, BS_MEM_SRC_MEMAVAILABLE},
+    };
+    int64_t best = -1;
+    bs_mem_source best_src = BS_MEM_SRC_NONE;
+    for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
+        if (cand[i].room >= 0 && (best < 0 || cand[i].room < best))
+            best = cand[i].room, best_src = cand[i].src;
+    if (src)
+        *src = best_src;
+    return best;
+}
+
+const char *bs_mem_source_name(bs_mem_source src)
+{
+    switch (src) {
+    case BS_MEM_SRC_CGROUP_V1:
+        return "cgroup v1 memory.limit_in_bytes";
+    case BS_MEM_SRC_CGROUP_V2_MAX:
+        return "cgroup v2 memory.max";
+    case BS_MEM_SRC_CGROUP_V2_HIGH:
+        return "cgroup v2 memory.high";
+    case BS_MEM_SRC_MEMAVAILABLE:
+        return "MemAvailable";
+    case BS_MEM_SRC_NONE:
+        break;
+    }
+    return "none";
 }
