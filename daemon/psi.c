@@ -16,7 +16,7 @@
 /* The kernel's bounds on a trigger's window (kernel/sched/psi.c). */
 #define WINDOW_MIN_US 500000u
 #define WINDOW_MAX_US 10000000u
-/* Unprivileged triggers need windows in whole multiples of this. */
+/* Triggers set without CAP_SYS_RESOURCE need windows in whole multiples of this. */
 #define UNPRIV_WINDOW_US 2000000u
 
 static int b64_value(char c)
@@ -127,10 +127,30 @@ static void add_why(bs_psi *p, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Opens path the way its type asks and writes data (n bytes, none when n is 0) in one
- * write, since the kernel parses a trigger from a single write. Fills p on success; on
+/* Bytes to write as a trigger, and what to write instead when the kernel refuses them
+ * with EINVAL (alt_n 0: nothing). */
+typedef struct {
+    const void *data;
+    size_t n;
+    const void *alt;
+    size_t alt_n;
+} payload;
+
+/* One write, since the kernel parses a trigger from a single write; errno on failure. */
+static int write_once(int fd, const void *data, size_t n)
+{
+    ssize_t w;
+    do
+        w = write(fd, data, n);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)n)
+        return 0;
+    return w < 0 ? errno : EIO;
+}
+
+/* Opens path the way its type asks and writes the payload. Fills p on success; on
  * failure adds the reason to p->why and returns -1. */
-static int arm(bs_psi *p, const char *path, const void *data, size_t n, uint32_t window_us)
+static int arm(bs_psi *p, const char *path, payload pl)
 {
     struct stat st;
     bool sock = !stat(path, &st) && S_ISSOCK(st.st_mode);
@@ -161,19 +181,18 @@ static int arm(bs_psi *p, const char *path, const void *data, size_t n, uint32_t
             return -1;
         }
     }
-    if (n) {
-        ssize_t w;
-        do
-            w = write(fd, data, n);
-        while (w < 0 && errno == EINTR);
-        if (w != (ssize_t)n) {
-            int err = w < 0 ? errno : EIO;
-            bool unpriv_hint = err == EINVAL && window_us % UNPRIV_WINDOW_US;
-            add_why(p, "%s: writing the trigger: %s%s", path, strerror(err),
-                    unpriv_hint ? " (without privilege the window must be a multiple of 2 s)" : "");
-            close(fd);
-            return -1;
-        }
+    const void *data = pl.data;
+    size_t n = pl.n;
+    int err = n ? write_once(fd, data, n) : 0;
+    if (err == EINVAL && pl.alt_n) {
+        /* a refused write sets no trigger, so the same file takes another */
+        data = pl.alt, n = pl.alt_n;
+        err = write_once(fd, data, n);
+    }
+    if (err) {
+        add_why(p, "%s: writing the trigger: %s", path, strerror(err));
+        close(fd);
+        return -1;
     }
     p->fd = fd;
     p->events = sock || fifo ? POLLIN : POLLPRI;
@@ -203,11 +222,19 @@ int bs_psi_open(const bs_psi_config *cfg, bs_psi *out, bs_err *e)
                           WINDOW_MIN_US, WINDOW_MAX_US);
     if (stall > window)
         return bs_err_set(e, "PSI stall %u us is longer than its window of %u us", stall, window);
-    /* the kernel reads the trigger up to a NUL and overwrites the last byte written with
-     * one, so the NUL goes along */
-    char own[64];
+    /* The kernel reads the trigger up to a NUL and overwrites the last byte written with
+     * one, so the NUL goes along. Without CAP_SYS_RESOURCE (a service's user, or root in
+     * a container) it refuses windows that are not whole multiples of 2 s: then the
+     * window is rounded up and the stall scaled with it, keeping the same share of time. */
+    char own[64], alt[64];
     int ol = snprintf(own, sizeof own, "some %u %u", stall, window);
-    size_t own_n = (size_t)ol + 1;
+    payload pl = {own, (size_t)ol + 1, NULL, 0};
+    if (window % UNPRIV_WINDOW_US) {
+        uint32_t w2 = (window / UNPRIV_WINDOW_US + 1) * UNPRIV_WINDOW_US;
+        uint32_t s2 = (uint32_t)((uint64_t)stall * w2 / window);
+        int al = snprintf(alt, sizeof alt, "some %u %u", s2, w2);
+        pl.alt = alt, pl.alt_n = (size_t)al + 1;
+    }
 
     if (cfg->watch) {
         if (!strcmp(cfg->watch, "/dev/null")) {
@@ -216,8 +243,9 @@ int bs_psi_open(const bs_psi_config *cfg, bs_psi *out, bs_err *e)
         }
         if (!cfg->write_b64) {
             struct stat st;
-            bool fifo = !stat(cfg->watch, &st) && S_ISFIFO(st.st_mode);
-            arm(out, cfg->watch, own, fifo ? 0 : own_n, window);
+            if (!stat(cfg->watch, &st) && S_ISFIFO(st.st_mode))
+                pl.n = pl.alt_n = 0;
+            arm(out, cfg->watch, pl);
             return 0;
         }
         uint8_t data[sizeof out->trigger];
@@ -226,24 +254,24 @@ int bs_psi_open(const bs_psi_config *cfg, bs_psi *out, bs_err *e)
             add_why(out, "$MEMORY_PRESSURE_WRITE is not base64 of at most %zu bytes", sizeof data);
             return 0;
         }
-        arm(out, cfg->watch, data, n, window);
+        arm(out, cfg->watch, (payload){data, n, NULL, 0});
         return 0;
     }
 
     char path[PATH_MAX];
     if (cfg->v2_dir && cfg->v2_dir[0]) {
-        int pl = snprintf(path, sizeof path, "%s/memory.pressure", cfg->v2_dir);
-        if (pl < 0 || (size_t)pl >= sizeof path)
+        int n = snprintf(path, sizeof path, "%s/memory.pressure", cfg->v2_dir);
+        if (n < 0 || (size_t)n >= sizeof path)
             add_why(out, "%s/memory.pressure: path too long", cfg->v2_dir);
-        else if (!arm(out, path, own, own_n, window))
+        else if (!arm(out, path, pl))
             return 0;
     }
     const char *proc = cfg->proc_root ? cfg->proc_root : "/proc";
-    int pl = snprintf(path, sizeof path, "%s/pressure/memory", proc);
-    if (pl < 0 || (size_t)pl >= sizeof path)
+    int n = snprintf(path, sizeof path, "%s/pressure/memory", proc);
+    if (n < 0 || (size_t)n >= sizeof path)
         add_why(out, "%s/pressure/memory: path too long", proc);
     else
-        arm(out, path, own, own_n, window);
+        arm(out, path, pl);
     return 0;
 }
 

@@ -34,8 +34,9 @@ typedef struct {
     const char *watch;       /* the value of $MEMORY_PRESSURE_WATCH, or NULL when unset */
     const char *write_b64;   /* the value of $MEMORY_PRESSURE_WRITE, or NULL when unset */
     /* Our own trigger; 0 takes the default. The kernel wants a window of 0.5 s to 10 s
-     * and a stall of at most the window; without privilege (CAP_SYS_RESOURCE) the window
-     * must be a multiple of 2 s. */
+     * and a stall of at most the window. Without CAP_SYS_RESOURCE it also wants the
+     * window in whole multiples of 2 s: when it refuses the trigger for that, the window
+     * is rounded up and the stall scaled with it (bs_psi.trigger shows what was set). */
     uint32_t stall_us;
     uint32_t window_us;
 } bs_psi_config;
