@@ -1,7 +1,5 @@
 #include "daemon/memory.h"
 
-#include "daemon/psi.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "daemon/psi.h"
 
 /* v1 writes "no limit" as the largest page-aligned counter, about 2^63. */
 #define UNLIMITED_ABOVE ((int64_t)1 << 62)
@@ -195,7 +195,7 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
         return;
     cgroup_dir(dir, mount, cg, cglen);
     if (cglen == 1 && cg[0] == '/')
-        cglen = 0;
+        cglen = 0;   /* the root, named "/" below */
     f->cgroup_version = ver;
     snprintf(f->cgroup, sizeof f->cgroup, "%.*s", (int)(cglen ? cglen : 1), cglen ? cg : "/");
     if (ver == 1) {
