@@ -44,7 +44,8 @@ typedef struct {
 typedef struct {
     int fd;                  /* -1: no trigger; why says why */
     short events;            /* what to poll fd for: POLLPRI, or POLLIN on a FIFO or socket.
-                              * POLLERR means the file went away (the cgroup was removed). */
+                              * POLLERR, which comes with POLLPRI, means the trigger is gone
+                              * (its cgroup was removed): reopen rather than shrink. */
     char path[PATH_MAX];     /* what fd is open on; "" when fd is -1 */
     char trigger[256];       /* the text written, up to its NUL; "" when nothing was */
     char why[1024];          /* when fd is -1; "" otherwise */
