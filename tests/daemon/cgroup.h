@@ -1,0 +1,138 @@
+/* A memory cgroup made by a test: v1 under /sys/fs/cgroup/memory when that hierarchy
+ * exists, else v2 under /sys/fs/cgroup (enabling the memory controller for children).
+ * The test puts processes in it, reads its OOM-kill count, and removes it at the end. */
+#ifndef BS_TEST_DAEMON_CGROUP_H
+#define BS_TEST_DAEMON_CGROUP_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    char dir[256];      /* its directory; "" when none */
+    char rel[128];      /* its path inside the hierarchy, as /proc/PID/cgroup shows it */
+    int version;
+} tc_cgroup;
+
+static inline bool tc_write(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text);
+}
+
+static inline bool tc_file_has(const char *path, const char *word)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, word) != NULL;
+}
+
+/* Makes the cgroup `name` with a memory limit; false (with why) when this machine cannot. */
+static inline bool tc_make(tc_cgroup *cg, const char *name, long long limit, char *why, size_t n)
+{
+    char lim[32];
+    snprintf(lim, sizeof lim, "%lld", limit);
+    memset(cg, 0, sizeof *cg);
+    snprintf(cg->rel, sizeof cg->rel, "/%s-%d", name, (int)getpid());
+    struct stat st;
+    if (!stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st)) {
+        snprintf(cg->dir, sizeof cg->dir, "/sys/fs/cgroup/memory%s", cg->rel);
+        if (mkdir(cg->dir, 0755)) {
+            snprintf(why, n, "cannot create the cgroup v1 %s: %s", cg->dir, strerror(errno));
+            cg->dir[0] = '\0';
+            return false;
+        }
+        cg->version = 1;
+        if (!tc_write(cg->dir, "memory.limit_in_bytes", lim)) {
+            snprintf(why, n, "cannot set %s/memory.limit_in_bytes: %s", cg->dir, strerror(errno));
+            return false;
+        }
+        return true;
+    }
+    if (tc_file_has("/sys/fs/cgroup/cgroup.controllers", "memory")) {
+        if (!tc_file_has("/sys/fs/cgroup/cgroup.subtree_control", "memory") &&
+            !tc_write("/sys/fs/cgroup", "cgroup.subtree_control", "+memory")) {
+            snprintf(why, n, "cannot enable the memory controller for children of /sys/fs/cgroup: %s",
+                     strerror(errno));
+            return false;
+        }
+        snprintf(cg->dir, sizeof cg->dir, "/sys/fs/cgroup%s", cg->rel);
+        if (mkdir(cg->dir, 0755)) {
+            snprintf(why, n, "cannot create the cgroup v2 %s: %s", cg->dir, strerror(errno));
+            cg->dir[0] = '\0';
+            return false;
+        }
+        cg->version = 2;
+        if (!tc_write(cg->dir, "memory.max", lim)) {
+            snprintf(why, n, "cannot set %s/memory.max: %s", cg->dir, strerror(errno));
+            return false;
+        }
+        return true;
+    }
+    snprintf(why, n, "no memory cgroup hierarchy at /sys/fs/cgroup/memory (v1) or /sys/fs/cgroup (v2)");
+    return false;
+}
+
+static inline bool tc_join(const tc_cgroup *cg, pid_t pid)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%d", (int)pid);
+    return tc_write(cg->dir, "cgroup.procs", text);
+}
+
+/* Processes the kernel's OOM killer took in this cgroup (v1 memory.oom_control, v2
+ * memory.events "oom_kill"); -1 when unreadable. */
+static inline long long tc_oom_kills(const tc_cgroup *cg)
+{
+    char path[512], buf[4096];
+    snprintf(path, sizeof path, "%s/%s", cg->dir, cg->version == 1 ? "memory.oom_control" : "memory.events");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strstr(buf, "oom_kill ");
+    return p ? atoll(p + 9) : -1;
+}
+
+static inline long long tc_read_int(const tc_cgroup *cg, const char *file)
+{
+    char path[512], buf[64];
+    snprintf(path, sizeof path, "%s/%s", cg->dir, file);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long long v = -1;
+    if (fgets(buf, sizeof buf, f))
+        v = atoll(buf);
+    fclose(f);
+    return v;
+}
+
+/* Removes the cgroup (its processes must have ended; rmdir waits out their teardown). */
+static inline void tc_remove(tc_cgroup *cg)
+{
+    if (!cg->dir[0])
+        return;
+    for (int i = 0; i < 200 && rmdir(cg->dir) && errno == EBUSY; i++)
+        usleep(10000);
+    cg->dir[0] = '\0';
+}
+
+#endif
