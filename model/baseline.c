@@ -99,7 +99,8 @@ int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const cha
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     json_t *info = json_pack("{s:s, s:i, s:i, s:f}", "baseline", method == BS_BASE_GPTQ ? "gptq" : "rtn", "bits", bits,
                              "group", BASE_GROUP, "seconds", secs);
-    bs_store_out so = {src, tok, nm, mats, nm, blocks, (const uint8_t *const *)payload, info};
+    bs_store_out so = {.model = src, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nm, .blocks = blocks,
+                        .payload = (const uint8_t *const *)payload, .info = info};
     rc = bs_store_write(out_path, &so, e);
     if (!rc && report)
         json_object_update(report, info);

@@ -491,7 +491,8 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
                              "calib_seconds", t_calib, "seconds", t_total, "dead_inputs", dead_total);
     json_object_set_new(info, "act_alpha", json_real(o->act_alpha));
     json_object_set_new(info, "gq_restart", json_integer(xs[0].m.restart));
-    bs_store_out so = {&work, tok, nm, mats, nblocks, blocks, payload, info};
+    bs_store_out so = {.model = &work, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nblocks,
+                       .blocks = blocks, .payload = payload, .info = info};
     rc = bs_store_write(out_path, &so, e);
     if (!rc && report)
         json_object_update(report, info);

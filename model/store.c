@@ -190,22 +190,36 @@ static uint8_t *build_base(const bs_model *m, int shared, json_t *desc, uint64_t
     return buf;
 }
 
+/* Block i's bytes: the caller's own buffer, or what its fill callback puts in scratch. */
+static const uint8_t *block_payload(const bs_store_out *o, int i, uint8_t *scratch, bs_err *e)
+{
+    if (o->payload)
+        return o->payload[i];
+    return o->fill(o->fill_ctx, i, scratch, o->blocks[i].bytes, e) ? NULL : scratch;
+}
+
 int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
 {
     const bs_model *m = o->model;
     int shared = m->cls == m->tok_emb;
     json_t *meta = NULL, *tok = NULL, *base_desc = json_array();
-    uint8_t *base = NULL;
+    uint8_t *base = NULL, *scratch = NULL;
     uint64_t base_len = 0;
     int fd = -1, rc = -1;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
 
+    if (!o->payload && !o->fill) {
+        bs_err_set(e, "%s: the writer was given neither payloads nor a fill callback", path);
+        goto out;
+    }
     if (!(tok = tokenizer_json(o->tok, e)) || !(base = build_base(m, shared, base_desc, &base_len, e)))
         goto out;
 
-    /* stack layout: contiguous in stack order, each block on a 64-byte boundary */
-    uint64_t off = 0;
+    /* stack layout: contiguous in stack order, each block on a 64-byte boundary. The crcs
+     * are not known yet: their entries hold the widest crc until the blocks are written,
+     * so the metadata written at the end is never longer than the room kept for it. */
+    uint64_t off = 0, max_bytes = 0;
     json_t *stack = json_array(), *budget = json_array(), *mats = json_array();
     uint64_t resident = base_len;
     json_array_append_new(budget, json_integer((json_int_t)resident));
@@ -215,11 +229,12 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         off = align_up(off, BS_STORE_ALIGN);
         b->offset = off;
         b->bytes = bs_store_block_bytes(mt, b->level);
-        b->crc = bs_crc32c(0, o->payload[i], b->bytes);
+        b->crc = 0;
+        max_bytes = b->bytes > max_bytes ? b->bytes : max_bytes;
         off += b->bytes;
         resident += b->bytes;
         json_array_append_new(stack, json_pack("[i,i,I,I,I]", b->matrix, b->level, (json_int_t)b->offset,
-                                               (json_int_t)b->bytes, (json_int_t)b->crc));
+                                               (json_int_t)b->bytes, (json_int_t)UINT32_MAX));
         json_array_append_new(budget, json_integer((json_int_t)resident));
     }
     uint64_t stack_len = off;
@@ -248,34 +263,56 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         bs_err_set(e, "%s: cannot serialise the metadata", path);
         goto out;
     }
-    uint64_t meta_len = strlen(js);
+    uint64_t meta_room = strlen(js);
+    free(js);
     uint64_t meta_off = HEADER_BYTES;
-    uint64_t base_off = align_up(meta_off + meta_len, BS_STORE_PAGE);
+    uint64_t base_off = align_up(meta_off + meta_room, BS_STORE_PAGE);
     uint64_t stack_off = align_up(base_off + base_len, BS_STORE_PAGE);
-    uint8_t hdr[HEADER_BYTES] = {0};
-    uint32_t version = BS_STORE_VERSION, meta_crc = bs_crc32c(0, js, meta_len), base_crc = bs_crc32c(0, base, base_len);
-    memcpy(hdr, "BSTK", 4);
-    memcpy(hdr + 4, &version, 4);
-    uint64_t fields[6] = {meta_off, meta_len, base_off, base_len, stack_off, stack_len};
-    memcpy(hdr + 8, fields, sizeof fields);
-    memcpy(hdr + 56, &meta_crc, 4);
-    memcpy(hdr + 60, &base_crc, 4);
 
+    if (!o->payload && !(scratch = malloc(max_bytes ? max_bytes : 1))) {
+        bs_err_set(e, "%s: out of memory for a block of %llu bytes", path, (unsigned long long)max_bytes);
+        goto out;
+    }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        free(js);
         bs_err_set(e, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
-    int bad = write_all(fd, hdr, sizeof hdr, tmp, e) || write_all(fd, js, meta_len, tmp, e) ||
-              write_zeros(fd, base_off - meta_off - meta_len, tmp, e) || write_all(fd, base, base_len, tmp, e) ||
-              write_zeros(fd, stack_off - base_off - base_len, tmp, e);
-    free(js);
+    /* the stack first, each block's crc taken from the bytes as they are written */
+    int bad = lseek(fd, (off_t)stack_off, SEEK_SET) < 0
+                  ? bs_err_set(e, "%s: seek failed: %s", tmp, strerror(errno)) : 0;
     uint64_t pos = 0;
     for (int i = 0; !bad && i < o->n_blocks; i++) {
-        bad = write_zeros(fd, o->blocks[i].offset - pos, tmp, e) ||
-              write_all(fd, o->payload[i], o->blocks[i].bytes, tmp, e);
-        pos = o->blocks[i].offset + o->blocks[i].bytes;
+        bs_store_block *b = &o->blocks[i];
+        const uint8_t *p = block_payload(o, i, scratch, e);
+        if (!p) {
+            bad = bs_err_wrap(e, "%s: block %d", path, i);
+            break;
+        }
+        b->crc = bs_crc32c(0, p, b->bytes);
+        json_array_set_new(json_array_get(stack, (size_t)i), 4, json_integer((json_int_t)b->crc));
+        bad = write_zeros(fd, b->offset - pos, tmp, e) || write_all(fd, p, b->bytes, tmp, e);
+        pos = b->offset + b->bytes;
+    }
+    /* then the metadata with the real crcs (no longer than its room), the base, the gaps */
+    if (!bad && !(js = json_dumps(meta, JSON_COMPACT)))
+        bad = bs_err_set(e, "%s: cannot serialise the metadata", path);
+    if (!bad) {
+        uint64_t meta_len = strlen(js);
+        uint8_t hdr[HEADER_BYTES] = {0};
+        uint32_t version = BS_STORE_VERSION, meta_crc = bs_crc32c(0, js, meta_len),
+                 base_crc = bs_crc32c(0, base, base_len);
+        memcpy(hdr, "BSTK", 4);
+        memcpy(hdr + 4, &version, 4);
+        uint64_t fields[6] = {meta_off, meta_len, base_off, base_len, stack_off, stack_len};
+        memcpy(hdr + 8, fields, sizeof fields);
+        memcpy(hdr + 56, &meta_crc, 4);
+        memcpy(hdr + 60, &base_crc, 4);
+        bad = (lseek(fd, 0, SEEK_SET) < 0 ? bs_err_set(e, "%s: seek failed: %s", tmp, strerror(errno)) : 0) ||
+              write_all(fd, hdr, sizeof hdr, tmp, e) || write_all(fd, js, meta_len, tmp, e) ||
+              write_zeros(fd, base_off - meta_off - meta_len, tmp, e) || write_all(fd, base, base_len, tmp, e) ||
+              write_zeros(fd, stack_off - base_off - base_len, tmp, e);
+        free(js);
     }
     if (!bad && fsync(fd) != 0)
         bad = bs_err_set(e, "%s: fsync failed: %s", tmp, strerror(errno));
@@ -288,12 +325,15 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         unlink(tmp);
     rc = bad ? -1 : 0;
 out:
-    if (fd >= 0)
+    if (fd >= 0) {
         close(fd);
+        unlink(tmp);
+    }
     json_decref(meta);
     json_decref(tok);
     json_decref(base_desc);
     free(base);
+    free(scratch);
     return rc;
 }
 

@@ -103,8 +103,14 @@ int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_
 /* Bits per linear weight of a prefix: 8 * (resident - base) / linear weights. */
 double bs_store_bpw(const bs_store *s, int n);
 
+/* Produces block i's payload (`bytes` long, bs_store_block_bytes()) into buf, for a
+ * writer whose stack does not fit in memory at once. Returns 0, or -1 with e set. */
+typedef int (*bs_store_fill_fn)(void *ctx, int i, uint8_t *buf, uint64_t bytes, bs_err *e);
+
 /* What a writer hands over: the dense parts come from model (its linears are ignored),
- * blocks come in stack order with their payloads. Offsets and crcs are filled in. */
+ * blocks come in stack order with their payloads: either all of them in memory
+ * (payload) or one at a time from fill (payload NULL), called once per block in stack
+ * order. Offsets and crcs are filled in. */
 typedef struct {
     const bs_model *model;
     const bs_tokenizer *tok;
@@ -112,11 +118,15 @@ typedef struct {
     const bs_store_matrix *mats;
     int n_blocks;
     bs_store_block *blocks;         /* matrix, level set; offset, bytes, crc filled */
-    const uint8_t *const *payload;  /* payload[i]: block i, bs_store_block_bytes() long */
+    const uint8_t *const *payload;  /* payload[i]: block i, bs_store_block_bytes() long; or NULL */
     json_t *info;                   /* extra metadata (compression settings, eval results); borrowed */
+    bs_store_fill_fn fill;          /* used when payload is NULL */
+    void *fill_ctx;
 } bs_store_out;
 
-/* Writes path.tmp, fsyncs, renames over path. */
+/* Writes path.tmp, fsyncs, renames over path. The stack is written first (a block's
+ * crc is known once its bytes are), then the metadata in the room reserved before it,
+ * so the writer holds at most one block that the caller did not already hold. */
 int bs_store_write(const char *path, const bs_store_out *o, bs_err *e);
 
 #endif
