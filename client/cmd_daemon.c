@@ -72,18 +72,6 @@ static int simple_request(bs_conn *c, bs_request *r, bs_response *out, bs_err *e
 
 /* ---- status, metrics --------------------------------------------------------------- */
 
-static const char *jstr(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* A number field, or NAN when absent or not a number. */
-static double jnum(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
 
 static void print_row(const char *key, const char *val)
 {
@@ -101,21 +89,21 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
     char a[64], b[64], line[256];
     const char *s;
 
-    if ((s = jstr(st, "store")))
+    if ((s = bs_render_jstr(st, "store")))
         print_row("store", s);
-    double ctx = jnum(st, "context"), vocab = jnum(st, "vocab_size");
-    s = jstr(st, "model");
+    double ctx = bs_render_jnum(st, "context"), vocab = bs_render_jnum(st, "vocab_size");
+    s = bs_render_jstr(st, "model");
     if (isfinite(ctx) && isfinite(vocab))
         snprintf(line, sizeof line, "%s (context %.0f, vocab %.0f)", s ? s : "-", ctx, vocab);
     else
         snprintf(line, sizeof line, "%s", s ? s : "-");
     print_row("model", line);
 
-    double n = jnum(st, "stack_n"), total = jnum(st, "stack_total");
-    double res = jnum(st, "resident_bytes"), full = jnum(st, "full_bytes");
+    double n = bs_render_jnum(st, "stack_n"), total = bs_render_jnum(st, "stack_total");
+    double res = bs_render_jnum(st, "resident_bytes"), full = bs_render_jnum(st, "full_bytes");
     int len = isfinite(n) && isfinite(total) ? snprintf(line, sizeof line, "%.0f/%.0f blocks", n, total)
                                              : snprintf(line, sizeof line, "-");
-    double bpw = jnum(st, "bpw");
+    double bpw = bs_render_jnum(st, "bpw");
     if (isfinite(bpw))
         len += snprintf(line + len, sizeof line - (size_t)len, " (%.2f bpw)", bpw);
     if (isfinite(res)) {
@@ -133,8 +121,8 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
         fputs(mem, stdout);
     free(mem);
 
-    double sess = jnum(st, "sessions"), conns = jnum(st, "connections");
-    double run = jnum(st, "sessions_running"), wait = jnum(st, "sessions_waiting");
+    double sess = bs_render_jnum(st, "sessions"), conns = bs_render_jnum(st, "connections");
+    double run = bs_render_jnum(st, "sessions_running"), wait = bs_render_jnum(st, "sessions_waiting");
     int k = snprintf(line, sizeof line, "-");
     if (isfinite(sess))
         k = snprintf(line, sizeof line, "%.0f open", sess);
@@ -148,12 +136,12 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
         snprintf(line, sizeof line, "%.1f (%s)", rate->tps, rate->how);
     else
         snprintf(line, sizeof line, "-");
-    double gen = metrics ? jnum(metrics, "tokens_generated") : NAN;
+    double gen = metrics ? bs_render_jnum(metrics, "tokens_generated") : NAN;
     if (isfinite(gen))
         snprintf(line + strlen(line), sizeof line - strlen(line), "; %.0f tokens generated", gen);
     print_row("tokens/s", line);
 
-    double up = jnum(st, "uptime_s");
+    double up = bs_render_jnum(st, "uptime_s");
     if (isfinite(up))
         human_duration(up, line, sizeof line);
     else
@@ -172,7 +160,7 @@ static double now_s(void)
  * something is generating, count them over half a second. Idle is 0 without waiting. */
 static void measure_rate(bs_conn *c, bs_request *r, const json_t *st, const json_t *met1, status_rate *rate)
 {
-    double sessions = jnum(st, "sessions"), g1 = jnum(met1, "tokens_generated");
+    double sessions = bs_render_jnum(st, "sessions"), g1 = bs_render_jnum(met1, "tokens_generated");
     if (!isfinite(g1))
         return;
     if (sessions == 0) {
@@ -187,7 +175,7 @@ static void measure_rate(bs_conn *c, bs_request *r, const json_t *st, const json
     bs_response met2 = {0};
     bs_err e = {{0}};
     if (simple_request(c, r, &met2, &e) == 0 && met2.kind == BS_RESP_RESULT) {
-        double g2 = jnum(met2.result, "tokens_generated"), t2 = now_s();
+        double g2 = bs_render_jnum(met2.result, "tokens_generated"), t2 = now_s();
         if (isfinite(g2) && t2 > t1) {
             rate->tps = (g2 - g1) / (t2 - t1);
             rate->how = "over the last 0.5 s";
@@ -250,7 +238,7 @@ static int watch_status(bs_conn *c, double interval, bool json)
             bs_response_free(&st);
             break;
         }
-        bs_watch_hist_push(&h, jnum(st.result, "stack_n"));
+        bs_watch_hist_push(&h, bs_render_jnum(st.result, "stack_n"));
         char *text = json ? json_dumps(st.result, JSON_COMPACT)
                           : tty ? bs_render_watch(st.result, &h, bar_width())
                                 : bs_render_watch_line(st.result, &h);
@@ -332,9 +320,9 @@ int bs_cmd_status(int argc, char **argv)
     bs_err me = {{0}};
     int have_met = simple_request(&c, &r, &met, &me) == 0 && met.kind == BS_RESP_RESULT;
     status_rate rate = {NAN, "reported by bitstackd"};
-    rate.tps = jnum(st.result, "tokens_per_s");
+    rate.tps = bs_render_jnum(st.result, "tokens_per_s");
     if (!isfinite(rate.tps) && have_met)
-        rate.tps = jnum(met.result, "tokens_per_s");
+        rate.tps = bs_render_jnum(met.result, "tokens_per_s");
     if (!isfinite(rate.tps) && have_met)
         measure_rate(&c, &r, st.result, met.result, &rate);
     print_status(st.result, have_met ? met.result : NULL, &rate);

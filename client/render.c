@@ -60,14 +60,13 @@ static char *sb_done(sbuf *b)
 
 /* ---- fields ------------------------------------------------------------------------ */
 
-static const char *jstr(const json_t *o, const char *key)
+const char *bs_render_jstr(const json_t *o, const char *key)
 {
     const json_t *v = json_object_get(o, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* A number field, or NAN when absent, null or not a number. */
-static double jnum(const json_t *o, const char *key)
+double bs_render_jnum(const json_t *o, const char *key)
 {
     const json_t *v = json_object_get(o, key);
     return json_is_number(v) ? json_number_value(v) : NAN;
@@ -178,9 +177,9 @@ static void row(sbuf *b, const char *key, const char *val)
 static void budget_text(const json_t *bud, char *out, size_t n)
 {
     char lo[32], hi[32];
-    const char *mode = jstr(bud, "mode"), *mn = jstr(bud, "min"), *mx = jstr(bud, "max");
-    bs_render_bytes(jnum(bud, "min_bytes"), lo, sizeof lo);
-    bs_render_bytes(jnum(bud, "max_bytes"), hi, sizeof hi);
+    const char *mode = bs_render_jstr(bud, "mode"), *mn = bs_render_jstr(bud, "min"), *mx = bs_render_jstr(bud, "max");
+    bs_render_bytes(bs_render_jnum(bud, "min_bytes"), lo, sizeof lo);
+    bs_render_bytes(bs_render_jnum(bud, "max_bytes"), hi, sizeof hi);
     if (mode && !strcmp(mode, "fixed") && mn && mx && !strcmp(mn, mx))
         snprintf(out, n, "fixed: %s (%s)", mn, lo);
     else
@@ -198,8 +197,8 @@ static const char *direction(double resident, double target)
 
 static void target_row(sbuf *b, const json_t *st)
 {
-    double tb = jnum(st, "target_bytes"), tn = jnum(st, "target_n");
-    const char *why = jstr(st, "target_reason");
+    double tb = bs_render_jnum(st, "target_bytes"), tn = bs_render_jnum(st, "target_n");
+    const char *why = bs_render_jstr(st, "target_reason");
     if (!isfinite(tb) && !isfinite(tn) && !why)
         return;
     char t[32], line[384];
@@ -207,7 +206,7 @@ static void target_row(sbuf *b, const json_t *st)
     int k = snprintf(line, sizeof line, "%s", t);
     if (isfinite(tn))
         k += snprintf(line + k, sizeof line - (size_t)k, ", %.0f blocks", tn);
-    const char *dir = direction(jnum(st, "resident_bytes"), tb);
+    const char *dir = direction(bs_render_jnum(st, "resident_bytes"), tb);
     if (dir)
         k += snprintf(line + k, sizeof line - (size_t)k, " (resident %s)", dir);
     if (why)
@@ -218,7 +217,7 @@ static void target_row(sbuf *b, const json_t *st)
 static void headroom_row(sbuf *b, const json_t *st)
 {
     const json_t *h = json_object_get(st, "headroom_bytes");
-    const char *src = jstr(st, "headroom_source");
+    const char *src = bs_render_jstr(st, "headroom_source");
     if (!h && !src)
         return;
     char v[32], line[160];
@@ -237,7 +236,7 @@ static void psi_row(sbuf *b, const json_t *st)
         return;
     char line[640];
     int k = 0;
-    double some = jnum(p, "some_avg10"), full = jnum(p, "full_avg10");
+    double some = bs_render_jnum(p, "some_avg10"), full = bs_render_jnum(p, "full_avg10");
     if (isfinite(some) || isfinite(full)) {
         k += snprintf(line, sizeof line, "avg10 some ");
         k += isfinite(some) ? snprintf(line + k, sizeof line - (size_t)k, "%.2f", some)
@@ -247,7 +246,7 @@ static void psi_row(sbuf *b, const json_t *st)
     } else {
         k += snprintf(line, sizeof line, "avg10 -");
     }
-    const char *trig = jstr(p, "trigger"), *why = jstr(p, "why");
+    const char *trig = bs_render_jstr(p, "trigger"), *why = bs_render_jstr(p, "why");
     if (trig)
         k += snprintf(line + k, sizeof line - (size_t)k, "; trigger on %s", trig);
     else
@@ -269,8 +268,8 @@ static void bad_blocks_rows(sbuf *b, const json_t *st)
     size_t i;
     const json_t *e;
     json_array_foreach(bad, i, e) {
-        double blk = jnum(e, "block"), lvl = jnum(e, "level");
-        const char *m = jstr(e, "matrix"), *err = jstr(e, "error");
+        double blk = bs_render_jnum(e, "block"), lvl = bs_render_jnum(e, "level");
+        const char *m = bs_render_jstr(e, "matrix"), *err = bs_render_jstr(e, "error");
         sb_add(b, "  block ");
         if (isfinite(blk))
             sb_add(b, "%.0f", blk);
@@ -300,16 +299,16 @@ static void resize_rows(sbuf *b, const json_t *st)
     for (size_t i = from; i < n; i++) {
         const json_t *e = json_array_get(rs, i);
         char t[16], fb[32], tb[32], blocks[40], bytes[72], ms[24], mbs[24];
-        clock_of(jnum(e, "t"), t, sizeof t);
-        double fn = jnum(e, "from_n"), tn = jnum(e, "to_n");
+        clock_of(bs_render_jnum(e, "t"), t, sizeof t);
+        double fn = bs_render_jnum(e, "from_n"), tn = bs_render_jnum(e, "to_n");
         if (isfinite(fn) && isfinite(tn))
             snprintf(blocks, sizeof blocks, "%.0f→%.0f", fn, tn);
         else
             snprintf(blocks, sizeof blocks, "-");
-        bs_render_bytes(jnum(e, "from_bytes"), fb, sizeof fb);
-        bs_render_bytes(jnum(e, "to_bytes"), tb, sizeof tb);
+        bs_render_bytes(bs_render_jnum(e, "from_bytes"), fb, sizeof fb);
+        bs_render_bytes(bs_render_jnum(e, "to_bytes"), tb, sizeof tb);
         snprintf(bytes, sizeof bytes, "%s→%s", fb, tb);
-        double m = jnum(e, "ms"), r = jnum(e, "mb_s");
+        double m = bs_render_jnum(e, "ms"), r = bs_render_jnum(e, "mb_s");
         if (isfinite(m))
             snprintf(ms, sizeof ms, "%.1f", m);
         else
@@ -318,7 +317,7 @@ static void resize_rows(sbuf *b, const json_t *st)
             snprintf(mbs, sizeof mbs, "%.1f", r);
         else
             snprintf(mbs, sizeof mbs, "-");
-        const char *why = jstr(e, "reason");
+        const char *why = bs_render_jstr(e, "reason");
         /* "→" is 3 bytes and 1 column: widen the byte-counted fields by 2 to line up */
         sb_add(b, "  %-8s %15s %25s %9s %8s  %s\n", t, blocks, bytes, ms, mbs, why ? why : "-");
     }
@@ -336,10 +335,10 @@ char *bs_render_status_memory(const json_t *st)
     }
     headroom_row(&b, st);
     psi_row(&b, st);
-    const char *io = jstr(st, "io_backend");
+    const char *io = bs_render_jstr(st, "io_backend");
     if (io)
         row(&b, "io", io);
-    double kv = jnum(st, "kv_bytes");
+    double kv = bs_render_jnum(st, "kv_bytes");
     if (isfinite(kv)) {
         bs_render_bytes(kv, v, sizeof v);
         row(&b, "kv cache", v);
@@ -355,7 +354,7 @@ char *bs_render_budget(const json_t *res)
     char line[384], a[32], t[32];
     budget_text(res, line, sizeof line);
     row(&b, "budget", line);
-    double tb = jnum(res, "target_bytes"), n = jnum(res, "stack_n"), rb = jnum(res, "resident_bytes");
+    double tb = bs_render_jnum(res, "target_bytes"), n = bs_render_jnum(res, "stack_n"), rb = bs_render_jnum(res, "resident_bytes");
     if (isfinite(tb)) {
         bs_render_bytes(tb, t, sizeof t);
         row(&b, "target", t);
@@ -384,9 +383,9 @@ static const json_t *newest_resize(const json_t *st)
 static void resize_text(const json_t *e, char *out, size_t n)
 {
     char t[16];
-    clock_of(jnum(e, "t"), t, sizeof t);
-    double fn = jnum(e, "from_n"), tn = jnum(e, "to_n"), ms = jnum(e, "ms");
-    const char *why = jstr(e, "reason");
+    clock_of(bs_render_jnum(e, "t"), t, sizeof t);
+    double fn = bs_render_jnum(e, "from_n"), tn = bs_render_jnum(e, "to_n"), ms = bs_render_jnum(e, "ms");
+    const char *why = bs_render_jstr(e, "reason");
     int k = snprintf(out, n, "%s ", t);
     if (isfinite(fn) && isfinite(tn))
         k += snprintf(out + k, n - (size_t)k, "%.0f→%.0f blocks", fn, tn);
@@ -400,7 +399,7 @@ static void resize_text(const json_t *e, char *out, size_t n)
 
 static void blocks_text(const json_t *st, char *out, size_t n)
 {
-    double sn = jnum(st, "stack_n"), tot = jnum(st, "stack_total");
+    double sn = bs_render_jnum(st, "stack_n"), tot = bs_render_jnum(st, "stack_total");
     if (isfinite(sn) && isfinite(tot))
         snprintf(out, n, "%.0f/%.0f blocks", sn, tot);
     else if (isfinite(sn))
@@ -416,7 +415,7 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
     if (width < 10)
         width = 10;
     blocks_text(st, blocks, sizeof blocks);
-    const char *model = jstr(st, "model");
+    const char *model = bs_render_jstr(st, "model");
     sb_add(&b, "bitstackd  %s  %s", model ? model : "-", blocks);
     const json_t *bud = json_object_get(st, "budget");
     if (json_is_object(bud)) {
@@ -425,13 +424,13 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
     }
     sb_add(&b, "\n");
 
-    double res = jnum(st, "resident_bytes"), tgt = jnum(st, "target_bytes");
-    double full = jnum(st, "full_bytes");
+    double res = bs_render_jnum(st, "resident_bytes"), tgt = bs_render_jnum(st, "target_bytes");
+    double full = bs_render_jnum(st, "full_bytes");
     bs_render_bytes(res, r, sizeof r);
     bs_render_bytes(tgt, t, sizeof t);
     bs_render_bytes(full, f, sizeof f);
     char *bar = bs_render_bar(res, tgt, full, width);
-    const char *why = jstr(st, "target_reason");
+    const char *why = bs_render_jstr(st, "target_reason");
     sb_add(&b, "resident %s %s of %s", bar ? bar : "", r, f);
     if (isfinite(tgt))
         sb_add(&b, ", target %s", t);
@@ -441,7 +440,7 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
     free(bar);
 
     const json_t *hj = json_object_get(st, "headroom_bytes");
-    const char *src = jstr(st, "headroom_source");
+    const char *src = bs_render_jstr(st, "headroom_source");
     if (json_is_number(hj)) {
         /* how much of the memory the policy may use the model takes now */
         double head = json_number_value(hj);
@@ -455,8 +454,8 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
 
     const json_t *p = json_object_get(st, "psi");
     if (json_is_object(p)) {
-        double some = jnum(p, "some_avg10"), fl = jnum(p, "full_avg10");
-        const char *trig = jstr(p, "trigger");
+        double some = bs_render_jnum(p, "some_avg10"), fl = bs_render_jnum(p, "full_avg10");
+        const char *trig = bs_render_jstr(p, "trigger");
         sb_add(&b, "psi      some ");
         if (isfinite(some))
             sb_add(&b, "%.2f", some);
@@ -467,7 +466,7 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
         sb_add(&b, "%s%s\n", trig ? "  trigger " : "  no trigger", trig ? trig : "");
     }
 
-    char *sp = bs_render_sparkline(h, 0, jnum(st, "stack_total"));
+    char *sp = bs_render_sparkline(h, 0, bs_render_jnum(st, "stack_total"));
     sb_add(&b, "N        %s\n", sp ? sp : "");
     free(sp);
 
@@ -486,10 +485,10 @@ char *bs_render_watch_line(const json_t *st, const bs_watch_hist *h)
     sbuf b = {0};
     char blocks[64], r[32], t[32], hr[32], line[384];
     blocks_text(st, blocks, sizeof blocks);
-    double res = jnum(st, "resident_bytes"), tgt = jnum(st, "target_bytes");
+    double res = bs_render_jnum(st, "resident_bytes"), tgt = bs_render_jnum(st, "target_bytes");
     bs_render_bytes(res, r, sizeof r);
     bs_render_bytes(tgt, t, sizeof t);
-    char *bar = bs_render_bar(res, tgt, jnum(st, "full_bytes"), 10);
+    char *bar = bs_render_bar(res, tgt, bs_render_jnum(st, "full_bytes"), 10);
     sb_add(&b, "%s resident %s %s", blocks, bar ? bar : "", r);
     if (isfinite(tgt))
         sb_add(&b, " target %s", t);
@@ -499,7 +498,7 @@ char *bs_render_watch_line(const json_t *st, const bs_watch_hist *h)
         bs_render_bytes(json_number_value(hj), hr, sizeof hr);
         sb_add(&b, " headroom %s", hr);
     }
-    char *sp = bs_render_sparkline(h, 0, jnum(st, "stack_total"));
+    char *sp = bs_render_sparkline(h, 0, bs_render_jnum(st, "stack_total"));
     sb_add(&b, " N %s", sp ? sp : "");
     free(sp);
     const json_t *e = newest_resize(st);

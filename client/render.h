@@ -43,6 +43,10 @@ char *bs_render_sparkline(const bs_watch_hist *h, double lo, double hi);
  * headroom, psi, io, kv, bad blocks, and the resize events as a table. */
 char *bs_render_status_memory(const json_t *st);
 
+/* A string field, or NULL; a number field, or NAN when absent, null or not a number. */
+const char *bs_render_jstr(const json_t *o, const char *key);
+double bs_render_jnum(const json_t *o, const char *key);
+
 /* The answer to a budget op: mode, min/max (text and bytes), target, resident. */
 char *bs_render_budget(const json_t *res);
 

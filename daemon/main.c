@@ -395,7 +395,20 @@ static int serve(daemon_t *d, const options *o)
     bs_sizer_config sc;
     sizer_config(o, &sc);
     int n = start_n(st, &sc, o, &d->log);
-    if (bs_engine_read_blocks(&d->eng, n, &bad, &e) || bs_engine_publish(&d->eng, n, &e)) {
+    char bad_msg[sizeof e.msg] = "";
+    int start_bad = -1;
+    if (bs_engine_read_blocks(&d->eng, n, &bad, &e)) {
+        /* a damaged block past a working prefix costs the blocks from it on, not the service */
+        if (bad < st->min_blocks) {
+            bs_log_err(&d->log, "%s", e.msg);
+            goto out;
+        }
+        bs_log_err(&d->log, "%s: serving the %d blocks before it", e.msg, bad);
+        snprintf(bad_msg, sizeof bad_msg, "%s", e.msg);
+        start_bad = bad;
+        n = d->eng.resident_n;
+    }
+    if (bs_engine_publish(&d->eng, n, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
@@ -423,6 +436,8 @@ static int serve(daemon_t *d, const options *o)
         goto out;
     }
     d->sizing = true;
+    if (start_bad >= 0)
+        bs_res_mark_bad(&d->sizer.res, start_bad, bad_msg);
     bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto",
                 bs_res_backend(&d->sizer.res), d->sizer.res.uring ? "" : ": ", d->sizer.res.uring ? "" : d->sizer.res.io_why);
     /* from here the server owns an inherited socket */

@@ -31,32 +31,12 @@ static bool pathf(char *buf, const char *fmt, ...)
     return true;
 }
 
-/* Reads a small pseudo-file whole; -1 when missing. */
-static ssize_t read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t n = 0;
-    while (n + 1 < cap) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return (ssize_t)n;
-}
-
 /* A file holding one integer, or "max" (returned as -2). -1 when unreadable. */
 static int64_t read_int_file(const char *dir, const char *name)
 {
     char path[PATH_MAX], buf[64];
     pathf(path, "%s/%s", dir, name);
-    if (read_small(path, buf, sizeof buf) <= 0)
+    if (bs_psi_read_file(path, buf, sizeof buf) <= 0)
         return -1;
     if (!strncmp(buf, "max", 3))
         return -2;
@@ -155,7 +135,7 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
 {
     char path[PATH_MAX], text[8192];
     pathf(path, "%s/self/cgroup", proc);
-    if (read_small(path, text, sizeof text) <= 0)
+    if (bs_psi_read_file(path, text, sizeof text) <= 0)
         return;
     const char *v1 = NULL, *v2 = NULL;
     size_t v1len = 0, v2len = 0;
@@ -207,7 +187,7 @@ static void read_cgroup(const char *proc, const char *sys, bs_mem_facts *f)
         f->memory_high = tightest_limit(mount, dir, "memory.high");
     }
     pathf(path, "%s/memory.stat", dir);
-    if (read_small(path, stats, sizeof stats) > 0)
+    if (bs_psi_read_file(path, stats, sizeof stats) > 0)
         f->inactive_file = keyed_value(stats, ver == 1 ? "total_inactive_file" : "inactive_file", 1);
 }
 
@@ -218,7 +198,7 @@ void bs_mem_read(const char *proc_root, const char *sys_root, bs_mem_facts *f)
     f->psi_some_avg10 = f->psi_full_avg10 = -1;
     char path[PATH_MAX], text[4096];
     pathf(path, "%s/meminfo", proc_root);
-    if (read_small(path, text, sizeof text) > 0)
+    if (bs_psi_read_file(path, text, sizeof text) > 0)
         f->mem_available = keyed_value(text, "MemAvailable", 1024);
     pathf(path, "%s/pressure/memory", proc_root);
     bs_psi_read_avg10(path, &f->psi_some_avg10, &f->psi_full_avg10);

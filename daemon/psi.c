@@ -86,17 +86,15 @@ static double avg10_of(const char *text, const char *kind)
     return -1;
 }
 
-int bs_psi_read_avg10(const char *path, double *some, double *full)
+ssize_t bs_psi_read_file(const char *path, char *buf, size_t cap)
 {
-    *some = *full = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    /* two lines of about 70 bytes; pressure files are generated whole on the first read */
-    char text[512];
+    /* pseudo-files are generated whole on the first read; loop for short reads anyway */
     size_t n = 0;
-    while (n + 1 < sizeof text) {
-        ssize_t r = read(fd, text + n, sizeof text - 1 - n);
+    while (n + 1 < cap) {
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -104,8 +102,17 @@ int bs_psi_read_avg10(const char *path, double *some, double *full)
         n += (size_t)r;
     }
     close(fd);
-    text[n] = '\0';
-    if (!n)
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+int bs_psi_read_avg10(const char *path, double *some, double *full)
+{
+    *some = *full = -1;
+    /* two lines of about 70 bytes */
+    char text[512];
+    ssize_t n = bs_psi_read_file(path, text, sizeof text);
+    if (n <= 0)
         return -1;
     *some = avg10_of(text, "some");
     *full = avg10_of(text, "full");

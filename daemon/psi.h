@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kernels/err.h"
 
@@ -63,6 +64,10 @@ void bs_psi_close(bs_psi *p);
  * stalled). 0 when the file was read, -1 when it could not be; a line or number that is
  * missing reads as -1. */
 int bs_psi_read_avg10(const char *path, double *some, double *full);
+
+/* Reads a small pseudo-file (/proc, /sys) whole into buf (cap bytes, NUL-terminated); its
+ * length, or -1 when it cannot be opened. */
+ssize_t bs_psi_read_file(const char *path, char *buf, size_t cap);
 
 /* Decodes NUL-terminated base64 text (RFC 4648, the standard alphabet, with padding)
  * into out (cap bytes), its length in *n. -1 on anything else: a character outside the

@@ -131,7 +131,7 @@ static void finish(bs_res *r, bool failed)
         r->done(r, ev, r->done_ctx);
 }
 
-static void mark_bad(bs_res *r, int block, const char *msg)
+void bs_res_mark_bad(bs_res *r, int block, const char *msg)
 {
     const bs_store *s = &r->eng->store;
     if (block < 0 || block >= s->n_blocks || (r->has_bad && block >= r->bad.block))
@@ -198,11 +198,11 @@ static void grow_after(uv_work_t *w, int status)
     (void)status;
     bool failed = false;
     if (r->work_rc) {
-        mark_bad(r, r->work_bad, r->work_err);
+        bs_res_mark_bad(r, r->work_bad, r->work_err);
         failed = true;
     } else if (r->io_failed) {
         /* the blocks before the failed read checked out; the next one is unreadable */
-        mark_bad(r, r->eng->resident_n, r->io_err);
+        bs_res_mark_bad(r, r->eng->resident_n, r->io_err);
         failed = true;
     }
     int n = r->eng->resident_n < r->to_n ? r->eng->resident_n : r->to_n;

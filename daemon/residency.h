@@ -114,6 +114,9 @@ void bs_res_views_released(bs_res *r);
 
 const char *bs_res_backend(const bs_res *r);
 
+/* Block `block` cannot be read or fails its check (msg says how): growth stops before it. */
+void bs_res_mark_bad(bs_res *r, int block, const char *msg);
+
 /* The i-th newest event (0 = newest); NULL past the end. */
 const bs_resize_event *bs_res_event(const bs_res *r, int i);
 

@@ -68,6 +68,25 @@ done
 step "a story from bitstackd"
 "$ctl" generate "$prompt" --socket "$sock" -n "$tokens" --temperature 0.8 --seed 42 --stats
 
+step "resize it live: a fixed 30% while a story is being written, then back to automatic"
+brief() { "$ctl" status --socket "$sock" --json | tr ',' '\n' | grep -E '"(stack_n|resident_bytes|target_reason)"' | tr '\n' ' '; echo; }
+echo "before:   $(brief)"
+"$ctl" generate "$prompt" --socket "$sock" -n 480 --temperature 0.8 --seed 7 --stats > "$rundir/story.txt" 2>&1 &
+gen=$!
+sleep 0.5
+"$ctl" budget --fixed 30% --socket "$sock" >/dev/null
+sleep 0.5
+echo "fixed 30%: $(brief)"
+"$ctl" budget --auto --socket "$sock" >/dev/null
+for _ in $(seq 1 100); do
+    [ "$("$ctl" status --socket "$sock" --json | grep -o '"stack_n": *[0-9]*' | grep -o '[0-9]*$')" = \
+      "$("$ctl" status --socket "$sock" --json | grep -o '"stack_total": *[0-9]*' | grep -o '[0-9]*$')" ] && break
+    sleep 0.1
+done
+echo "auto:     $(brief)"
+wait "$gen" || die "the generation in flight failed"
+echo "the story written across the resizes finished: $(grep -o 'resize_events[^,]*' "$rundir/story.txt" || tail -1 "$rundir/story.txt")"
+
 step "stop bitstackd"
 kill -TERM "$pid"
 rc=0

@@ -5,91 +5,16 @@
  * created here (not root, read-only /sys, no memory controller). The cgroup is removed
  * at the end. */
 #include "harness.h"
+#include "tests/daemon/cgroup.h"
 #include "tests/daemon/client.h"
 
 #define LIMIT (512ll << 20)
 #define HOG (LIMIT * 6 / 10)
 
 static td_fixture F;
-static char cg[256];          /* the cgroup's directory */
-static char cg_rel[128];      /* its path inside the hierarchy, as /proc/PID/cgroup shows it */
-static int version;
+static tc_cgroup CG;
 static pid_t hog = -1;
 static td_daemon d;
-
-static bool write_file(const char *dir, const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = write(fd, text, strlen(text));
-    close(fd);
-    return n == (ssize_t)strlen(text);
-}
-
-static bool file_has(const char *path, const char *word)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, word) != NULL;
-}
-
-/* Makes the cgroup and sets its limit; false (with why) when this machine cannot. */
-static bool make_cgroup(char *why, size_t n)
-{
-    char limit[32];
-    snprintf(limit, sizeof limit, "%lld", LIMIT);
-    snprintf(cg_rel, sizeof cg_rel, "/bitstack-test-%d", (int)getpid());
-    struct stat st;
-    if (!stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st)) {
-        snprintf(cg, sizeof cg, "/sys/fs/cgroup/memory%s", cg_rel);
-        if (mkdir(cg, 0755)) {
-            snprintf(why, n, "cannot create the cgroup v1 %s: %s", cg, strerror(errno));
-            return false;
-        }
-        version = 1;
-        if (!write_file(cg, "memory.limit_in_bytes", limit)) {
-            snprintf(why, n, "cannot set %s/memory.limit_in_bytes: %s", cg, strerror(errno));
-            return false;
-        }
-        return true;
-    }
-    if (file_has("/sys/fs/cgroup/cgroup.controllers", "memory")) {
-        if (!file_has("/sys/fs/cgroup/cgroup.subtree_control", "memory") &&
-            !write_file("/sys/fs/cgroup", "cgroup.subtree_control", "+memory")) {
-            snprintf(why, n, "cannot enable the memory controller for children of /sys/fs/cgroup: %s",
-                     strerror(errno));
-            return false;
-        }
-        snprintf(cg, sizeof cg, "/sys/fs/cgroup%s", cg_rel);
-        if (mkdir(cg, 0755)) {
-            snprintf(why, n, "cannot create the cgroup v2 %s: %s", cg, strerror(errno));
-            return false;
-        }
-        version = 2;
-        if (!write_file(cg, "memory.max", limit)) {
-            snprintf(why, n, "cannot set %s/memory.max: %s", cg, strerror(errno));
-            return false;
-        }
-        return true;
-    }
-    snprintf(why, n, "no memory cgroup hierarchy at /sys/fs/cgroup/memory (v1) or /sys/fs/cgroup (v2)");
-    return false;
-}
-
-static bool join(pid_t pid)
-{
-    char text[32];
-    snprintf(text, sizeof text, "%d", (int)pid);
-    return write_file(cg, "cgroup.procs", text);
-}
 
 static void cleanup(void)
 {
@@ -102,12 +27,7 @@ static void cleanup(void)
         waitpid(hog, NULL, 0);
         hog = -1;
     }
-    if (cg[0]) {
-        /* rmdir fails while the last process is still being torn down: retry a little */
-        for (int i = 0; i < 200 && rmdir(cg) && errno == EBUSY; i++)
-            td_sleep_ms(10);
-        cg[0] = '\0';
-    }
+    tc_remove(&CG);
 }
 
 /* A child that joins the cgroup, touches HOG bytes, says so, and waits to be killed. */
@@ -119,7 +39,7 @@ static pid_t start_hog(void)
     pid_t pid = fork();
     if (pid == 0) {
         close(p[0]);
-        if (!join(getpid()))
+        if (!tc_join(&CG, getpid()))
             _exit(3);
         size_t n = (size_t)HOG;
         char *m = malloc(n);
@@ -151,16 +71,16 @@ int main(int argc, char **argv)
         return fprintf(stderr, "usage: %s BITSTACKD BITSTACKCTL\n", argv[0]), 2;
     char why[512];
     atexit(cleanup);
-    if (!make_cgroup(why, sizeof why)) {
+    if (!tc_make(&CG, "bitstack-test", LIMIT, why, sizeof why)) {
         fprintf(stderr, "SKIP: %s\n", why);
         cleanup();
         return 77;
     }
-    fprintf(stderr, "cgroup v%d at %s, limit %lld bytes\n", version, cg, LIMIT);
+    fprintf(stderr, "cgroup v%d at %s, limit %lld bytes\n", CG.version, CG.dir, LIMIT);
     td_fixture_init(&F, argc, argv, bs_shared(""));
     const char *args[] = {"--budget", "40%", "--threads", "2", NULL};
     td_start(&F, &d, "cg", args);
-    REQUIRE(join(d.pid));
+    REQUIRE(tc_join(&CG, d.pid));
     hog = start_hog();
     REQUIRE(hog > 0);
 
@@ -177,8 +97,8 @@ int main(int argc, char **argv)
         cur = json_integer_value(json_object_get(m, "memory_current"));
         max = json_integer_value(json_object_get(m, "memory_max"));
         const char *path = json_string_value(json_object_get(m, "cgroup"));
-        seen = max == LIMIT && cur >= HOG && path && !strcmp(path, cg_rel) &&
-               json_integer_value(json_object_get(m, "cgroup_version")) == version;
+        seen = max == LIMIT && cur >= HOG && path && !strcmp(path, CG.rel) &&
+               json_integer_value(json_object_get(m, "cgroup_version")) == CG.version;
         bs_response_free(&r);
         td_close(&c);
         if (!seen)
@@ -215,8 +135,8 @@ int main(int argc, char **argv)
     /* the daemon was never killed by the limit */
     CHECK(!td_daemon_exited(&d));
     CHECK(td_daemon_stop(&d));
-    char dir[sizeof cg];
-    memcpy(dir, cg, sizeof dir);
+    char dir[sizeof CG.dir];
+    memcpy(dir, CG.dir, sizeof dir);
     cleanup();
     struct stat st;
     CHECK(stat(dir, &st) != 0);   /* removed */

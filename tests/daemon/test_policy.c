@@ -1,0 +1,189 @@
+/* The resize policy on scripted series of facts: each step is (time, headroom, trigger,
+ * PSI avg10) against a model whose resident size follows the decisions exactly. */
+#include "harness.h"
+#include "daemon/policy.h"
+
+#define MIB (1024ull * 1024ull)
+
+typedef struct {
+    bs_policy p;
+    bs_policy_config c;
+    uint64_t resident, floor, ceil;
+    uint64_t other;        /* what the rest of the cgroup uses */
+    uint64_t limit;        /* 0: headroom unknown */
+} sim;
+
+static void sim_init(sim *s, uint64_t resident, uint64_t floor, uint64_t ceil, uint64_t limit)
+{
+    bs_policy_defaults(&s->c);
+    s->c.reserve = 64 * MIB;
+    s->c.hysteresis = 32 * MIB;
+    s->c.grow_delay = 2.0;
+    s->c.grow_rate = 256.0 * MIB;
+    bs_policy_init(&s->p, &s->c);
+    s->resident = resident;
+    s->floor = floor;
+    s->ceil = ceil;
+    s->limit = limit;
+    s->other = 0;
+}
+
+/* One decision at time t; the model then is the target (as the residency makes it). */
+static bs_policy_decision step(sim *s, double t, bool trigger, double psi)
+{
+    int64_t head = -1;
+    if (s->limit) {
+        int64_t used = (int64_t)(s->other + s->resident);
+        head = (int64_t)s->limit - used;
+        if (head < 0)
+            head = 0;
+    }
+    bs_policy_input in = {t, head, trigger, psi, s->resident, 0, s->floor, s->ceil};
+    bs_policy_decision d;
+    bs_policy_decide(&s->p, &s->c, &in, &d);
+    s->resident = d.target;
+    return d;
+}
+
+static void test_shrink_at_once(void)
+{
+    sim s;
+    sim_init(&s, 1000 * MIB, 100 * MIB, 1000 * MIB, 2048 * MIB);
+    s.other = 500 * MIB;
+    bs_policy_decision d = step(&s, 0, false, 0);
+    CHECK(d.why == BS_POLICY_HOLD && s.resident == 1000 * MIB);
+    /* something takes 500 MiB more: headroom 48 MiB < reserve -> shrink to what fits, at once */
+    s.other = 1000 * MIB;
+    d = step(&s, 1, false, 0);
+    CHECK(d.why == BS_POLICY_SHRINK_HEADROOM);
+    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB, "resident %llu MiB", (unsigned long long)(s.resident / MIB));
+    /* then it holds there */
+    d = step(&s, 2, false, 0);
+    CHECK(d.why == BS_POLICY_HOLD);
+    /* never below the floor, even when nothing fits: each sample gives up what is over */
+    s.other = 2040 * MIB;
+    for (int t = 3; t < 40 && s.resident > 100 * MIB; t++) {
+        d = step(&s, t, false, 0);
+        CHECK(d.why == BS_POLICY_SHRINK_HEADROOM);
+    }
+    CHECK(s.resident == 100 * MIB);
+}
+
+static void test_grow_slowly(void)
+{
+    sim s;
+    sim_init(&s, 100 * MIB, 100 * MIB, 1000 * MIB, 2048 * MIB);
+    s.other = 500 * MIB;
+    /* room appears: nothing happens for grow_delay, then steps of grow_rate per second */
+    bs_policy_decision d = step(&s, 0, false, 0);
+    CHECK(d.why == BS_POLICY_WAIT && s.resident == 100 * MIB);
+    d = step(&s, 1, false, 0);
+    CHECK(d.why == BS_POLICY_WAIT && s.resident == 100 * MIB);
+    d = step(&s, 2, false, 0);
+    CHECK(d.why == BS_POLICY_GROW && s.resident == 356 * MIB);
+    d = step(&s, 3, false, 0);
+    CHECK(d.why == BS_POLICY_GROW && s.resident == 612 * MIB);
+    d = step(&s, 4, false, 0);
+    CHECK(d.why == BS_POLICY_GROW && s.resident == 868 * MIB);
+    d = step(&s, 5, false, 0);
+    CHECK(s.resident == 1000 * MIB);   /* the ceiling */
+    d = step(&s, 6, false, 0);
+    CHECK(d.why == BS_POLICY_HOLD && s.resident == 1000 * MIB);
+}
+
+static void test_grow_stops_short_of_reserve(void)
+{
+    sim s;
+    sim_init(&s, 100 * MIB, 100 * MIB, 4000 * MIB, 1024 * MIB);
+    s.other = 200 * MIB;
+    for (int t = 0; t < 20; t++)
+        step(&s, t, false, 0);
+    /* it grows only while avail stays above resident + hysteresis: it ends between
+     * limit - other - reserve - hysteresis and limit - other - reserve */
+    uint64_t hi = 1024 * MIB - 200 * MIB - 64 * MIB, lo = hi - 32 * MIB;
+    CHECKF(s.resident >= lo && s.resident <= hi, "resident %llu MiB, expected %llu..%llu",
+           (unsigned long long)(s.resident / MIB), (unsigned long long)(lo / MIB), (unsigned long long)(hi / MIB));
+}
+
+static void test_hysteresis_resets(void)
+{
+    sim s;
+    sim_init(&s, 100 * MIB, 100 * MIB, 1000 * MIB, 2048 * MIB);
+    s.other = 500 * MIB;
+    step(&s, 0, false, 0);
+    step(&s, 1.5, false, 0);
+    /* the room goes away for one sample: the delay starts over */
+    s.other = 1900 * MIB;
+    step(&s, 1.8, false, 0);
+    s.other = 500 * MIB;
+    bs_policy_decision d = step(&s, 2.5, false, 0);
+    CHECK(d.why == BS_POLICY_WAIT);
+    d = step(&s, 4.4, false, 0);
+    CHECK(d.why == BS_POLICY_WAIT);
+    d = step(&s, 4.6, false, 0);
+    CHECK(d.why == BS_POLICY_GROW);
+}
+
+static void test_trigger_and_backoff(void)
+{
+    sim s;
+    sim_init(&s, 100 * MIB, 100 * MIB, 4000 * MIB, 8192 * MIB);
+    for (int t = 0; t <= 3; t++)
+        step(&s, t, false, 0);
+    CHECK(s.resident > 100 * MIB);   /* grew at t = 2, 3 */
+    uint64_t before = s.resident;
+    /* pressure right after a grow: give up 10% at once and halve the rate */
+    bs_policy_decision d = step(&s, 3.5, true, 20);
+    CHECK(d.why == BS_POLICY_SHRINK_TRIGGER);
+    CHECKF(s.resident == (uint64_t)((double)before * 0.9), "%llu vs %llu", (unsigned long long)s.resident,
+           (unsigned long long)before);
+    CHECK(s.p.rate == 128.0 * MIB && s.p.backoffs == 1);
+    /* high PSI holds growth back even with room */
+    for (double t = 4; t < 10; t += 1) {
+        d = step(&s, t, false, 50);
+        CHECK(d.why != BS_POLICY_GROW);
+    }
+    /* calm: growth resumes at the halved rate */
+    int grows = 0;
+    for (double t = 10; t < 14; t += 1) {
+        uint64_t r0 = s.resident;
+        d = step(&s, t, false, 0);
+        grows += d.why == BS_POLICY_GROW;
+        CHECKF(s.resident - r0 <= (uint64_t)(128.0 * MIB), "grew %llu MiB in a second", (unsigned long long)((s.resident - r0) / MIB));
+    }
+    CHECK(grows >= 3);
+    /* a trigger far from any grow does not halve again */
+    step(&s, 100, false, 0);
+    double rate = s.p.rate;
+    sim quiet = s;
+    quiet.p.last_grow = 0;
+    step(&quiet, 200, true, 5);
+    CHECK(quiet.p.rate == rate);
+}
+
+static void test_unknown_and_range(void)
+{
+    sim s;
+    sim_init(&s, 300 * MIB, 200 * MIB, 800 * MIB, 0);
+    bs_policy_decision d = step(&s, 0, false, -1);
+    CHECK(d.why == BS_POLICY_UNKNOWN && s.resident == 800 * MIB);
+    /* a trigger without any limit known still shrinks */
+    d = step(&s, 1, true, -1);
+    CHECK(d.why == BS_POLICY_SHRINK_TRIGGER && s.resident == 720 * MIB);
+    /* a new range below the model: the clamp moves it and says so */
+    s.limit = 16384 * MIB;
+    s.ceil = 400 * MIB;
+    d = step(&s, 2, false, 0);
+    CHECK(d.why == BS_POLICY_CLAMP && s.resident == 400 * MIB);
+}
+
+int main(void)
+{
+    test_shrink_at_once();
+    test_grow_slowly();
+    test_grow_stops_short_of_reserve();
+    test_hysteresis_resets();
+    test_trigger_and_backoff();
+    test_unknown_and_range();
+    TEST_MAIN_END();
+}
