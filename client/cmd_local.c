@@ -68,6 +68,12 @@ int bs_cmd_run(int argc, char **argv)
                         "[-n N] [--temperature T] [--top-p P] [--seed S] [--threads N]\n");
         return BS_EXIT_USAGE;
     }
+    bs_budget bud;
+    bs_err be;
+    if (store && bs_proto_parse_budget(bs_opt_get(o, no, "budget") ? bs_opt_get(o, no, "budget") : "max", &bud, &be)) {
+        fprintf(stderr, "bitstackctl: run: %s\n", be.msg);
+        return BS_EXIT_USAGE;
+    }
     bs_blas_threads((int)threads);
     bs_model m = {0};
     bs_tokenizer *t = NULL;

@@ -256,8 +256,7 @@ static json_t *status_json(bs_server *srv)
     const bs_engine *eng = srv->eng;
     const bs_store *st = &eng->store;
     int n = eng->cur ? eng->cur->n : 0;
-    bs_mem_facts mf;
-    bs_mem_read(srv->cfg.proc_root, srv->cfg.sys_root, &mf);
+    const bs_mem_facts mf = srv->sizer->facts;   /* the sizer's last sample, not a read per request */
     int running = srv->sched.running, ready = srv->sched.n_ready;
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(srv->cfg.model_name));
@@ -292,8 +291,7 @@ static json_t *status_json(bs_server *srv)
 static json_t *metrics_json(bs_server *srv)
 {
     const bs_server_metrics *m = &srv->m;
-    bs_mem_facts mf;
-    bs_mem_read(srv->cfg.proc_root, srv->cfg.sys_root, &mf);
+    const bs_mem_facts mf = srv->sizer->facts;
     json_t *o = json_object();
 #define SET_U(name, v) json_object_set_new(o, name, json_integer((json_int_t)(v)))
     SET_U("requests", m->requests);
