@@ -38,6 +38,15 @@ void bs_matmul(float *y, const float *x, const float *w, int ntok, int m, int n,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, m, n, 1.0f, x, n, w, n, beta, y, m);
 }
 
+void bs_matmul_ld(float *y, int ldy, const float *x, const float *w, int ntok, int m, int n, int accumulate)
+{
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (ntok == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, 1.0f, w, n, x, 1, beta, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, m, n, 1.0f, x, n, w, n, beta, y, ldy);
+}
+
 void bs_rope(float *vec, int n_heads, int head_dim, int pos, float theta)
 {
     for (int i = 0; i < head_dim; i += 2) {

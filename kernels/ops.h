@@ -16,6 +16,9 @@ void bs_softmax(float *x, int n);
  * non-zero the product is added to Y. */
 void bs_matmul(float *y, const float *x, const float *w, int ntok, int m, int n, int accumulate);
 
+/* The same into columns of a wider y: row t of the result lands at y + t * ldy. */
+void bs_matmul_ld(float *y, int ldy, const float *x, const float *w, int ntok, int m, int n, int accumulate);
+
 /* Rotary embedding on adjacent pairs (2i, 2i+1) of each head, in place.
  * vec holds n_heads heads of head_dim floats, at position pos. */
 void bs_rope(float *vec, int n_heads, int head_dim, int pos, float theta);

@@ -60,8 +60,8 @@ int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const cha
         *m = (bs_store_matrix){.layer = l, .which = w, .rows = lin->rows, .cols = lin->cols, .kind = BS_KIND_QASYM,
                                .levels = 1, .group = BASE_GROUP, .bits = bits};
         snprintf(m->name, sizeof m->name, "layers.%d.%s", l, bs_lin_name(w));
-        size_t n = (size_t)m->rows * m->cols, G = bs_store_groups(m);
-        payload[i] = calloc(1, bs_store_block_bytes(m, 0));
+        size_t n = (size_t)m->rows * m->cols, G = bs_block_groups(m);
+        payload[i] = calloc(1, bs_block_bytes(m, 0));
         float *Q = malloc(sizeof(float) * n), *H = NULL;
         uint8_t *codes = malloc(n);
         if (!payload[i] || !Q || !codes) {

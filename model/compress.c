@@ -80,12 +80,12 @@ static void enc_free(enc *x)
 
 static uint8_t *block_bits(enc *x, int level)
 {
-    return x->payload[level] + bs_store_scales_bytes(&x->m, level);
+    return x->payload[level] + bs_block_scales_bytes(&x->m, level);
 }
 
 static void put_scales(enc *x, int level, const uint16_t *s)
 {
-    memcpy(x->payload[level], s, bs_store_scales_bytes(&x->m, level));
+    memcpy(x->payload[level], s, bs_block_scales_bytes(&x->m, level));
 }
 
 /* saq planes from level `from` on R (updated in place). Fresh scales are stored in
@@ -93,7 +93,7 @@ static void put_scales(enc *x, int level, const uint16_t *s)
 static void encode_saq_from(enc *x, float *R, int from, const float *floor)
 {
     const bs_store_matrix *m = &x->m;
-    size_t G = bs_store_groups(m), ng = (size_t)m->rows * G;
+    size_t G = bs_block_groups(m), ng = (size_t)m->rows * G;
     uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
     float *M = malloc(sizeof(float) * ng);
     if (!floor) {
@@ -124,7 +124,7 @@ static void encode_saq_from(enc *x, float *R, int from, const float *floor)
 static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
 {
     const bs_store_matrix *m = &x->m;
-    size_t n = (size_t)m->rows * m->cols, G = bs_store_groups(m);
+    size_t n = (size_t)m->rows * m->cols, G = bs_block_groups(m);
     int K = m->gq_levels;
     float *Q = malloc(sizeof(float) * n);
     uint8_t *codes = malloc(n);
@@ -278,7 +278,7 @@ static int encode_matrix(enc *x, const bs_compress_opts *o, int idx, bs_err *e)
         return bs_err_set(e, "out of memory");
     }
     for (int l = 0; l < m->levels; l++) {
-        x->payload[l] = calloc(1, bs_store_block_bytes(m, l));
+        x->payload[l] = calloc(1, bs_block_bytes(m, l));
         if (!x->payload[l]) {
             free(R);
             return bs_err_set(e, "out of memory");
@@ -356,7 +356,7 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
         for (int i = 0; i < nm; i++) {
             if (xs[i].m.levels <= l)
                 continue;
-            double bytes = (double)bs_store_block_bytes(&xs[i].m, l);
+            double bytes = (double)bs_block_bytes(&xs[i].m, l);
             double score;
             if (o->sort == BS_SORT_PPL) {
                 set_depth(&work, &xs[i], l + 1);

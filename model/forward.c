@@ -31,7 +31,8 @@ int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_er
     s->hb2 = calloc(B * c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)ctx, sizeof(float));
     s->logits = calloc(B * c->vocab_size, sizeof(float));
-    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
+    s->qscratch = calloc(bs_qmat_scratch_floats(c->dim > c->hidden_dim ? c->dim : c->hidden_dim), sizeof(float));
+    if (!s->qscratch || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
         !s->hb || !s->hb2 || !s->att || !s->logits) {
         bs_state_free(s);
         return bs_err_set(e, "out of memory for a context of %d tokens", ctx);
@@ -43,7 +44,7 @@ void bs_state_free(bs_state *s)
 {
     free(s->key_cache); free(s->value_cache);
     free(s->x); free(s->xb); free(s->xb2); free(s->q); free(s->k); free(s->v);
-    free(s->hb); free(s->hb2); free(s->att); free(s->logits);
+    free(s->hb); free(s->hb2); free(s->att); free(s->logits); free(s->qscratch);
     memset(s, 0, sizeof *s);
 }
 
@@ -79,12 +80,13 @@ static size_t kv_at(const bs_state *s, int pos, int layer)
     return ((size_t)pos * s->n_layers + layer) * s->kv_dim;
 }
 
-void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate)
+int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, float *scratch,
+                    bs_err *e)
 {
     if (lin->q)
-        bs_qmat_apply(lin->q, y, x, ntok, accumulate);
-    else
-        bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
+        return bs_qmat_apply(lin->q, y, x, ntok, accumulate, scratch, e);
+    bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
+    return 0;
 }
 
 /* Causal attention for n tokens whose q/k/v are in s->q/k/v, at positions pos.. */
@@ -122,7 +124,7 @@ static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos
     }
 }
 
-static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
+static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, bs_err *e)
 {
     const bs_config *c = &m->cfg;
     const bs_layer *L = &m->layers[l];
@@ -130,9 +132,11 @@ static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->att_norm, c->dim, c->rms_eps);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_IN, s->xb, n, c->dim);
-    bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0);
-    bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0);
-    bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0);
+    float *sc = s->qscratch;
+    if (bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0, sc, e) ||
+        bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0, sc, e) ||
+        bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0, sc, e))
+        return -1;
     for (int t = 0; t < n; t++) {
         bs_rope(s->q + (size_t)t * c->dim, c->n_heads, c->head_dim, pos + t, c->rope_theta);
         bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_theta);
@@ -140,18 +144,20 @@ static void layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos)
     attention(c, s, l, n, pos);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_OUT, s->xb2, n, c->dim);
-    bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1);
+    if (bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1, sc, e))
+        return -1;
 
     for (int t = 0; t < n; t++)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->ffn_norm, c->dim, c->rms_eps);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_FFN_IN, s->xb, n, c->dim);
-    bs_linear_apply(&L->lin[BS_W1], s->hb, s->xb, n, 0);
-    bs_linear_apply(&L->lin[BS_W3], s->hb2, s->xb, n, 0);
+    if (bs_linear_apply(&L->lin[BS_W1], s->hb, s->xb, n, 0, sc, e) ||
+        bs_linear_apply(&L->lin[BS_W3], s->hb2, s->xb, n, 0, sc, e))
+        return -1;
     bs_swiglu(s->hb, s->hb2, n * c->hidden_dim);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_FFN_OUT, s->hb, n, c->hidden_dim);
-    bs_linear_apply(&L->lin[BS_W2], s->x, s->hb, n, 1);
+    return bs_linear_apply(&L->lin[BS_W2], s->x, s->hb, n, 1, sc, e);
 }
 
 const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
@@ -175,7 +181,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
         for (int t = 0; t < n; t++)
             memcpy(s->x + (size_t)t * c->dim, m->tok_emb + (size_t)tokens[done + t] * c->dim, c->dim * sizeof(float));
         for (int l = 0; l < c->n_layers; l++)
-            layer_forward(m, s, l, n, pos + done);
+            if (layer_forward(m, s, l, n, pos + done, e))
+                return NULL;
         done += n;
         if (done < ntok)
             continue;

@@ -25,6 +25,7 @@ typedef struct {
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2;   /* max_batch rows each */
     float *att;         /* ctx scores for one head */
     float *logits;      /* max_batch x vocab */
+    float *qscratch;    /* for the stacked linears' kernels (bs_qmat_scratch_floats) */
     bs_site_hook hook;  /* optional observer of linear inputs */
     void *hook_ctx;
 } bs_state;
@@ -49,7 +50,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
                         int all_logits, bs_err *e);
 
 /* y (ntok x rows) = x (ntok x cols) W^T for one linear, dense or stacked;
- * adds into y when accumulate is set. */
-void bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate);
+ * adds into y when accumulate is set. scratch: the state's qscratch. */
+int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, float *scratch,
+                    bs_err *e);
 
 #endif

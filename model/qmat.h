@@ -1,13 +1,17 @@
 /* bs_qmat: one linear weight as the sum of its resident stack blocks.
- * W is never stored: decode runs each block straight from its bits (reference
- * kernels; the fast ones come with the kernels issue); a batch materialises W once
- * into scratch and calls sgemm. Block payloads are described in docs/store-format.md. */
+ * W is never stored whole: one token runs the plane blocks straight from their bits; a
+ * batch materialises BS_QMAT_ROW_CHUNK rows of W at a time into the caller's scratch and
+ * calls sgemm on them. Nothing here allocates: the decode path costs no malloc. Block
+ * payloads are located by model/block.h. */
 #ifndef BS_QMAT_H
 #define BS_QMAT_H
 
 #include <stdint.h>
 
-#include "model/store.h"
+#include "kernels/err.h"
+#include "model/block.h"
+
+#define BS_QMAT_ROW_CHUNK 64
 
 typedef struct bs_qmat {
     const bs_store_matrix *m;
@@ -15,15 +19,13 @@ typedef struct bs_qmat {
     const uint8_t **blk;       /* blk[l]: payload of level l (valid for l < depth) */
 } bs_qmat;
 
+/* Floats of scratch bs_qmat_apply needs for matrices of at most max_cols inputs. */
+size_t bs_qmat_scratch_floats(int max_cols);
+
 /* W (rows x cols, row-major) = the sum of the first q->depth blocks. */
 void bs_qmat_materialize(const bs_qmat *q, float *w);
 
-/* y (ntok x rows) (+)= x (ntok x cols) W^T. */
-void bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate);
-
-/* Plane-block helpers shared with the encoder: the scale divisor exponent and the
- * payload holding the group scales used by level `level` of m. */
-int bs_qmat_plane_shift(const bs_store_matrix *m, int level);
-int bs_qmat_scale_level(const bs_store_matrix *m, int level);
+/* y (ntok x rows) (+)= x (ntok x cols) W^T. scratch: bs_qmat_scratch_floats(cols) floats. */
+int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate, float *scratch, bs_err *e);
 
 #endif

@@ -30,42 +30,6 @@ int bs_kind_parse(const char *s)
     return -1;
 }
 
-size_t bs_store_groups(const bs_store_matrix *m)
-{
-    return ((size_t)m->cols + (size_t)m->group - 1) / (size_t)m->group;
-}
-
-int bs_store_block_has_scales(const bs_store_matrix *m, int level)
-{
-    if (m->kind == BS_KIND_SAQ)
-        return level == 0;
-    if (m->kind == BS_KIND_GQ)
-        return level == 0 || (m->restart > 0 && level == m->restart);
-    return 0;
-}
-
-size_t bs_store_scales_bytes(const bs_store_matrix *m, int level)
-{
-    return bs_store_block_has_scales(m, level) ? (size_t)m->rows * bs_store_groups(m) * 2 : 0;
-}
-
-uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level)
-{
-    uint64_t rows = (uint64_t)m->rows, cols = (uint64_t)m->cols;
-    uint64_t plane = rows * ((cols + 7) / 8);
-    switch (m->kind) {
-    case BS_KIND_SAQ:
-    case BS_KIND_GQ:
-        return plane + bs_store_scales_bytes(m, level);
-    case BS_KIND_AVD:
-        return plane + (rows + cols) * (uint64_t)m->k * 2;
-    case BS_KIND_QASYM:
-        return rows * bs_store_groups(m) * 4 + rows * ((cols * (uint64_t)m->bits + 7) / 8);
-    default:
-        return 0;
-    }
-}
-
 static uint64_t align_up(uint64_t x, uint64_t a)
 {
     return (x + a - 1) / a * a;
@@ -228,7 +192,7 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         const bs_store_matrix *mt = &o->mats[b->matrix];
         off = align_up(off, BS_STORE_ALIGN);
         b->offset = off;
-        b->bytes = bs_store_block_bytes(mt, b->level);
+        b->bytes = bs_block_bytes(mt, b->level);
         b->crc = 0;
         max_bytes = b->bytes > max_bytes ? b->bytes : max_bytes;
         off += b->bytes;
@@ -523,7 +487,7 @@ static int parse_stack(bs_store *s, json_t *arr, bs_err *e)
             free(seen);
             return bs_err_set(e, "%s: stack entry %zu (%s level %d) is out of order", s->path, i, m->name, bl->level);
         }
-        if (bl->bytes != bs_store_block_bytes(m, bl->level) || bl->offset % BS_STORE_ALIGN || bl->offset < end ||
+        if (bl->bytes != bs_block_bytes(m, bl->level) || bl->offset % BS_STORE_ALIGN || bl->offset < end ||
             bl->offset + bl->bytes > s->stack_len) {
             free(seen);
             return bs_err_set(e, "%s: block %zu (%s level %d) has a bad size or offset, or lies past the stack "

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "model/block.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -20,48 +21,12 @@
 #define BS_STORE_ALIGN 64        /* every block starts on this boundary */
 #define BS_STORE_PAGE 4096       /* the stack section starts on this boundary */
 
-/* Block kinds (docs/store-format.md gives each payload). */
-enum {
-    BS_KIND_SAQ = 0,   /* successive-approximation sign planes, group scales */
-    BS_KIND_GQ = 1,    /* GPTQ-seeded sign planes, then saq planes */
-    BS_KIND_AVD = 2,   /* sign(R) x rank-k |R| (BitStack paper) */
-    BS_KIND_QASYM = 3, /* one block: b-bit asymmetric codes with fp16 scale and min (RTN/GPTQ baselines) */
-};
-const char *bs_kind_name(int kind);
-int bs_kind_parse(const char *s);   /* -1 when unknown */
-
-typedef struct {
-    char name[32];      /* "layers.3.wq" */
-    int layer, which;   /* BS_WQ.. */
-    int rows, cols;
-    int kind;
-    int levels;         /* blocks of this matrix in the stack */
-    int group;          /* inputs per scale group (32) */
-    int gq_levels;      /* K: gq levels seeded by GPTQ; planes K.. continue on the same grid */
-    int restart;        /* gq: level whose block carries fresh group scales for it and all deeper
-                           levels (0: none) */
-    int k;              /* avd rank */
-    int bits;           /* qasym code bits */
-} bs_store_matrix;
-
 typedef struct {
     int matrix, level;
     uint64_t offset;    /* from the start of the stack section; multiple of 64 */
     uint64_t bytes;
     uint32_t crc;       /* crc32c of the payload */
 } bs_store_block;
-
-/* Bytes of block `level` of matrix m (depends on kind, shape and level only). */
-uint64_t bs_store_block_bytes(const bs_store_matrix *m, int level);
-
-/* Does block `level` of m begin a new set of group scales (stored first in its payload)? */
-int bs_store_block_has_scales(const bs_store_matrix *m, int level);
-
-/* Scale groups per row: ceil(cols / group). */
-size_t bs_store_groups(const bs_store_matrix *m);
-
-/* Bytes of group scales at the start of block `level` (0 when it carries none). */
-size_t bs_store_scales_bytes(const bs_store_matrix *m, int level);
 
 typedef struct {
     char *path;
@@ -103,7 +68,7 @@ int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_
 /* Bits per linear weight of a prefix: 8 * (resident - base) / linear weights. */
 double bs_store_bpw(const bs_store *s, int n);
 
-/* Produces block i's payload (`bytes` long, bs_store_block_bytes()) into buf, for a
+/* Produces block i's payload (`bytes` long, bs_block_bytes()) into buf, for a
  * writer whose stack does not fit in memory at once. Returns 0, or -1 with e set. */
 typedef int (*bs_store_fill_fn)(void *ctx, int i, uint8_t *buf, uint64_t bytes, bs_err *e);
 
@@ -118,7 +83,7 @@ typedef struct {
     const bs_store_matrix *mats;
     int n_blocks;
     bs_store_block *blocks;         /* matrix, level set; offset, bytes, crc filled */
-    const uint8_t *const *payload;  /* payload[i]: block i, bs_store_block_bytes() long; or NULL */
+    const uint8_t *const *payload;  /* payload[i]: block i, bs_block_bytes() long; or NULL */
     json_t *info;                   /* extra metadata (compression settings, eval results); borrowed */
     bs_store_fill_fn fill;          /* used when payload is NULL */
     void *fill_ctx;

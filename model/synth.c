@@ -214,7 +214,7 @@ typedef struct {
  * what random planes leave. */
 static void fill_scales(const bs_store_matrix *m, int level, uint8_t *p, uint64_t *rng)
 {
-    size_t n = (size_t)m->rows * bs_store_groups(m);
+    size_t n = (size_t)m->rows * bs_block_groups(m);
     float base = ldexpf(sqrtf(3.0f / (float)m->cols), -level);
     for (size_t g = 0; g < n; g++) {
         uint16_t h = bs_f32_to_fp16(base * (0.75f + 0.5f * unit(rng)));
@@ -247,7 +247,7 @@ static int fill_block(void *ctx, int i, uint8_t *buf, uint64_t bytes, bs_err *e)
     const bs_store_block *b = &f->blocks[i];
     const bs_store_matrix *m = &f->mats[b->matrix];
     uint64_t rng = stream(f->o->seed, (uint64_t)b->matrix, (uint64_t)b->level);
-    size_t sb = bs_store_scales_bytes(m, b->level);
+    size_t sb = bs_block_scales_bytes(m, b->level);
     if (sb + (uint64_t)m->rows * (((uint64_t)m->cols + 7) / 8) != bytes)
         return bs_err_set(e, "%s level %d: %llu bytes asked, the layout makes %llu", m->name, b->level,
                           (unsigned long long)bytes,

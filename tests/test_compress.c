@@ -129,7 +129,7 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
         uint64_t bytes = s.base_bytes;
         for (int i = 0; i < s.n_matrices; i++)
             for (int l = 0; l < d; l++)
-                bytes += bs_store_block_bytes(&s.mats[i], l);
+                bytes += bs_block_bytes(&s.mats[i], l);
         char b[32];
         snprintf(b, sizeof b, "%llu", (unsigned long long)bytes);
         int n;

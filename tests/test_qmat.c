@@ -39,6 +39,7 @@ static void check_store(const char *path, const char *what)
             int r = q->m->rows, c = q->m->cols, nt = 3;
             float *W = malloc(sizeof(float) * (size_t)r * c), *x = malloc(sizeof(float) * (size_t)c * nt);
             float *y1 = malloc(sizeof(float) * (size_t)r * nt), *y2 = malloc(sizeof(float) * (size_t)r * nt);
+            float *sc = malloc(sizeof(float) * bs_qmat_scratch_floats(c));
             bs_qmat_materialize(q, W);
             for (int j = 0; j < c * nt; j++)
                 x[j] = sinf((float)(j * 7 + i + k));
@@ -51,18 +52,18 @@ static void check_store(const char *path, const char *what)
                 }
             /* one token at a time (the bit-plane path for saq/gq) */
             for (int t = 0; t < nt; t++)
-                bs_qmat_apply(q, y1 + (size_t)t * r, x + (size_t)t * c, 1, 0);
+                CHECK(bs_qmat_apply(q, y1 + (size_t)t * r, x + (size_t)t * c, 1, 0, sc, NULL) == 0);
             double d1 = rel_diff(y1, y2, r * nt);
             /* a batch (materialise + sgemm), and accumulate */
-            bs_qmat_apply(q, y1, x, nt, 0);
+            CHECK(bs_qmat_apply(q, y1, x, nt, 0, sc, NULL) == 0);
             double d2 = rel_diff(y1, y2, r * nt);
-            bs_qmat_apply(q, y1, x, nt, 1);
+            CHECK(bs_qmat_apply(q, y1, x, nt, 1, sc, NULL) == 0);
             for (int j = 0; j < r * nt; j++)
                 y1[j] *= 0.5f;
             double d3 = rel_diff(y1, y2, r * nt);
             double d = fmax(d1, fmax(d2, d3));
             worst = d > worst ? d : worst;
-            free(W); free(x); free(y1); free(y2);
+            free(W); free(x); free(y1); free(y2); free(sc);
         }
     }
     fprintf(stderr, "%s: worst relative difference %.2e\n", what, worst);
