@@ -109,7 +109,7 @@ typedef struct {
 static int local_generate(const bs_stacked *sm, const bench_opts *o, double *ttft, long *tokens,
                           char **text, size_t *text_len, bs_err *e)
 {
-    bs_gen_params gp = {0.0f, 1.0f, 1, 0};
+    bs_gen_params gp = {0.0f, 1.0f, 1, 0, NULL};
     bs_gen g;
     if (bs_gen_init(&g, &sm->model, sm->store->tok, &gp, e))
         return -1;

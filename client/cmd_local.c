@@ -9,6 +9,7 @@
 #include "kernels/clock.h"
 
 #include "kernels/ops.h"
+#include "kernels/team.h"
 #include "model/generate.h"
 #include "model/load.h"
 #include "model/ppl.h"
@@ -88,9 +89,21 @@ int bs_cmd_run(int argc, char **argv)
     const char *prompt = bs_opt_get(o, no, "prompt");
     if (!prompt)
         prompt = "";
-    bs_gen_params gp = {(float)temp, (float)top_p, seed ? (uint64_t)seed : (uint64_t)time(NULL), 0};
-    bs_gen g;
     bs_err e = {{0}};
+    /* a stacked model splits each product's rows over a team of --threads (OpenBLAS then
+     * runs single-threaded inside each part, so the two never oversubscribe the cores) */
+    bs_team *team = NULL;
+    if (store && bs_team_resolve((int)threads) > 1) {
+        team = bs_team_new(bs_team_resolve((int)threads), &e);
+        if (!team) {
+            fprintf(stderr, "bitstackctl: %s\n", e.msg);
+            bs_engine_close(&eng);
+            return 1;
+        }
+        bs_blas_threads(1);
+    }
+    bs_gen_params gp = {(float)temp, (float)top_p, seed ? (uint64_t)seed : (uint64_t)time(NULL), 0, team};
+    bs_gen g;
     int rc = 1;
     if (bs_gen_init(&g, &m, t, &gp, &e))
         goto out;
@@ -120,6 +133,7 @@ out:
     if (rc)
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
     if (store) {
+        bs_team_free(team);
         bs_engine_close(&eng);
     } else {
         bs_tok_free(t);

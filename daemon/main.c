@@ -20,6 +20,7 @@
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "kernels/ops.h"
+#include "kernels/team.h"
 #include "daemon/sizer.h"
 #include "model/engine.h"
 #include "proto/sockpath.h"
@@ -95,15 +96,6 @@ static int parse_num(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-static int cpu_count(void)
-{
-    cpu_set_t set;
-    if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
@@ -141,7 +133,7 @@ static int parse_options(int argc, char **argv, options *o)
     o->io_chunk = 1 << 20;
     o->sample_ms = 1000;
     bs_policy_defaults(&o->policy);
-    o->threads = cpu_count();
+    o->threads = bs_team_resolve(0);
     bs_proto_limits_default(&o->lim);
     o->max_output = 1 << 20;
     o->grace_ms = 10000;
@@ -200,7 +192,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 't':
             if (parse_num(optarg, 0, 1024, &v))
                 return fprintf(stderr, "bitstackd: --threads: expected 0..1024, got '%s'\n", optarg), -1;
-            o->threads = v ? (int)v : cpu_count();
+            o->threads = v ? (int)v : bs_team_resolve(0);
             break;
         case O_MAXCONN:
             if (parse_num(optarg, 1, 100000, &v))

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "kernels/team.h"
 #include "model/qmat.h"
 
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e)
@@ -31,8 +32,9 @@ int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_er
     s->hb2 = calloc(B * c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)ctx, sizeof(float));
     s->logits = calloc(B * c->vocab_size, sizeof(float));
-    s->qscratch = calloc(bs_qmat_scratch_floats(c->dim > c->hidden_dim ? c->dim : c->hidden_dim), sizeof(float));
-    if (!s->qscratch || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
+    s->max_cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    s->qrun.scratch = calloc(bs_qmat_scratch_floats(s->max_cols, 1), sizeof(float));
+    if (!s->qrun.scratch || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
         !s->hb || !s->hb2 || !s->att || !s->logits) {
         bs_state_free(s);
         return bs_err_set(e, "out of memory for a context of %d tokens", ctx);
@@ -44,7 +46,7 @@ void bs_state_free(bs_state *s)
 {
     free(s->key_cache); free(s->value_cache);
     free(s->x); free(s->xb); free(s->xb2); free(s->q); free(s->k); free(s->v);
-    free(s->hb); free(s->hb2); free(s->att); free(s->logits); free(s->qscratch);
+    free(s->hb); free(s->hb2); free(s->att); free(s->logits); free(s->qrun.scratch);
     memset(s, 0, sizeof *s);
 }
 
@@ -80,11 +82,22 @@ static size_t kv_at(const bs_state *s, int pos, int layer)
     return ((size_t)pos * s->n_layers + layer) * s->kv_dim;
 }
 
-int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, float *scratch,
+int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e)
+{
+    float *sc = calloc(bs_qmat_scratch_floats(s->max_cols, bs_team_threads(team)), sizeof(float));
+    if (!sc)
+        return bs_err_set(e, "out of memory for %d threads' scratch", bs_team_threads(team));
+    free(s->qrun.scratch);
+    s->qrun.scratch = sc;
+    s->qrun.team = team;
+    return 0;
+}
+
+int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,
                     bs_err *e)
 {
     if (lin->q)
-        return bs_qmat_apply(lin->q, y, x, ntok, accumulate, scratch, e);
+        return bs_qmat_apply(lin->q, y, x, ntok, accumulate, run, e);
     bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
     return 0;
 }
@@ -132,7 +145,7 @@ static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, 
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->att_norm, c->dim, c->rms_eps);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_IN, s->xb, n, c->dim);
-    float *sc = s->qscratch;
+    const bs_qmat_run *sc = &s->qrun;
     if (bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0, sc, e) ||
         bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0, sc, e) ||
         bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0, sc, e))

@@ -5,7 +5,9 @@
 #ifndef BS_FORWARD_H
 #define BS_FORWARD_H
 
+#include "kernels/team.h"
 #include "model/model.h"
+#include "model/qmat.h"
 
 /* Where a linear's input can be observed (calibration): the input shared by wq/wk/wv,
  * the input of wo, the input shared by w1/w3, the input of w2. */
@@ -25,7 +27,8 @@ typedef struct {
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2;   /* max_batch rows each */
     float *att;         /* ctx scores for one head */
     float *logits;      /* max_batch x vocab */
-    float *qscratch;    /* for the stacked linears' kernels (bs_qmat_scratch_floats) */
+    int max_cols;
+    bs_qmat_run qrun;   /* scratch and threads for the stacked linears (model/qmat.h) */
     bs_site_hook hook;  /* optional observer of linear inputs */
     void *hook_ctx;
 } bs_state;
@@ -37,6 +40,9 @@ typedef struct {
 /* ctx <= 0 takes the model's seq_len. */
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e);
 void bs_state_free(bs_state *s);
+
+/* Splits the rows of the stacked linears over a team of threads (borrowed; NULL: none). */
+int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e);
 
 /* Bytes the KV cache holds now. */
 size_t bs_state_kv_bytes(const bs_state *s);
@@ -50,8 +56,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
                         int all_logits, bs_err *e);
 
 /* y (ntok x rows) = x (ntok x cols) W^T for one linear, dense or stacked;
- * adds into y when accumulate is set. scratch: the state's qscratch. */
-int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, float *scratch,
+ * adds into y when accumulate is set. run: the state's qrun. */
+int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,
                     bs_err *e);
 
 #endif

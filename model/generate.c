@@ -12,6 +12,10 @@ int bs_gen_init(bs_gen *g, const bs_model *m, const bs_tokenizer *tok, const bs_
     int ctx = p->ctx > 0 && p->ctx < m->cfg.seq_len ? p->ctx : m->cfg.seq_len;
     if (bs_state_init(&g->st, &m->cfg, ctx, 64, e))
         return -1;
+    if (p->team && bs_state_use_team(&g->st, p->team, e)) {
+        bs_state_free(&g->st);
+        return -1;
+    }
     if (bs_sampler_init(&g->smp, m->cfg.vocab_size, p->temperature, p->top_p, p->seed, e)) {
         bs_state_free(&g->st);
         return -1;

@@ -13,6 +13,7 @@ typedef struct {
     float top_p;        /* 1 = off */
     uint64_t seed;
     int ctx;            /* KV cache positions; <= 0 takes the model's seq_len */
+    bs_team *team;      /* threads to split each product over (borrowed); NULL: this one */
 } bs_gen_params;
 
 typedef struct {

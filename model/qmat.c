@@ -5,6 +5,7 @@
 
 #include "kernels/half.h"
 #include "kernels/ops.h"
+#include "kernels/team.h"
 
 static inline int bit_at(const uint8_t *row, int j)
 {
@@ -18,10 +19,10 @@ static inline float half_at(const uint8_t *p, size_t i)
     return bs_fp16_to_f32(h);
 }
 
-size_t bs_qmat_scratch_floats(int max_cols)
+size_t bs_qmat_scratch_floats(int max_cols, int threads)
 {
-    /* a chunk of rows of W for a batch, or the group sums of one token */
-    return (size_t)BS_QMAT_ROW_CHUNK * (size_t)max_cols;
+    /* the group sums of one token, then a chunk of rows of W per thread for a batch */
+    return (size_t)max_cols + (size_t)(threads < 1 ? 1 : threads) * BS_QMAT_ROW_CHUNK * (size_t)max_cols;
 }
 
 /* ---- rows [r0, r1) of one block added into w ((r1 - r0) x cols) -------------------- */
@@ -104,23 +105,28 @@ void bs_qmat_materialize(const bs_qmat *q, float *w)
 
 /* ---- one token through plane blocks, W never built ---------------------------------- */
 
-/* Per group, sum x over the set bits (p) and over the group (t): the signed sum is 2p - t.
- * gsum: groups floats of scratch. */
-static void matvec_planes(const bs_qmat *q, float *y, const float *x, float *gsum)
+/* The sum of x over each group (the "all bits clear" value, t). */
+static void group_sums(const bs_store_matrix *m, const float *x, float *gsum)
 {
-    const bs_store_matrix *m = q->m;
-    size_t G = bs_block_groups(m), rb = bs_block_row_bytes(m);
+    size_t G = bs_block_groups(m);
     for (size_t g = 0; g < G; g++) {
         float t = 0.0f;
         for (size_t j = g * m->group; j < (g + 1) * m->group && j < (size_t)m->cols; j++)
             t += x[j];
         gsum[g] = t;
     }
+}
+
+/* Rows [r0, r1): per group, sum x over the set bits (p); the signed sum is 2p - t. */
+static void matvec_planes(const bs_qmat *q, float *y, const float *x, const float *gsum, int r0, int r1)
+{
+    const bs_store_matrix *m = q->m;
+    size_t G = bs_block_groups(m), rb = bs_block_row_bytes(m);
     for (int l = 0; l < q->depth; l++) {
         bs_plane_view v;
         bs_block_plane(m, q->blk, l, &v);
         float mul = ldexpf(1.0f, -v.shift);
-        for (int i = 0; i < m->rows; i++) {
+        for (int i = r0; i < r1; i++) {
             const uint8_t *row = v.bits + (size_t)i * rb;
             float acc = 0.0f;
             for (size_t g = 0; g < G; g++) {
@@ -135,22 +141,57 @@ static void matvec_planes(const bs_qmat *q, float *y, const float *x, float *gsu
     }
 }
 
-int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate, float *scratch, bs_err *e)
+/* One part of a product: the rows of part p of n (contiguous ranges, 8-row aligned). */
+typedef struct {
+    const bs_qmat *q;
+    float *y;
+    const float *x;
+    int ntok, accumulate;
+    float *gsum, *chunks;   /* chunks: BS_QMAT_ROW_CHUNK x cols floats per part */
+} apply_job;
+
+static void part_rows(int rows, int p, int n, int *r0, int *r1)
 {
-    const bs_store_matrix *m = q->m;
-    if (!scratch)
-        return bs_err_set(e, "%s: no scratch for the block kernels", m->name);
-    if (ntok == 1 && (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ)) {
-        if (!accumulate)
-            memset(y, 0, sizeof(float) * (size_t)m->rows);
-        matvec_planes(q, y, x, scratch);
-        return 0;
+    int per = (rows + n - 1) / n;
+    per = (per + 7) / 8 * 8;
+    *r0 = p * per < rows ? p * per : rows;
+    *r1 = (p + 1) * per < rows ? (p + 1) * per : rows;
+}
+
+static void apply_part(void *arg, int p, int n)
+{
+    apply_job *j = arg;
+    const bs_store_matrix *m = j->q->m;
+    int r0, r1;
+    part_rows(m->rows, p, n, &r0, &r1);
+    if (j->ntok == 1 && (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ)) {
+        if (!j->accumulate)
+            memset(j->y + r0, 0, sizeof(float) * (size_t)(r1 - r0));
+        matvec_planes(j->q, j->y, j->x, j->gsum, r0, r1);
+        return;
     }
     /* a batch: a chunk of rows of W at a time, so the scratch stays small */
-    for (int r0 = 0; r0 < m->rows; r0 += BS_QMAT_ROW_CHUNK) {
-        int r1 = r0 + BS_QMAT_ROW_CHUNK < m->rows ? r0 + BS_QMAT_ROW_CHUNK : m->rows;
-        materialize_rows(q, r0, r1, scratch);
-        bs_matmul_ld(y + r0, m->rows, x, scratch, ntok, r1 - r0, m->cols, accumulate);
+    float *w = j->chunks + (size_t)p * BS_QMAT_ROW_CHUNK * (size_t)m->cols;
+    for (int a = r0; a < r1; a += BS_QMAT_ROW_CHUNK) {
+        int b = a + BS_QMAT_ROW_CHUNK < r1 ? a + BS_QMAT_ROW_CHUNK : r1;
+        materialize_rows(j->q, a, b, w);
+        bs_matmul_ld(j->y + a, m->rows, j->x, w, j->ntok, b - a, m->cols, j->accumulate);
     }
+}
+
+int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,
+                  bs_err *e)
+{
+    const bs_store_matrix *m = q->m;
+    if (!run || !run->scratch)
+        return bs_err_set(e, "%s: no scratch for the block kernels", m->name);
+    apply_job j = {q, y, x, ntok, accumulate, run->scratch, run->scratch + m->cols};
+    if (ntok == 1 && (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ))
+        group_sums(m, x, j.gsum);
+    /* rows split across the team; a small matrix is not worth waking it */
+    int parts = bs_team_threads(run->team);
+    if ((size_t)m->rows * (size_t)m->cols < 65536 || m->rows < 16)
+        parts = 1;
+    bs_team_run(parts > 1 ? run->team : NULL, parts, apply_part, &j);
     return 0;
 }

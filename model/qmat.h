@@ -19,13 +19,24 @@ typedef struct bs_qmat {
     const uint8_t **blk;       /* blk[l]: payload of level l (valid for l < depth) */
 } bs_qmat;
 
-/* Floats of scratch bs_qmat_apply needs for matrices of at most max_cols inputs. */
-size_t bs_qmat_scratch_floats(int max_cols);
+struct bs_team;
+
+/* What a product may use: scratch (bs_qmat_scratch_floats(max_cols, threads) floats) and
+ * a team of threads to split the rows over (NULL: the caller alone). */
+typedef struct {
+    float *scratch;
+    struct bs_team *team;
+} bs_qmat_run;
+
+/* Floats of scratch for matrices of at most max_cols inputs, split over `threads`. */
+size_t bs_qmat_scratch_floats(int max_cols, int threads);
 
 /* W (rows x cols, row-major) = the sum of the first q->depth blocks. */
 void bs_qmat_materialize(const bs_qmat *q, float *w);
 
-/* y (ntok x rows) (+)= x (ntok x cols) W^T. scratch: bs_qmat_scratch_floats(cols) floats. */
-int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate, float *scratch, bs_err *e);
+/* y (ntok x rows) (+)= x (ntok x cols) W^T. The team's thread count must not exceed the
+ * one the scratch was sized for. */
+int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,
+                  bs_err *e);
 
 #endif

@@ -2,6 +2,8 @@
  * (W materialised, sgemm) agree with a plain product by the materialised matrix, for
  * every kind and at several depths; a stacked model decodes like its dense copy. */
 #include "harness.h"
+#include "kernels/team.h"
+#include "model/synth.h"
 #include "kernels/ops.h"
 #include "model/compress.h"
 #include "model/forward.h"
@@ -21,6 +23,8 @@ static double rel_diff(const float *a, const float *b, int n)
     return sqrt(d / (s + 1e-30));
 }
 
+static bs_team *team;   /* 2 threads: products split their rows over it */
+
 static void check_store(const char *path, const char *what)
 {
     bs_store s;
@@ -39,7 +43,8 @@ static void check_store(const char *path, const char *what)
             int r = q->m->rows, c = q->m->cols, nt = 3;
             float *W = malloc(sizeof(float) * (size_t)r * c), *x = malloc(sizeof(float) * (size_t)c * nt);
             float *y1 = malloc(sizeof(float) * (size_t)r * nt), *y2 = malloc(sizeof(float) * (size_t)r * nt);
-            float *sc = malloc(sizeof(float) * bs_qmat_scratch_floats(c));
+            float *sc = malloc(sizeof(float) * bs_qmat_scratch_floats(c, 2));
+            bs_qmat_run run1 = {sc, NULL}, run2 = {sc, team};
             bs_qmat_materialize(q, W);
             for (int j = 0; j < c * nt; j++)
                 x[j] = sinf((float)(j * 7 + i + k));
@@ -52,12 +57,12 @@ static void check_store(const char *path, const char *what)
                 }
             /* one token at a time (the bit-plane path for saq/gq) */
             for (int t = 0; t < nt; t++)
-                CHECK(bs_qmat_apply(q, y1 + (size_t)t * r, x + (size_t)t * c, 1, 0, sc, NULL) == 0);
+                CHECK(bs_qmat_apply(q, y1 + (size_t)t * r, x + (size_t)t * c, 1, 0, t % 2 ? &run2 : &run1, NULL) == 0);
             double d1 = rel_diff(y1, y2, r * nt);
             /* a batch (materialise + sgemm), and accumulate */
-            CHECK(bs_qmat_apply(q, y1, x, nt, 0, sc, NULL) == 0);
+            CHECK(bs_qmat_apply(q, y1, x, nt, 0, &run2, NULL) == 0);
             double d2 = rel_diff(y1, y2, r * nt);
-            CHECK(bs_qmat_apply(q, y1, x, nt, 1, sc, NULL) == 0);
+            CHECK(bs_qmat_apply(q, y1, x, nt, 1, &run1, NULL) == 0);
             for (int j = 0; j < r * nt; j++)
                 y1[j] *= 0.5f;
             double d3 = rel_diff(y1, y2, r * nt);
@@ -97,6 +102,8 @@ int main(void)
 {
     bs_model m;
     bs_err e = {{0}};
+    team = bs_team_new(2, &e);
+    REQUIRE(team);
     REQUIRE(bs_model_load(&m, bs_shared("models/stories260K.bin"), &e) == 0);
     bs_tokenizer *t = bs_tok_load_for(NULL, bs_shared("models/tok512.bin"), m.cfg.vocab_size, &e);
     REQUIRE(t);
@@ -118,9 +125,18 @@ int main(void)
     }
     REQUIRE(bs_quantize_baseline(&m, t, calib, len, BS_BASE_GPTQ, 3, 256, 2, 1, path, NULL, &e) == 0);
     check_store(path, "qasym (gptq 3-bit)");
+    /* matrices large enough to be split over the team (stories260K's are not) */
+    bs_synth_opts so;
+    REQUIRE(bs_synth_preset(&so, "stories260k", &e) == 0);
+    so.cfg.dim = 256;
+    so.cfg.hidden_dim = 688;
+    so.cfg.n_layers = 1;
+    REQUIRE(bs_synth_store_write(path, &so, NULL, NULL, &e) == 0);
+    check_store(path, "gq synthetic 256x688");
     unlink(path);
     free(calib);
     bs_tok_free(t);
     bs_model_free(&m);
+    bs_team_free(team);
     TEST_MAIN_END();
 }

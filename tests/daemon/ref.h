@@ -65,7 +65,7 @@ static inline int ref_generate(ref_model *m, const char *prompt, int max_tokens,
     bs_err e;
     memset(o, 0, sizeof *o);
     bs_gen g;
-    bs_gen_params p = {temperature, top_p, seed, 0};
+    bs_gen_params p = {temperature, top_p, seed, 0, NULL};
     if (bs_gen_init(&g, &m->v->sm.model, m->s->tok, &p, &e) || bs_gen_prompt(&g, prompt, strlen(prompt), &e)) {
         fprintf(stderr, "ref: %s\n", e.msg);
         return -1;

@@ -166,7 +166,7 @@ static void check_replay(const char *prompt, const stream_t *s)
     REQUIRE(ref_set_n(&M, s->stack_n[0]) == 0);
     bs_gen g;
     bs_err e;
-    bs_gen_params p = {0, 1, 1, 0};
+    bs_gen_params p = {0, 1, 1, 0, NULL};
     REQUIRE(bs_gen_init(&g, &M.v->sm.model, M.s->tok, &p, &e) == 0);
     REQUIRE(bs_gen_prompt(&g, prompt, strlen(prompt), &e) == 0);
     int same = 0, first_diff = -1;
