@@ -1200,8 +1200,8 @@ static int bench_soak(cg_env *env, long long *kills_out, int *failed_out)
     int dst;
     /* a process the OOM killer took closes its sockets a moment before it can be reaped */
     bool daemon_alive = !reap(env->d.pid, failed ? 2000 : 0, &dst);
-    printf("hog cycles: %s in %.1f s, hog exit %s | smallest N seen %lld | resizes in the daemon so far %lld\n",
-           cycles, hog_s, hog_ok ? "0" : "ABNORMAL", min_n, resizes);
+    printf("hog (--cycles %s): ended after %.1f s, %s | smallest N seen %lld | resizes in the daemon so far %lld\n",
+           cycles, hog_s, hog_ok ? "exit 0" : "KILLED or failed (cycles cut short)", min_n, resizes);
     printf("generations: %d done (mean %.1f s each), %d failed | OOM kills %lld | usage peak %.1f MiB of %.0f MiB | "
            "daemon %s\n",
            done, done ? secs / done : 0, failed, kills, peak / MIB, env->limit / MIB,
@@ -1242,7 +1242,7 @@ static void rm_tree(const char *dir)
     char path[256];
     static const char *const names[] = {"tinyllama-1.1b.bstk", "stories260k.bstk", "grow.log", "shrink.log",
                                         "auto.log", "soak-hog.log", "hog0.log", "hog1.log", "hog2.log", "hog3.log",
-                                        "hog4.log", "hog5.log", NULL};
+                                        "hog4.log", "hog5.log", "grow.sock", "shrink.sock", "auto.sock", NULL};
     for (int i = 0; names[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         unlink(path);
