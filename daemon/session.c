@@ -133,7 +133,8 @@ static int prefill_chunk(bs_session *s)
     int n = left < s->gen.st.max_batch ? left : s->gen.st.max_batch;
     const float *logits = bs_forward(&s->view->sm.model, &s->gen.st, s->ids + s->prefilled, n, s->prefilled, 0, &e);
     if (!logits) {
-        fail(s, BS_PERR_INTERNAL, e.msg);
+        if (!s->gen.st.aborted)   /* stopped for a shrink: the next slice redoes this chunk */
+            fail(s, BS_PERR_INTERNAL, e.msg);
         return -1;
     }
     s->logits_n = s->view->n;
@@ -205,20 +206,31 @@ static void note_n(bs_session *s, int n)
         s->n_max = n;
 }
 
-static void step(bs_session *s)
+/* Runs the last sampled token through the model. False when the slice must end: the pass
+ * was stopped because its view is being withdrawn (a shrink; the next slice runs it again
+ * on the new view), or failed. */
+static bool advance(bs_session *s)
 {
     bs_err e;
+    if (bs_gen_advance(&s->gen, &e)) {
+        if (!s->gen.st.aborted)
+            fail(s, BS_PERR_INTERNAL, e.msg);
+        return false;
+    }
+    s->pending = false;
+    s->logits_n = s->view->n;
+    return true;
+}
+
+static bool step(bs_session *s)
+{
+    if (s->pending)
+        return advance(s);
     int tok;
     int n = s->logits_n;   /* the token is sampled from these logits */
-    int r = bs_gen_step(&s->gen, &tok, &e);
-    s->logits_n = s->view->n;
-    if (r < 0) {
-        fail(s, BS_PERR_INTERNAL, e.msg);
-        return;
-    }
-    if (r == 0) {
+    if (bs_gen_sample(&s->gen, &tok) == 0) {
         bs_session_finish(s, tok < 0 ? BS_FINISH_LENGTH : BS_FINISH_EOS);
-        return;
+        return false;
     }
     uint64_t now = uv_hrtime();
     note_n(s, n);
@@ -229,11 +241,13 @@ static void step(bs_session *s)
     size_t old = s->text.len;
     if (bs_proto_buf_append(&s->text, s->gen.piece, s->gen.piece_len, NULL)) {
         fail(s, BS_PERR_INTERNAL, "out of memory for the generated text");
-        return;
+        return false;
     }
     cut(s, old);
     s->tok_n[s->n_tok] = n;
     s->tok_end[s->n_tok++] = s->safe;
+    s->pending = !s->finished;
+    return s->pending ? advance(s) : false;
 }
 
 void bs_session_slice(bs_session *s)
@@ -245,6 +259,7 @@ void bs_session_slice(bs_session *s)
     if (!s->gen_ready && setup(s))
         return;
     s->gen.m = &s->view->sm.model;
+    s->gen.st.abort = &s->view->revoked;
     while (!s->finished) {
         int req = atomic_load_explicit(&s->stop_req, memory_order_relaxed);
         if (req) {
@@ -257,8 +272,9 @@ void bs_session_slice(bs_session *s)
         } else if (s->generated >= s->max_tokens) {
             bs_session_finish(s, BS_FINISH_LENGTH);
             break;
-        } else {
-            step(s);
+        } else if (!step(s)) {
+            s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
+            break;
         }
         s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
         if (s->n_tok == BS_SESSION_SLICE_TOKENS || uv_hrtime() - t0 >= BS_SESSION_SLICE_NS)

@@ -68,6 +68,8 @@ typedef struct bs_session {
     int tok_n[BS_SESSION_SLICE_TOKENS];   /* the N behind each token of the last slice */
     int n_tok;                       /* tokens decoded by the last slice */
     int logits_n;                    /* the N whose forward pass gave gen.logits */
+    bool pending;                    /* a token was sampled and sent, its forward pass not yet
+                                        run (it was stopped by a shrink) */
     int last_n;                      /* the N of the last token (-1 before the first) */
     int n_min, n_max;
     int resize_events;               /* changes of N between tokens */

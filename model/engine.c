@@ -114,10 +114,14 @@ int bs_engine_publish(bs_engine *eng, int n, bs_err *e)
     v->n = n;
     v->resident_bytes = eng->store.resident[n];
     v->refs = 1;   /* the engine's own hold while current */
+    atomic_init(&v->revoked, 0);
     pthread_mutex_lock(&eng->mu);
     v->epoch = ++eng->epoch;
     v->next = eng->views;
     eng->views = v;
+    for (bs_view *o = v->next; o; o = o->next)
+        if (o->n > n)
+            atomic_store(&o->revoked, 1);
     bs_view *old = eng->cur;
     eng->cur = v;
     if (old) {

@@ -14,7 +14,8 @@
  * then publish. Bytes any view may read are never rewritten: the page holding the end
  * of the resident prefix is read through a bounce buffer.
  * Shrinking: publish the smaller N, wait until bs_engine_max_live_n() is at most that N,
- * then bs_engine_drop returns the whole pages past it to the kernel.
+ * then bs_engine_drop returns the whole pages past it to the kernel. Publishing a smaller
+ * N revokes the larger views, so steps on them stop early instead of holding the memory.
  *
  * Threads: every function takes the engine's lock where it touches shared state, so
  * views may be acquired and released from any thread; the grow/shrink sequence itself is
@@ -23,6 +24,7 @@
 #define BS_ENGINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,6 +38,8 @@ typedef struct bs_view {
     uint64_t resident_bytes;    /* store->resident[n] */
     bs_stacked sm;              /* sm.model is what bs_forward runs */
     int refs;                   /* holders, plus one while current */
+    atomic_int revoked;         /* set when a smaller N is published: a step running on this
+                                 * view stops at its next product (model/forward.h, abort) */
     struct bs_view *next;       /* the engine's list of views */
 } bs_view;
 

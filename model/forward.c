@@ -146,6 +146,9 @@ static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, 
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_IN, s->xb, n, c->dim);
     const bs_qmat_run *sc = &s->qrun;
+    /* a view of the weights being withdrawn (a shrink) stops the pass at the next product */
+    if (s->abort && atomic_load_explicit(s->abort, memory_order_relaxed))
+        return -2;
     if (bs_linear_apply(&L->lin[BS_WQ], s->q, s->xb, n, 0, sc, e) ||
         bs_linear_apply(&L->lin[BS_WK], s->k, s->xb, n, 0, sc, e) ||
         bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0, sc, e))
@@ -159,6 +162,8 @@ static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, 
         s->hook(s->hook_ctx, l, BS_SITE_ATT_OUT, s->xb2, n, c->dim);
     if (bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1, sc, e))
         return -1;
+    if (s->abort && atomic_load_explicit(s->abort, memory_order_relaxed))
+        return -2;
 
     for (int t = 0; t < n; t++)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, L->ffn_norm, c->dim, c->rms_eps);
@@ -188,14 +193,21 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
             return bs_err_set(e, "token id %d is outside the vocabulary of %d", tokens[i], c->vocab_size), NULL;
     if (kv_reserve(s, pos + ntok, e))
         return NULL;
+    s->aborted = 0;
 
     for (int done = 0; done < ntok;) {
         int n = ntok - done < s->max_batch ? ntok - done : s->max_batch;
         for (int t = 0; t < n; t++)
             memcpy(s->x + (size_t)t * c->dim, m->tok_emb + (size_t)tokens[done + t] * c->dim, c->dim * sizeof(float));
-        for (int l = 0; l < c->n_layers; l++)
-            if (layer_forward(m, s, l, n, pos + done, e))
+        for (int l = 0; l < c->n_layers; l++) {
+            int rc = layer_forward(m, s, l, n, pos + done, e);
+            if (rc == -2) {
+                s->aborted = 1;
+                return bs_err_set(e, "stopped: the weights it ran on are being withdrawn"), NULL;
+            }
+            if (rc)
                 return NULL;
+        }
         done += n;
         if (done < ntok)
             continue;

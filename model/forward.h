@@ -5,6 +5,8 @@
 #ifndef BS_FORWARD_H
 #define BS_FORWARD_H
 
+#include <stdatomic.h>
+
 #include "kernels/team.h"
 #include "model/model.h"
 #include "model/qmat.h"
@@ -29,6 +31,9 @@ typedef struct {
     float *logits;      /* max_batch x vocab */
     int max_cols;
     bs_qmat_run qrun;   /* scratch and threads for the stacked linears (model/qmat.h) */
+    const atomic_int *abort;   /* optional: when it reads non-zero, bs_forward stops between
+                                * two matrix products and reports `aborted` */
+    int aborted;        /* the last bs_forward stopped for abort; running it again redoes it */
     bs_site_hook hook;  /* optional observer of linear inputs */
     void *hook_ctx;
 } bs_state;
@@ -51,7 +56,8 @@ size_t bs_state_kv_bytes(const bs_state *s);
  * Returns the logits: ntok rows of vocab when all_logits is set (for scoring text),
  * else one row, the last token's. The rows stay valid until the next call. Returns
  * NULL (with e set) when the positions run past ctx, a token id is out of range or the
- * KV cache cannot grow. */
+ * KV cache cannot grow; NULL with s->aborted set when s->abort asked it to stop (the KV
+ * entries it wrote are rewritten when the same call runs again). */
 const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
                         int all_logits, bs_err *e);
 

@@ -47,23 +47,37 @@ int bs_gen_prompt(bs_gen *g, const char *prompt, size_t len, bs_err *e)
     return g->logits ? 0 : -1;
 }
 
-int bs_gen_step(bs_gen *g, int *token, bs_err *e)
+int bs_gen_sample(bs_gen *g, int *token)
 {
-    if (g->pos >= g->st.ctx) {
+    if (g->pos >= g->st.ctx || !g->logits) {
         *token = -1;
         return 0;
     }
-    if (!g->logits)
-        return bs_err_set(e, "no prompt was run");
     int next = bs_sample(&g->smp, g->logits);
     *token = next;
     if (next == bs_tok_eos(g->tok) || next == bs_tok_bos(g->tok))
         return 0;
     g->piece = bs_tok_piece(g->tok, g->prev, next, &g->piece_len);
     g->prev = next;
-    g->logits = bs_forward(g->m, &g->st, &next, 1, g->pos, 0, e);
+    return 1;
+}
+
+int bs_gen_advance(bs_gen *g, bs_err *e)
+{
+    int tok = g->prev;
+    g->logits = bs_forward(g->m, &g->st, &tok, 1, g->pos, 0, e);
     if (!g->logits)
         return -1;
     g->pos++;
-    return 1;
+    return 0;
+}
+
+int bs_gen_step(bs_gen *g, int *token, bs_err *e)
+{
+    if (g->pos < g->st.ctx && !g->logits)
+        return bs_err_set(e, "no prompt was run");
+    int r = bs_gen_sample(g, token);
+    if (r != 1)
+        return r;
+    return bs_gen_advance(g, e) ? -1 : 1;
 }

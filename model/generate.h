@@ -41,4 +41,10 @@ int bs_gen_prompt(bs_gen *g, const char *prompt, size_t len, bs_err *e);
  * is full), -1 on error. */
 int bs_gen_step(bs_gen *g, int *token, bs_err *e);
 
+/* bs_gen_step in its two halves, for a caller whose forward pass may be stopped and run
+ * again (model/forward.h, abort): sample the next token (1, or 0 at the end as above),
+ * then run it (0, or -1: g->st.aborted tells a stop, to be retried, from an error). */
+int bs_gen_sample(bs_gen *g, int *token);
+int bs_gen_advance(bs_gen *g, bs_err *e);
+
 #endif
