@@ -13,6 +13,7 @@ void bs_policy_defaults(bs_policy_config *c)
     c->calm_period = 60.0;
     c->trigger_shrink = 0.10;
     c->psi_hold = 10.0;
+    c->lookahead = 1.0;
 }
 
 void bs_policy_init(bs_policy *p, const bs_policy_config *c)
@@ -23,6 +24,8 @@ void bs_policy_init(bs_policy *p, const bs_policy_config *c)
     p->last_step = -1;
     p->rate = c->grow_rate;
     p->backoffs = 0;
+    p->last_headroom = -1;
+    p->fall = 0;
 }
 
 const char *bs_policy_why_name(bs_policy_why w)
@@ -31,6 +34,7 @@ const char *bs_policy_why_name(bs_policy_why w)
     case BS_POLICY_HOLD: return "steady";
     case BS_POLICY_SHRINK_TRIGGER: return "PSI trigger";
     case BS_POLICY_SHRINK_HEADROOM: return "headroom under reserve";
+    case BS_POLICY_SHRINK_FALLING: return "headroom falling fast";
     case BS_POLICY_GROW: return "headroom held: growing";
     case BS_POLICY_WAIT: return "headroom: waiting before growing";
     case BS_POLICY_UNKNOWN: return "no memory limit known";
@@ -85,10 +89,16 @@ static bs_policy_why decide(bs_policy *p, const bs_policy_config *c, const bs_po
         return BS_POLICY_UNKNOWN;
     }
     double avail = (double)in->headroom + res - (double)c->reserve - (double)in->kv_next;
+    double ahead = avail - p->fall * c->lookahead;   /* avail once the fall went on a while */
     if (avail < res) {
         p->above_since = -1;
-        *target = avail;
+        *target = ahead;
         return BS_POLICY_SHRINK_HEADROOM;
+    }
+    if (ahead < res) {
+        p->above_since = -1;
+        *target = ahead;
+        return BS_POLICY_SHRINK_FALLING;
     }
     if (avail < res + (double)c->hysteresis || res >= (double)in->ceil) {
         p->above_since = -1;
@@ -109,8 +119,21 @@ static bs_policy_why decide(bs_policy *p, const bs_policy_config *c, const bs_po
     return BS_POLICY_GROW;
 }
 
+/* How fast the memory the model could have (headroom + resident: the model's own grows
+ * and shrinks do not move it) fell since the last step; 0 when it rose or is unknown. */
+static void track_fall(bs_policy *p, const bs_policy_input *in)
+{
+    double dt = p->last_step >= 0 ? in->now - p->last_step : 0;
+    double room = in->headroom >= 0 ? (double)in->headroom + (double)in->resident : -1;
+    p->fall = 0;
+    if (room >= 0 && p->last_headroom >= 0 && dt > 0 && room < p->last_headroom)
+        p->fall = (p->last_headroom - room) / dt;
+    p->last_headroom = room;
+}
+
 void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d)
 {
+    track_fall(p, in);
     adapt_rate(p, c, in);
     double t;
     d->why = decide(p, c, in, &t);

@@ -9,7 +9,10 @@
  *   target = clamp(avail, floor, ceil)
  *
  * Shrinking happens at once: on a PSI trigger (to at most (1 - trigger_shrink) of what
- * is resident, senpai-style) or when avail falls under what is resident. Growing is
+ * is resident, senpai-style) or when avail falls under what is resident. When headroom
+ * is falling, the fall is assumed to go on for `lookahead` seconds (the time a shrink
+ * takes to return memory): the target is what avail will be then, so a fast memory hog
+ * is met early instead of one sample late. Growing is
  * slow: only after avail stayed above resident + hysteresis for grow_delay, in steps
  * of at most grow_rate bytes per second; a trigger soon after a grow halves the rate
  * (down to min_grow_rate), a long calm doubles it back up. */
@@ -29,6 +32,7 @@ typedef struct {
     double calm_period;        /* seconds without a trigger after which the rate doubles */
     double trigger_shrink;     /* fraction given up on a trigger */
     double psi_hold;           /* PSI some avg10 (percent) above which no grow starts */
+    double lookahead;          /* seconds a falling headroom is projected forward */
 } bs_policy_config;
 
 void bs_policy_defaults(bs_policy_config *c);
@@ -39,6 +43,8 @@ typedef struct {
     double last_trigger;       /* < 0: never */
     double last_step;          /* time of the previous decision */
     double rate;               /* the grow rate now */
+    double last_headroom;      /* headroom + resident at last_step; < 0 unknown */
+    double fall;               /* bytes per second headroom fell at the last step (0: not falling) */
     uint64_t backoffs;         /* times the rate was halved */
 } bs_policy;
 
@@ -58,6 +64,7 @@ typedef enum {
     BS_POLICY_HOLD,            /* stay */
     BS_POLICY_SHRINK_TRIGGER,  /* a PSI trigger fired */
     BS_POLICY_SHRINK_HEADROOM, /* headroom fell under the reserve */
+    BS_POLICY_SHRINK_FALLING,  /* headroom falls fast enough to be under it within lookahead */
     BS_POLICY_GROW,            /* room held long enough */
     BS_POLICY_WAIT,            /* room, but not yet long enough (or PSI still high) */
     BS_POLICY_UNKNOWN,         /* no headroom known: the budget's ceiling */

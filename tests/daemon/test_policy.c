@@ -52,14 +52,24 @@ static void test_shrink_at_once(void)
     s.other = 500 * MIB;
     bs_policy_decision d = step(&s, 0, false, 0);
     CHECK(d.why == BS_POLICY_HOLD && s.resident == 1000 * MIB);
-    /* something takes 500 MiB more: headroom 48 MiB < reserve -> shrink to what fits, at once */
+    /* something takes 500 MiB more in a second: headroom 48 MiB < reserve -> shrink at
+     * once, to what fits if the fall goes on for lookahead (1 s) */
     s.other = 1000 * MIB;
     d = step(&s, 1, false, 0);
     CHECK(d.why == BS_POLICY_SHRINK_HEADROOM);
-    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB, "resident %llu MiB", (unsigned long long)(s.resident / MIB));
-    /* then it holds there */
+    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB - 500 * MIB, "resident %llu MiB",
+           (unsigned long long)(s.resident / MIB));
+    /* the fall stopped: room again, but growth waits */
     d = step(&s, 2, false, 0);
-    CHECK(d.why == BS_POLICY_HOLD);
+    CHECK(d.why == BS_POLICY_WAIT);
+    /* the model's own change of size is not a fall */
+    for (int t = 3; t < 12; t++) {
+        d = step(&s, t, false, 0);
+        CHECK(d.why != BS_POLICY_SHRINK_FALLING && d.why != BS_POLICY_SHRINK_HEADROOM);
+    }
+    /* back up to the reserve, less the hysteresis */
+    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB - 32 * MIB, "regrew to %llu MiB",
+           (unsigned long long)(s.resident / MIB));
     /* never below the floor, even when nothing fits: each sample gives up what is over */
     s.other = 2040 * MIB;
     for (int t = 3; t < 40 && s.resident > 100 * MIB; t++) {
@@ -67,6 +77,24 @@ static void test_shrink_at_once(void)
         CHECK(d.why == BS_POLICY_SHRINK_HEADROOM);
     }
     CHECK(s.resident == 100 * MIB);
+}
+
+static void test_falling(void)
+{
+    sim s;
+    sim_init(&s, 1000 * MIB, 100 * MIB, 1000 * MIB, 4096 * MIB);
+    s.other = 1000 * MIB;
+    step(&s, 0, false, 0);
+    /* a hog takes 600 MiB per second: still far from the reserve, but it will not be in a
+     * second: shrink now, to where the projection leaves room */
+    s.other = 1600 * MIB;
+    bs_policy_decision d = step(&s, 1, false, 0);
+    CHECK(d.why == BS_POLICY_HOLD);   /* avail 4096-2600+1000-64 = 2432; minus 600: still above */
+    s.other = 2700 * MIB;
+    d = step(&s, 2, false, 0);
+    /* avail = 4096 - 3700 + 1000 - 64 = 1332 >= resident; minus 1100 MiB/s of fall: 232 */
+    CHECK(d.why == BS_POLICY_SHRINK_FALLING);
+    CHECKF(s.resident == 232 * MIB, "resident %llu MiB", (unsigned long long)(s.resident / MIB));
 }
 
 static void test_grow_slowly(void)
@@ -180,6 +208,7 @@ static void test_unknown_and_range(void)
 int main(void)
 {
     test_shrink_at_once();
+    test_falling();
     test_grow_slowly();
     test_grow_stops_short_of_reserve();
     test_hysteresis_resets();
