@@ -304,8 +304,10 @@ static void prepare_int8(const bs_kernel_planes *p, const layout *L, const float
         size_t j0 = g * (size_t)group;
         size_t j1 = j0 + (size_t)group < (size_t)cols ? j0 + (size_t)group : (size_t)cols;
         float amax = 0.0f;
-        for (size_t j = j0; j < j1; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+        for (size_t j = j0; j < j1; j++) {
+            float a = x[j] < 0.0f ? -x[j] : x[j];   /* not fmaxf: a libm call per input */
+            amax = a > amax ? a : amax;
+        }
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (size_t j = j0; j < j1; j++) {
@@ -339,24 +341,48 @@ enum { WIN_COLS = 4096, SF_CAP = WIN_COLS / 8 + 64 };
 
 /* ---- AVX-512 (F, BW, VL, VNNI) ------------------------------------------------------ */
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
-static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, const layout *L,
-                        int row0, int row1, float *y, int accumulate)
+#define BS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
+
+/* dp lanes (int32, 4 inputs each) of u . q for chunk c: u rebuilt from the plane words as
+ * lane masks. Planes 0..7 form the high slice, planes 8.. the low one (weight 2^(d-8) on
+ * the high one); inside a slice of e planes plane i counts 2^(e-1-i). d is a constant in
+ * every caller, so the plane loops unroll. */
+BS_AVX512 static inline __attribute__((always_inline)) __m512i
+chunk_dp512(const uint8_t *const *prow, size_t c, int full, size_t tailb, const int8_t *xq,
+            const int d)
 {
-    int cols = p->cols, group = p->group, d = p->nplanes;
+    const int e_hi = d > 8 ? 8 : d, e_lo = d - e_hi;
+    uint64_t wd[BS_KERNEL_MAX_PLANES];
+    for (int l = 0; l < d; l++)
+        wd[l] = full ? load_le64(prow[l] + c * 8) : load_partial(prow[l] + c * 8, tailb);
+    __m512i u = _mm512_setzero_si512();
+    for (int i = 0; i < e_hi; i++)
+        u = _mm512_mask_add_epi8(u, _cvtu64_mask64(wd[i]), u,
+                                 _mm512_set1_epi8((char)(1 << (e_hi - 1 - i))));
+    __m512i q = _mm512_loadu_si512(xq + c * 64);
+    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q);
+    if (e_lo) {
+        __m512i u2 = _mm512_setzero_si512();
+        for (int i = 0; i < e_lo; i++)
+            u2 = _mm512_mask_add_epi8(u2, _cvtu64_mask64(wd[8 + i]), u2,
+                                      _mm512_set1_epi8((char)(1 << (e_lo - 1 - i))));
+        /* |dp_hi| <= 4*255*127 per lane: << 8 stays far inside int32 */
+        dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo),
+                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, q));
+    }
+    return dp;
+}
+
+BS_AVX512 static inline __attribute__((always_inline)) void
+rows_avx512_d(const bs_kernel_planes *p, const uint8_t *s, const layout *L, int row0, int row1,
+              float *y, int accumulate, const int d)
+{
+    int cols = p->cols, group = p->group;
     size_t G = ngroups(cols, group), rb = row_bytes(cols), nch = L->nch;
     size_t nfull = rb / 8, tailb = rb - nfull * 8;   /* whole 8-byte words per row */
     const int8_t *xq = (const int8_t *)(s + L->xq);
     const float *xs = (const float *)(s + L->xs), *sq = (const float *)(s + L->sq);
     const int32_t *idx = (const int32_t *)(s + L->idx), *base = (const int32_t *)(s + L->base);
-    /* Planes 0..7 form the high slice (u_hi, weight 2^(d-8) when d > 8), planes 8.. the
-     * low one; inside a slice of e planes plane i counts 2^(e-1-i). */
-    int e_hi = d > 8 ? 8 : d, e_lo = d - e_hi;
-    __m512i w_hi[8], w_lo[8];
-    for (int i = 0; i < e_hi; i++)
-        w_hi[i] = _mm512_set1_epi8((char)(1 << (e_hi - 1 - i)));
-    for (int i = 0; i < e_lo; i++)
-        w_lo[i] = _mm512_set1_epi8((char)(1 << (e_lo - 1 - i)));
     float cmax = (float)((1u << d) - 1);
     float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
     size_t win_ch = WIN_COLS / 64;
@@ -367,7 +393,8 @@ static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, const layou
         const uint8_t *prow[BS_KERNEL_MAX_PLANES];
         for (int l = 0; l < d; l++)
             prow[l] = p->bits[l] + (size_t)r * rb;
-        __m512 facc = _mm512_setzero_ps();
+        /* two accumulators: one fma chain would cost its latency per chunk */
+        __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
         float corr = 0.0f;
         size_t gdone = 0;
         for (size_t c0 = 0; c0 < nch; c0 += win_ch) {
@@ -394,35 +421,37 @@ static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, const layou
                 corr -= sf[0] * sq[gA];
             gdone = gB;
 
-            for (size_t c = c0; c < c1; c++) {
-                uint64_t wd[BS_KERNEL_MAX_PLANES];
-                if (c < nfull) {
-                    for (int l = 0; l < d; l++)
-                        wd[l] = load_le64(prow[l] + c * 8);
-                } else {
-                    for (int l = 0; l < d; l++)
-                        wd[l] = load_partial(prow[l] + c * 8, tailb);
-                }
-                __m512i u = _mm512_setzero_si512();
-                for (int i = 0; i < e_hi; i++)
-                    u = _mm512_mask_add_epi8(u, _cvtu64_mask64(wd[i]), u, w_hi[i]);
-                __m512i q = _mm512_loadu_si512(xq + c * 64);
-                __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q);
-                if (e_lo) {
-                    __m512i u2 = _mm512_setzero_si512();
-                    for (int i = 0; i < e_lo; i++)
-                        u2 = _mm512_mask_add_epi8(u2, _cvtu64_mask64(wd[8 + i]), u2, w_lo[i]);
-                    /* |dp_hi| <= 4*255*127 per lane, << 8 still far inside int32 */
-                    dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo),
-                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, q));
-                }
-                __m512 sv = _mm512_permutexvar_ps(_mm512_loadu_si512(idx + c * 16),
+            size_t c = c0;
+            size_t cf = c1 < nfull ? c1 : nfull;   /* full chunks of this window */
+            for (; c + 2 <= cf; c += 2) {
+                __m512i dp0 = chunk_dp512(prow, c, 1, 0, xq, d);
+                __m512i dp1 = chunk_dp512(prow, c + 1, 1, 0, xq, d);
+                __m512 s0 = _mm512_permutexvar_ps(_mm512_loadu_si512(idx + c * 16),
                                                   _mm512_loadu_ps(sf + ((size_t)base[c] - gA)));
-                facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sv, facc);
+                __m512 s1 = _mm512_permutexvar_ps(_mm512_loadu_si512(idx + c * 16 + 16),
+                                                  _mm512_loadu_ps(sf + ((size_t)base[c + 1] - gA)));
+                f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp0), s0, f0);
+                f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp1), s1, f1);
+            }
+            for (; c < c1; c++) {
+                __m512i dp0 = chunk_dp512(prow, c, c < nfull, tailb, xq, d);
+                __m512 s0 = _mm512_permutexvar_ps(_mm512_loadu_si512(idx + c * 16),
+                                                  _mm512_loadu_ps(sf + ((size_t)base[c] - gA)));
+                f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp0), s0, f0);
             }
         }
-        float v = (2.0f * _mm512_reduce_add_ps(facc) - cmax * corr) * mul;
+        float v = (2.0f * _mm512_reduce_add_ps(_mm512_add_ps(f0, f1)) - cmax * corr) * mul;
         y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+BS_AVX512 static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, const layout *L,
+                                  int row0, int row1, float *y, int accumulate)
+{
+    switch (p->nplanes) {
+#define D(n) case n: rows_avx512_d(p, s, L, row0, row1, y, accumulate, n); break;
+        D(1) D(2) D(3) D(4) D(5) D(6) D(7) D(8) D(9) D(10) D(11) D(12) D(13) D(14) D(15) D(16)
+#undef D
     }
 }
 
@@ -680,11 +709,11 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
     /* codes (exact small integers) times S * 2^-(shift0 + d - 1), one rounding */
     int cols = p->cols, group = p->group;
     size_t G = ngroups(cols, group);
+    float mul = ldexpf(1.0f, -(p->shift0 + p->nplanes - 1));
     for (int r = row0; r < row1; r++) {
         float *wr = w + (size_t)(r - row0) * (size_t)cols;
         for (size_t g = 0; g < G; g++) {
-            float sc = ldexpf(bs_fp16_to_f32(p->scales[(size_t)r * G + g]),
-                              -(p->shift0 + p->nplanes - 1));
+            float sc = bs_fp16_to_f32(p->scales[(size_t)r * G + g]) * mul;
             size_t j1 = (g + 1) * (size_t)group < (size_t)cols ? (g + 1) * (size_t)group : (size_t)cols;
             for (size_t j = g * (size_t)group; j < j1; j++)
                 wr[j] *= sc;
