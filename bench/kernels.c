@@ -6,7 +6,10 @@
  * with GB/s of plane bytes read (d * rows * ceil(cols/8)). Medians of repeated runs.
  * Then the prefill crossover: per-token matvecs against building W blocks + sgemm, by
  * token count (what BS_KERNEL_MATMUL_CROSSOVER is set from).
- * Usage: bench_kernels [--quick]   (--quick: one small shape, few runs; a smoke test) */
+ * By default every timed run starts with the caches cleared of the matrix (a 96 MiB buffer is
+ * read first: the L3 here is 32 MiB), as in decoding, where a layer's weights were last
+ * touched a whole token ago; --warm leaves them cached (then most shapes run from L3).
+ * Usage: bench_kernels [--quick] [--warm]   (--quick: one small shape, few runs) */
 #include "bench/common.h"
 #include "kernels/bitplane.h"
 #include "kernels/half.h"
@@ -66,7 +69,27 @@ static uint64_t rng_next(void)
     return z ^ (z >> 31);
 }
 
-static int quick;
+static int quick, warm;
+static volatile float flush_sink;
+
+/* Reads a buffer larger than the last-level cache, so the next run starts cold (reads
+ * only: no dirty lines left to write back during the timed run). */
+static void flush_caches(void)
+{
+    enum { FLUSH_BYTES = 96 << 20 };
+    static float *buf;
+    if (!buf) {
+        buf = malloc(FLUSH_BYTES);
+        if (!buf)
+            return;
+        for (size_t i = 0; i < FLUSH_BYTES / sizeof(float); i++)
+            buf[i] = (float)i;
+    }
+    float s = 0.0f;
+    for (size_t i = 0; i < FLUSH_BYTES / sizeof(float); i += 16)
+        s += buf[i];
+    flush_sink = s;
+}
 
 /* Median seconds of fn over repeated runs: at least 5, until ~0.4 s (0.02 s quick). */
 typedef void (*bench_fn)(void *ctx);
@@ -76,12 +99,15 @@ static double median_time(bench_fn fn, void *ctx)
     enum { MAXR = 301 };
     double t[MAXR];
     int n = 0;
-    double budget = quick ? 0.02 : 0.4, start = bs_now();
-    fn(ctx); /* warm caches and page in */
-    while (n < MAXR && (n < 5 || bs_now() - start < budget)) {
+    double budget = quick ? 0.02 : 0.4, spent = 0.0;
+    fn(ctx); /* page in */
+    while (n < MAXR && (n < 5 || spent < budget)) {
+        if (!warm)
+            flush_caches();
         double t0 = bs_now();
         fn(ctx);
         t[n++] = bs_now() - t0;
+        spent += t[n - 1];
     }
     bench_sort(t, n);
     return t[n / 2];
@@ -176,7 +202,16 @@ static void *big(size_t n)
 
 int main(int argc, char **argv)
 {
-    quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strcmp(argv[i], "--warm") == 0)
+            warm = 1;
+        else {
+            fprintf(stderr, "usage: bench_kernels [--quick] [--warm]\n");
+            return 2;
+        }
+    }
     bs_blas_threads(1);
     char model[256];
     bench_proc_field("/proc/cpuinfo", "model name", model, sizeof model);
@@ -186,7 +221,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < BS_KERNEL_NISA; i++)
         if (bs_kernel_isa_supported((bs_kernel_isa)i))
             printf(" %s", bs_kernel_isa_name((bs_kernel_isa)i));
-    printf("; default %s; group 32, shift0 1; times are medians\n\n", bs_kernel_isa_name(bs_kernel_isa_default()));
+    printf("; default %s; group 32, shift0 1; medians, %s caches\n\n",
+           bs_kernel_isa_name(bs_kernel_isa_default()), warm ? "warm" : "cold (flushed before each run)");
 
     static const int shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}};
     static const int depths[] = {2, 4, 6};
@@ -238,7 +274,7 @@ int main(int argc, char **argv)
     /* prefill: per-token matvec (default path) vs W blocks + sgemm, us per token */
     printf("\nprefill, d = 4, %s path: us per token\n", bs_kernel_isa_name(bs_kernel_isa_default()));
     printf("%-11s %5s %12s %12s\n", "shape", "T", "matvec loop", "blocks+sgemm");
-    static const int toks[] = {1, 2, 4, 8, 16, 32, 64};
+    static const int toks[] = {1, 4, 16, 32, 48, 64, 128};
     int nsh2 = quick ? 1 : 2, ntoks = quick ? 3 : 7;
     for (int si = 0; si < nsh2; si++) {
         int rows = shapes[si == 0 ? (quick ? 1 : 0) : 2][0], cols = shapes[si == 0 ? (quick ? 1 : 0) : 2][1];

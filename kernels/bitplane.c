@@ -455,18 +455,22 @@ BS_AVX512 static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, c
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl")))
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
 static void materialize_avx512(const bs_kernel_planes *p, int row0, int row1, float *w)
 {
-    int cols = p->cols, d = p->nplanes;
+    int cols = p->cols, d = p->nplanes, group = p->group;
     size_t rb = row_bytes(cols), n16 = (size_t)cols / 16, rem = (size_t)cols % 16;
+    size_t G = ngroups(cols, group);
     float cmax = (float)((1u << d) - 1);
+    float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
     __m512 w2[BS_KERNEL_MAX_PLANES];
     for (int l = 0; l < d; l++)
         w2[l] = _mm512_set1_ps((float)(2u << (d - 1 - l)));
     for (int r = row0; r < row1; r++) {
         float *wr = w + (size_t)(r - row0) * (size_t)cols;
-        /* code = 2u - (2^d - 1): start at -(2^d - 1), add 2^(d-l) where plane l is set */
+        const uint16_t *S = p->scales + (size_t)r * G;
+        /* code = 2u - (2^d - 1): start at -(2^d - 1), add 2^(d-l) where plane l is set;
+         * then times the scale of each half (group % 8 == 0: at most two groups per 16) */
         for (size_t c = 0; c <= n16; c++) {
             if (c == n16 && rem == 0)
                 break;
@@ -477,6 +481,12 @@ static void materialize_avx512(const bs_kernel_planes *p, int row0, int row1, fl
                                         : (unsigned)load_partial(row, rb - c * 2);
                 acc = _mm512_mask_add_ps(acc, (__mmask16)bits, acc, w2[l]);
             }
+            size_t g0 = c * 16 / (size_t)group, g1 = (c * 16 + 8) / (size_t)group;
+            if (g1 >= G)
+                g1 = G - 1;
+            __m512 sc = _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(_cvtsh_ss(S[g0]) * mul),
+                                             _mm512_set1_ps(_cvtsh_ss(S[g1]) * mul));
+            acc = _mm512_mul_ps(acc, sc);
             if (c < n16)
                 _mm512_storeu_ps(wr + c * 16, acc);
             else
@@ -487,11 +497,13 @@ static void materialize_avx512(const bs_kernel_planes *p, int row0, int row1, fl
 
 /* ---- AVX2 (+FMA, F16C) -------------------------------------------------------------- */
 
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout *L,
-                      int row0, int row1, float *y, int accumulate)
+#define BS_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+BS_AVX2 static inline __attribute__((always_inline)) void
+rows_avx2_d(const bs_kernel_planes *p, const uint8_t *s, const layout *L, int row0, int row1,
+            float *y, int accumulate, const int d)
 {
-    int cols = p->cols, group = p->group, d = p->nplanes;
+    int cols = p->cols, group = p->group;
     size_t G = ngroups(cols, group), rb = row_bytes(cols), nch = L->nch;
     size_t nfull = rb / 4, tailb = rb - nfull * 4;
     const int8_t *xq = (const int8_t *)(s + L->xq);
@@ -506,10 +518,6 @@ static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout 
         sl_first[k] = 7 * k;
         sl_e[k] = d - 7 * k < 7 ? d - 7 * k : 7;
     }
-    __m256i wv[BS_KERNEL_MAX_PLANES];
-    for (int k = 0; k < nsl; k++)
-        for (int i = 0; i < sl_e[k]; i++)
-            wv[sl_first[k] + i] = _mm256_set1_epi8((char)(1 << (sl_e[k] - 1 - i)));
     /* byte i of a chunk reads plane byte i/8 and tests bit i%8 (shuffle works per
      * 128-bit half; the broadcast word is in both halves) */
     const __m256i bytesel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -526,7 +534,7 @@ static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout 
         const uint8_t *prow[BS_KERNEL_MAX_PLANES];
         for (int l = 0; l < d; l++)
             prow[l] = p->bits[l] + (size_t)r * rb;
-        __m256 facc = _mm256_setzero_ps();
+        __m256 facc = _mm256_setzero_ps(), facc1 = _mm256_setzero_ps();
         float corr = 0.0f;
         size_t gdone = 0;
         for (size_t c0 = 0; c0 < nch; c0 += win_ch) {
@@ -560,22 +568,21 @@ static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout 
             gdone = gB;
 
             for (size_t c = c0; c < c1; c++) {
-                uint32_t wd[BS_KERNEL_MAX_PLANES];
-                for (int l = 0; l < d; l++) {
-                    if (c < nfull)
-                        memcpy(&wd[l], prow[l] + c * 4, 4);
-                    else
-                        wd[l] = (uint32_t)load_partial(prow[l] + c * 4, tailb);
-                }
                 __m256i q = _mm256_loadu_si256((const __m256i *)(xq + c * 32));
                 __m256i dp = _mm256_setzero_si256();
                 for (int k = 0; k < nsl; k++) {
                     __m256i u = _mm256_setzero_si256();
                     for (int i = 0; i < sl_e[k]; i++) {
                         int l = sl_first[k] + i;
-                        __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)wd[l]), bytesel);
+                        uint32_t wd;
+                        if (c < nfull)
+                            memcpy(&wd, prow[l] + c * 4, 4);
+                        else
+                            wd = (uint32_t)load_partial(prow[l] + c * 4, tailb);
+                        /* Horner: u = 2u + bit (cmpeq gives -1 where the bit is set) */
+                        __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)wd), bytesel);
                         b = _mm256_cmpeq_epi8(_mm256_and_si256(b, bitsel), bitsel);
-                        u = _mm256_or_si256(u, _mm256_and_si256(b, wv[l]));
+                        u = _mm256_sub_epi8(_mm256_add_epi8(u, u), b);
                     }
                     __m256i d32 = _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones16);
                     /* Horner over slices: u = sum_k 2^(planes after slice k) u_k */
@@ -583,14 +590,29 @@ static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout 
                 }
                 __m256 sv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sf + ((size_t)base[c] - gA)),
                                                      _mm256_loadu_si256((const __m256i *)(idx + c * 8)));
-                facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sv, facc);
+                /* two accumulators: one fma chain would cost its latency per chunk */
+                if (c & 1)
+                    facc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sv, facc1);
+                else
+                    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), sv, facc);
             }
         }
+        facc = _mm256_add_ps(facc, facc1);
         __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(facc), _mm256_extractf128_ps(facc, 1));
         a4 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
         a4 = _mm_add_ss(a4, _mm_movehdup_ps(a4));
         float v = (2.0f * _mm_cvtss_f32(a4) - cmax * corr) * mul;
         y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+BS_AVX2 static void rows_avx2(const bs_kernel_planes *p, const uint8_t *s, const layout *L,
+                              int row0, int row1, float *y, int accumulate)
+{
+    switch (p->nplanes) {
+#define D(n) case n: rows_avx2_d(p, s, L, row0, row1, y, accumulate, n); break;
+        D(1) D(2) D(3) D(4) D(5) D(6) D(7) D(8) D(9) D(10) D(11) D(12) D(13) D(14) D(15) D(16)
+#undef D
     }
 }
 
@@ -701,11 +723,12 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
     if (bs_kernel_planes_check(p) || !w || row0 < 0 || row1 > p->rows || row0 > row1)
         return BS_KERNEL_EINVAL;
 #ifdef BS_BP_X86
-    if (isa == BS_KERNEL_AVX512)
+    if (isa == BS_KERNEL_AVX512) {
         materialize_avx512(p, row0, row1, w);
-    else
+        return 0;
+    }
 #endif
-        materialize_portable(p, row0, row1, w);
+    materialize_portable(p, row0, row1, w);
     /* codes (exact small integers) times S * 2^-(shift0 + d - 1), one rounding */
     int cols = p->cols, group = p->group;
     size_t G = ngroups(cols, group);
