@@ -8,6 +8,16 @@
 #include "kernels/team.h"
 #include "model/qmat.h"
 
+/* The kernels' scratch: 64-byte aligned (their vector loads), zeroed. */
+static float *scratch_alloc(size_t floats)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -33,7 +43,8 @@ int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_er
     s->att = calloc((size_t)ctx, sizeof(float));
     s->logits = calloc(B * c->vocab_size, sizeof(float));
     s->max_cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
-    s->qrun.scratch = calloc(bs_qmat_scratch_floats(s->max_cols, 1), sizeof(float));
+    s->qrun.scratch = scratch_alloc(bs_qmat_scratch_floats(s->max_cols, 1));
+    s->qrun.isa = bs_kernel_isa_default();
     if (!s->qrun.scratch || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v ||
         !s->hb || !s->hb2 || !s->att || !s->logits) {
         bs_state_free(s);
@@ -84,7 +95,7 @@ static size_t kv_at(const bs_state *s, int pos, int layer)
 
 int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e)
 {
-    float *sc = calloc(bs_qmat_scratch_floats(s->max_cols, bs_team_threads(team)), sizeof(float));
+    float *sc = scratch_alloc(bs_qmat_scratch_floats(s->max_cols, bs_team_threads(team)));
     if (!sc)
         return bs_err_set(e, "out of memory for %d threads' scratch", bs_team_threads(team));
     free(s->qrun.scratch);

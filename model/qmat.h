@@ -1,17 +1,21 @@
 /* bs_qmat: one linear weight as the sum of its resident stack blocks.
- * W is never stored whole: one token runs the plane blocks straight from their bits; a
- * batch materialises BS_QMAT_ROW_CHUNK rows of W at a time into the caller's scratch and
- * calls sgemm on them. Nothing here allocates: the decode path costs no malloc. Block
+ * W is never stored whole: plane blocks (saq, gq) and one token of avd blocks run through
+ * the kernels of kernels/bitplane.h (the planes of a matrix as one bit-sliced code, int8
+ * activations on AVX2/AVX-512); a batch of plane blocks uses the kernels' matmul; the
+ * rest (qasym, avd batches) materialises BS_QMAT_ROW_CHUNK rows of W at a time into the
+ * caller's scratch and calls sgemm on them. Nothing here allocates: the decode path costs no malloc. Block
  * payloads are located by model/block.h. */
 #ifndef BS_QMAT_H
 #define BS_QMAT_H
 
 #include <stdint.h>
 
+#include "kernels/bitplane.h"
 #include "kernels/err.h"
 #include "model/block.h"
 
 #define BS_QMAT_ROW_CHUNK 64
+#define BS_QMAT_MAX_BATCH 64   /* tokens per product (the forward pass's chunk) */
 
 typedef struct bs_qmat {
     const bs_store_matrix *m;
@@ -26,6 +30,7 @@ struct bs_team;
 typedef struct {
     float *scratch;
     struct bs_team *team;
+    bs_kernel_isa isa;        /* which kernel path (kernels/bitplane.h) */
 } bs_qmat_run;
 
 /* Floats of scratch for matrices of at most max_cols inputs, split over `threads`. */

@@ -25,7 +25,16 @@ static double rel_diff(const float *a, const float *b, int n)
 
 static bs_team *team;   /* 2 threads: products split their rows over it */
 
+static void check_store_isa(const char *path, const char *what, bs_kernel_isa isa);
+
 static void check_store(const char *path, const char *what)
+{
+    for (int i = 0; i < BS_KERNEL_NISA; i++)
+        if (bs_kernel_isa_supported((bs_kernel_isa)i))
+            check_store_isa(path, what, (bs_kernel_isa)i);
+}
+
+static void check_store_isa(const char *path, const char *what, bs_kernel_isa isa)
 {
     bs_store s;
     bs_err e = {{0}};
@@ -44,7 +53,7 @@ static void check_store(const char *path, const char *what)
             float *W = malloc(sizeof(float) * (size_t)r * c), *x = malloc(sizeof(float) * (size_t)c * nt);
             float *y1 = malloc(sizeof(float) * (size_t)r * nt), *y2 = malloc(sizeof(float) * (size_t)r * nt);
             float *sc = malloc(sizeof(float) * bs_qmat_scratch_floats(c, 2));
-            bs_qmat_run run1 = {sc, NULL}, run2 = {sc, team};
+            bs_qmat_run run1 = {sc, NULL, isa}, run2 = {sc, team, isa};
             bs_qmat_materialize(q, W);
             for (int j = 0; j < c * nt; j++)
                 x[j] = sinf((float)(j * 7 + i + k));
@@ -71,8 +80,11 @@ static void check_store(const char *path, const char *what)
             free(W); free(x); free(y1); free(y2); free(sc);
         }
     }
-    fprintf(stderr, "%s: worst relative difference %.2e\n", what, worst);
-    CHECKF(worst < 1e-5, "%s: qmat products differ from the materialised matrix by %.2e", what, worst);
+    /* exact float paths; the int8 ones round x to 1/254 of each group's largest input */
+    double tol = isa == BS_KERNEL_AVX2 || isa == BS_KERNEL_AVX512 ? 2e-2 : 1e-5;
+    fprintf(stderr, "%s, %s: worst relative difference %.2e (bound %.0e)\n", what, bs_kernel_isa_name(isa), worst, tol);
+    CHECKF(worst < tol, "%s, %s: qmat products differ from the materialised matrix by %.2e", what,
+           bs_kernel_isa_name(isa), worst);
 
     /* the stacked model (decode through blocks) gives the logits of its dense copy */
     bs_stacked_set_prefix(&sm, ns[1]);
@@ -80,6 +92,7 @@ static void check_store(const char *path, const char *what)
     REQUIRE(bs_stacked_to_dense(&sm, &dense, &e) == 0);
     bs_state a, b;
     REQUIRE(bs_state_init(&a, &s.cfg, 32, 1, &e) == 0 && bs_state_init(&b, &s.cfg, 32, 1, &e) == 0);
+    a.qrun.isa = isa;
     int toks[6] = {1, 403, 407, 261, 378, 432};
     double wl = 0;
     for (int p = 0; p < 6; p++) {
@@ -89,7 +102,9 @@ static void check_store(const char *path, const char *what)
         double d = rel_diff(la, lb, s.cfg.vocab_size);
         wl = d > wl ? d : wl;
     }
-    CHECKF(wl < 1e-5, "%s: stacked decode logits differ from dense by %.2e", what, wl);
+    /* six layers' worth of int8 rounding on the int8 paths */
+    double tol_l = isa == BS_KERNEL_AVX2 || isa == BS_KERNEL_AVX512 ? 5e-2 : 1e-5;
+    CHECKF(wl < tol_l, "%s, %s: stacked decode logits differ from dense by %.2e", what, bs_kernel_isa_name(isa), wl);
     bs_state_free(&a);
     bs_state_free(&b);
     bs_model_free(&dense);
