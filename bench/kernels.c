@@ -294,7 +294,7 @@ int main(int argc, char **argv)
             c.ntok = toks[ti];
             double a = median_time(run_loop, &c), b = median_time(run_blocked_sgemm, &c);
             printf("%5dx%-5d %5d %12.1f %12.1f%s\n", rows, cols, c.ntok, a * 1e6 / c.ntok,
-                   b * 1e6 / c.ntok, c.ntok >= BS_KERNEL_MATMUL_CROSSOVER ? "   (matmul uses sgemm)" : "");
+                   b * 1e6 / c.ntok, c.ntok >= bs_kernel_matmul_crossover(c.isa) ? "   (matmul uses sgemm)" : "");
         }
         free(xt);
         free(yt);

@@ -745,10 +745,17 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
     return 0;
 }
 
+int bs_kernel_matmul_crossover(bs_kernel_isa isa)
+{
+    return isa == BS_KERNEL_AVX2 || isa == BS_KERNEL_AVX512 ? BS_KERNEL_MATMUL_CROSSOVER
+                                                            : BS_KERNEL_MATMUL_CROSSOVER_C;
+}
+
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok)
 {
     size_t a = bs_kernel_planes_scratch(cols, group);
-    if (ntok < BS_KERNEL_MATMUL_CROSSOVER || a == 0)
+    /* any path: the smallest crossover decides whether the W block may be needed */
+    if (ntok < BS_KERNEL_MATMUL_CROSSOVER_C || a == 0)
         return a;
     size_t b = (size_t)BS_KERNEL_MATMUL_BLOCK * (size_t)cols * sizeof(float);
     return a > b ? a : b;
@@ -764,7 +771,7 @@ int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int ro
         row1 > p->rows || row0 > row1)
         return BS_KERNEL_EINVAL;
     size_t cols = (size_t)p->cols, rows = (size_t)p->rows;
-    if (ntok < BS_KERNEL_MATMUL_CROSSOVER) {
+    if (ntok < bs_kernel_matmul_crossover(isa)) {
         for (int t = 0; t < ntok; t++) {
             rc = bs_kernel_planes_prepare(isa, p, x + (size_t)t * cols, scratch);
             if (!rc)

@@ -68,8 +68,12 @@ enum {
 
 /* Tokens from which bs_kernel_planes_matmul builds blocks of W (BS_KERNEL_MATMUL_BLOCK rows
  * at a time, in scratch) and calls cblas_sgemm instead of one matvec per token. Measured by
- * bench_kernels on TinyLlama shapes (see bench/README.md). */
-#define BS_KERNEL_MATMUL_CROSSOVER 8
+ * bench_kernels (bench/README.md), TinyLlama shapes, d = 4, one thread, AMD EPYC (Zen 4):
+ * the AVX-512 matvec costs the same per token at any count (~175 us for 2048x2048), blocks +
+ * sgemm cost ~1.1 ms at 4 tokens, break even at ~48 and win from 64 (146 us/token). The
+ * plain-C paths take ~2 ms per matvec, so for them sgemm wins from 2 tokens. */
+#define BS_KERNEL_MATMUL_CROSSOVER 48
+#define BS_KERNEL_MATMUL_CROSSOVER_C 2
 #define BS_KERNEL_MATMUL_BLOCK 256
 
 typedef struct {
@@ -115,8 +119,10 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
                                  int row1, float *w);
 
 /* Prefill: Y[t][r] (+)= (W X[t])[r], X ntok x cols, Y ntok x rows (row-major), for
- * row0 <= r < row1. Below BS_KERNEL_MATMUL_CROSSOVER tokens one matvec per token;
- * from it, W is built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm. */
+ * row0 <= r < row1. Below bs_kernel_matmul_crossover(isa) tokens one matvec per token;
+ * from it, W is built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm
+ * (then the result is float-exact whatever the path: no int8 rounding). */
+int bs_kernel_matmul_crossover(bs_kernel_isa isa);
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok);
 int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int row0, int row1,
                             const float *x, int ntok, float *y, int accumulate, void *scratch);

@@ -218,7 +218,7 @@ static void check_materialize_matmul(int rows, int cols, int group, int d, int s
         CHECKF(bad == 0, "materialize %s: %d wrong", bs_kernel_isa_name((bs_kernel_isa)i), bad);
     }
     free(w);
-    int toks[] = {2, BS_KERNEL_MATMUL_CROSSOVER - 1, BS_KERNEL_MATMUL_CROSSOVER, BS_KERNEL_MATMUL_CROSSOVER + 3};
+    int toks[] = {1, 2, BS_KERNEL_MATMUL_CROSSOVER - 1, BS_KERNEL_MATMUL_CROSSOVER, BS_KERNEL_MATMUL_CROSSOVER + 3};
     for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
         int T = toks[ti];
         if (T < 1)
@@ -242,7 +242,7 @@ static void check_materialize_matmul(int rows, int cols, int group, int d, int s
             int mid = rows / 2;
             CHECK(bs_kernel_planes_matmul(isa, &m.p, 0, mid, x, T, y, acc, scr) == 0);
             CHECK(bs_kernel_planes_matmul(isa, &m.p, mid, rows, x, T, y, acc, scr) == 0);
-            int q8 = is_int8(isa) && T < BS_KERNEL_MATMUL_CROSSOVER;
+            int q8 = is_int8(isa) && T < bs_kernel_matmul_crossover(isa);
             for (int t = 0; t < T; t++)
                 CHECK(compare(&m, isa, x + (size_t)t * cols, y + (size_t)t * rows,
                               y0 + (size_t)t * rows, acc, q8, "matmul") == 0);
