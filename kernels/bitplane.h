@@ -74,7 +74,9 @@ enum {
  * plain-C paths take ~2 ms per matvec, so for them sgemm wins from 2 tokens. */
 #define BS_KERNEL_MATMUL_CROSSOVER 48
 #define BS_KERNEL_MATMUL_CROSSOVER_C 2
-#define BS_KERNEL_MATMUL_BLOCK 256
+/* 64 rows, not more: the block lives in every session's scratch (5632 inputs: 1.4 MiB),
+ * and sgemm on 64-row blocks loses little to 256-row ones. */
+#define BS_KERNEL_MATMUL_BLOCK 64
 
 typedef struct {
     int rows, cols;
