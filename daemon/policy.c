@@ -26,6 +26,7 @@ void bs_policy_init(bs_policy *p, const bs_policy_config *c)
     p->backoffs = 0;
     p->last_headroom = -1;
     p->fall = 0;
+    p->fall_t = -1;
 }
 
 const char *bs_policy_why_name(bs_policy_why w)
@@ -123,12 +124,17 @@ static bs_policy_why decide(bs_policy *p, const bs_policy_config *c, const bs_po
  * and shrinks do not move it) fell since the last step; 0 when it rose or is unknown. */
 static void track_fall(bs_policy *p, const bs_policy_input *in)
 {
-    double dt = p->last_step >= 0 ? in->now - p->last_step : 0;
+    double dt = p->fall_t >= 0 ? in->now - p->fall_t : 0;
     double room = in->headroom >= 0 ? (double)in->headroom + (double)in->resident : -1;
+    /* decisions also come between samples (a trigger, a resize done): a rate over a few
+     * milliseconds is noise, so the estimate moves only over 50 ms or more */
+    if (room >= 0 && p->last_headroom >= 0 && dt > 0 && dt < 0.05)
+        return;
     p->fall = 0;
     if (room >= 0 && p->last_headroom >= 0 && dt > 0 && room < p->last_headroom)
         p->fall = (p->last_headroom - room) / dt;
     p->last_headroom = room;
+    p->fall_t = in->now;
 }
 
 void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d)

@@ -45,6 +45,7 @@ typedef struct {
     double rate;               /* the grow rate now */
     double last_headroom;      /* headroom + resident at last_step; < 0 unknown */
     double fall;               /* bytes per second headroom fell at the last step (0: not falling) */
+    double fall_t;             /* when last_headroom was taken; < 0 never */
     uint64_t backoffs;         /* times the rate was halved */
 } bs_policy;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,7 +244,7 @@ static bool queue_read(bs_res *r, int slot)
 
 static void fill(bs_res *r)
 {
-    while (!r->io_failed && r->inflight < r->qd && (r->plan.bounce || r->next_off < r->end_off)) {
+    while (!r->io_failed && !r->cancel && r->inflight < r->qd && (r->plan.bounce || r->next_off < r->end_off)) {
         int slot = free_slot(r);
         if (slot < 0)
             break;
@@ -279,9 +280,27 @@ static void read_failed(bs_res *r, const bs_res_read *rd, const char *what)
     r->io_failed = true;
 }
 
+/* A grow given up for a shrink: nothing it read is published; its pages go back. */
+static void drop_cancelled(bs_res *r)
+{
+    bs_engine *eng = r->eng;
+    uint64_t keep = (bs_store_prefix_end(&eng->store, eng->resident_n) + PAGE - 1) / PAGE * PAGE;
+    uint64_t end = (bs_store_prefix_end(&eng->store, r->to_n) + PAGE - 1) / PAGE * PAGE;
+    if (end > keep)
+        madvise(eng->stack + keep, (size_t)(end - keep), MADV_DONTNEED);
+    snprintf(r->reason, sizeof r->reason, "grow cancelled: %.40s", r->cancel_reason);
+    r->to_n = r->from_n;
+    r->cancel = false;
+    finish(r, false);   /* the owner's done callback asks for the shrink again */
+}
+
 static void reads_done(bs_res *r)
 {
     uv_poll_stop(&r->poll);
+    if (r->cancel) {
+        drop_cancelled(r);
+        return;
+    }
     if (r->copy_pending && !r->io_failed)
         memcpy(r->eng->stack + r->plan.copy_from, r->bounce + (r->plan.copy_from - r->plan.bounce_off),
                r->plan.copy_len);
@@ -346,6 +365,15 @@ static void start_uring(bs_res *r)
 
 int bs_res_request(bs_res *r, int n, const char *reason, bs_err *e)
 {
+    if (r->state == BS_RES_READING && r->uring && n < r->to_n && !r->closing) {
+        /* memory got tight while growing: stop submitting, give the reads back when the
+         * ones in flight are done, and let the owner ask for the shrink then */
+        if (!r->cancel) {
+            r->cancel = true;
+            snprintf(r->cancel_reason, sizeof r->cancel_reason, "%s", reason);
+        }
+        return 1;
+    }
     if (r->state != BS_RES_IDLE || r->closing)
         return 1;
     bs_engine *eng = r->eng;

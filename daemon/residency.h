@@ -13,7 +13,10 @@
  * and serving goes on at the size reached.
  *
  * One resize runs at a time; bs_res_request returns 1 while one does, and the owner asks
- * again from its `done` callback. Loop thread only. */
+ * again from its `done` callback. A shrink asked for during an io_uring grow cancels the
+ * grow (no more reads are submitted; what was read is dropped once the reads in flight
+ * complete), so tight memory waits for at most qd reads, not for the whole grow. A pread
+ * grow runs to its end. Loop thread only. */
 #ifndef BS_RESIDENCY_H
 #define BS_RESIDENCY_H
 
@@ -82,6 +85,8 @@ struct bs_res {
     int inflight;
     bs_res_read reads[BS_RES_MAX_QD + 1];
     bool copy_pending;          /* the bounce page is still to be copied in */
+    bool cancel;                /* a shrink came while growing (io_uring): give the grow up */
+    char cancel_reason[64];
     bool io_failed;
     char io_err[512];
     int work_rc, work_bad;
