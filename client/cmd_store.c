@@ -226,6 +226,7 @@ int bs_cmd_eval_store(int argc, char **argv)
         {"store", 0, 0, NULL}, {"budget", 'b', 0, NULL}, {"text", 0, 0, NULL}, {"ctx", 0, 0, NULL},
         {"max-chunks", 0, 0, NULL}, {"sweep", 0, 1, NULL}, {"budgets", 0, 0, NULL}, {"csv", 0, 0, NULL},
         {"png", 0, 0, NULL}, {"threads", 0, 0, NULL}, {"baselines", 0, 0, NULL}, {"model", 'm', 0, NULL},
+        {"decode", 0, 1, NULL},
         {"tokenizer", 't', 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
@@ -236,11 +237,12 @@ int bs_cmd_eval_store(int argc, char **argv)
         return BS_EXIT_USAGE;
     const char *path = bs_opt_get(o, no, "store"), *text = bs_opt_get(o, no, "text");
     const char *budget = bs_opt_get(o, no, "budget"), *budgets = bs_opt_get(o, no, "budgets");
-    int sweep = bs_opt_get(o, no, "sweep") != NULL;
+    int sweep = bs_opt_get(o, no, "sweep") != NULL, decode = bs_opt_get(o, no, "decode") != NULL;
     if (!path || !text || (!sweep && !budget && !budgets)) {
         fprintf(stderr, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
                         " [--csv F] [--png F]\n"
                         "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
+                        "         [--decode]   (score one token at a time through the serving kernels)\n"
                         "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
         return BS_EXIT_USAGE;
     }
@@ -308,7 +310,9 @@ int bs_cmd_eval_store(int argc, char **argv)
     rc = 0;
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
-        if (bs_engine_ppl(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)) {
+        int rc_ppl = decode ? bs_engine_ppl_decode(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)
+                            : bs_engine_ppl(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e);
+        if (rc_ppl) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
             rc = 1;
             break;

@@ -12,8 +12,10 @@
 #include "kernels/ops.h"
 #include "model/forward.h"
 
-int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
-               bs_ppl_result *r, bs_err *e)
+/* The protocol, each window either as one batch or (step) one token at a time: the path a
+ * served model decodes by. */
+static int ppl_run(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
+                   bs_ppl_result *r, bs_err *e)
 {
     memset(r, 0, sizeof *r);
     if (ctx < 2 || ctx > m->cfg.seq_len)
@@ -25,7 +27,7 @@ int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int m
     if (windows == 0)
         return bs_err_set(e, "the text has %d tokens, fewer than one window of %d", n, win);
     bs_state s;
-    if (bs_state_init(&s, &m->cfg, ctx, ctx, e))
+    if (bs_state_init(&s, &m->cfg, ctx, step ? 1 : ctx, e))
         return -1;
     int *in = malloc(sizeof(int) * (size_t)ctx);
     if (!in) {
@@ -37,14 +39,16 @@ int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int m
         const int *win_ids = ids + (size_t)w * win;
         in[0] = bos;
         memcpy(in + 1, win_ids, sizeof(int) * (size_t)(win - 1));
-        const float *lg = bs_forward(m, &s, in, win, 0, 1, e);
-        if (!lg) {
-            free(in);
-            bs_state_free(&s);
-            return -1;
-        }
+        const float *lg = step ? NULL : bs_forward(m, &s, in, win, 0, 1, e);
         for (int j = 0; j < win; j++) {
-            const float *row = lg + (size_t)j * m->cfg.vocab_size;
+            if (step)
+                lg = bs_forward(m, &s, &in[j], 1, j, 0, e);
+            if (!lg) {
+                free(in);
+                bs_state_free(&s);
+                return -1;
+            }
+            const float *row = step ? lg : lg + (size_t)j * m->cfg.vocab_size;
             r->nll_sum += bs_logsumexp(row, m->cfg.vocab_size) - row[win_ids[j]];
         }
         r->tokens += win;
@@ -55,6 +59,18 @@ int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int m
     free(in);
     bs_state_free(&s);
     return 0;
+}
+
+int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+               bs_ppl_result *r, bs_err *e)
+{
+    return ppl_run(m, ids, n, bos, ctx, max_chunks, 0, r, e);
+}
+
+int bs_ppl_ids_decode(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+                      bs_ppl_result *r, bs_err *e)
+{
+    return ppl_run(m, ids, n, bos, ctx, max_chunks, 1, r, e);
 }
 
 int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,

@@ -21,6 +21,11 @@ typedef struct {
 int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
                bs_ppl_result *r, bs_err *e);
 
+/* The same protocol, one token at a time through the decode path (a stacked model then
+ * runs its single-token kernels, int8 activations included). */
+int bs_ppl_ids_decode(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+                      bs_ppl_result *r, bs_err *e);
+
 /* Tokenizes text and runs the protocol. */
 int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
                 int max_chunks, bs_ppl_result *r, bs_err *e);

@@ -23,3 +23,17 @@ int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int 
     bs_model_free(&m);
     return rc;
 }
+
+int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
+                         bs_err *e)
+{
+    int bad;
+    if (n > eng->resident_n && bs_engine_read_blocks(eng, n, &bad, e))
+        return -1;
+    bs_stacked sm;
+    if (bs_stacked_init(&sm, &eng->store, eng->stack, n, e))
+        return -1;
+    int rc = bs_ppl_ids_decode(&sm.model, ids, nids, bs_tok_bos(eng->store.tok), ctx, max_chunks, r, e);
+    bs_stacked_free(&sm);
+    return rc;
+}

@@ -10,6 +10,11 @@
 int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                   bs_err *e);
 
+/* The same through the stacked model's decode path (kernels/bitplane.h), one token at a
+ * time: what serving computes. */
+int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
+                         bs_err *e);
+
 /* A dense model of the prefix of n blocks (for evaluation and tests). */
 int bs_engine_dense(bs_engine *eng, int n, bs_model *out, bs_err *e);
 
