@@ -27,6 +27,7 @@ void bs_policy_init(bs_policy *p, const bs_policy_config *c)
     p->last_headroom = -1;
     p->fall = 0;
     p->fall_t = -1;
+    p->delay_mult = 1;
 }
 
 const char *bs_policy_why_name(bs_policy_why w)
@@ -54,22 +55,35 @@ static uint64_t clamp(double v, uint64_t lo, uint64_t hi)
 }
 
 /* The rate: halved by a trigger that follows a grow, doubled back after a calm period. */
-static void adapt_rate(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in)
+static bool is_shrink(bs_policy_why w)
 {
-    if (in->trigger) {
+    return w == BS_POLICY_SHRINK_TRIGGER || w == BS_POLICY_SHRINK_HEADROOM || w == BS_POLICY_SHRINK_FALLING;
+}
+
+/* Senpai-style back-off: memory pressure soon after a grow means the grow found memory
+ * that was not really free (a hog between two bursts): halve the rate and double the
+ * delay. A long calm undoes one step at a time. */
+static void adapt_rate(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_why why)
+{
+    if (is_shrink(why)) {
         if (p->last_grow >= 0 && in->now - p->last_grow <= c->backoff_window) {
             p->rate /= 2;
             if (p->rate < c->min_grow_rate)
                 p->rate = c->min_grow_rate;
+            if (p->delay_mult < 16)
+                p->delay_mult *= 2;
             p->backoffs++;
+            p->last_grow = -1;   /* one back-off per grow */
         }
         p->last_trigger = in->now;
-    } else if (p->rate < c->grow_rate && in->now - (p->last_trigger > p->last_grow ? p->last_trigger : p->last_grow) >=
-                                              c->calm_period) {
+    } else if ((p->rate < c->grow_rate || p->delay_mult > 1) &&
+               in->now - (p->last_trigger > p->last_grow ? p->last_trigger : p->last_grow) >= c->calm_period) {
         p->rate *= 2;
         if (p->rate > c->grow_rate)
             p->rate = c->grow_rate;
-        p->last_trigger = in->now;   /* one doubling per calm period */
+        if (p->delay_mult > 1)
+            p->delay_mult /= 2;
+        p->last_trigger = in->now;   /* one step per calm period */
     }
 }
 
@@ -107,7 +121,7 @@ static bs_policy_why decide(bs_policy *p, const bs_policy_config *c, const bs_po
     }
     if (p->above_since < 0)
         p->above_since = in->now;
-    if (in->now - p->above_since < c->grow_delay || (in->psi_some_avg10 >= 0 && in->psi_some_avg10 > c->psi_hold))
+    if (in->now - p->above_since < c->grow_delay * p->delay_mult || (in->psi_some_avg10 >= 0 && in->psi_some_avg10 > c->psi_hold))
         return BS_POLICY_WAIT;
     double dt = p->last_step >= 0 ? in->now - p->last_step : 1.0;
     if (dt > 1.0 || dt <= 0)
@@ -140,9 +154,9 @@ static void track_fall(bs_policy *p, const bs_policy_input *in)
 void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d)
 {
     track_fall(p, in);
-    adapt_rate(p, c, in);
     double t;
     d->why = decide(p, c, in, &t);
+    adapt_rate(p, c, in, d->why);
     d->target = clamp(t, in->floor, in->ceil);
     /* a budget range that moves a steady model is worth naming */
     if ((d->why == BS_POLICY_HOLD || d->why == BS_POLICY_WAIT) && d->target != in->resident)

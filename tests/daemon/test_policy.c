@@ -1,5 +1,7 @@
 /* The resize policy on scripted series of facts: each step is (time, headroom, trigger,
  * PSI avg10) against a model whose resident size follows the decisions exactly. */
+#include <math.h>
+
 #include "harness.h"
 #include "daemon/policy.h"
 
@@ -165,7 +167,7 @@ static void test_trigger_and_backoff(void)
     CHECK(d.why == BS_POLICY_SHRINK_TRIGGER);
     CHECKF(s.resident == (uint64_t)((double)before * 0.9), "%llu vs %llu", (unsigned long long)s.resident,
            (unsigned long long)before);
-    CHECK(s.p.rate == 128.0 * MIB && s.p.backoffs == 1);
+    CHECK(s.p.rate == 128.0 * MIB && s.p.backoffs == 1 && s.p.delay_mult == 2);
     /* high PSI holds growth back even with room */
     for (double t = 4; t < 10; t += 1) {
         d = step(&s, t, false, 50);
@@ -187,6 +189,27 @@ static void test_trigger_and_backoff(void)
     quiet.p.last_grow = 0;
     step(&quiet, 200, true, 5);
     CHECK(quiet.p.rate == rate);
+}
+
+/* A hog in bursts: each time the model grows back into a gap, the next burst shrinks it;
+ * the back-off makes the grows rarer until the gaps are not worth growing into. */
+static void test_bursts(void)
+{
+    sim s;
+    sim_init(&s, 1000 * MIB, 100 * MIB, 1000 * MIB, 2048 * MIB);
+    s.c.grow_delay = 0.5;
+    int grows = 0, late_grows = 0;
+    for (int i = 0; i < 400; i++) {
+        double t = i * 0.1;
+        /* 1.5 s of a 1 GiB hog, then 1 s without it */
+        s.other = fmod(t, 2.5) < 1.5 ? 1200 * MIB : 200 * MIB;
+        bs_policy_decision d = step(&s, t, false, 0);
+        grows += d.why == BS_POLICY_GROW;
+        late_grows += d.why == BS_POLICY_GROW && t > 20;
+    }
+    fprintf(stderr, "bursts: %d grow steps, %d in the last 20 s, delay x%d, rate %.0f MiB/s\n", grows, late_grows,
+            s.p.delay_mult, s.p.rate / MIB);
+    CHECK(s.p.delay_mult >= 4 && late_grows == 0);
 }
 
 static void test_unknown_and_range(void)
@@ -213,6 +236,7 @@ int main(void)
     test_grow_stops_short_of_reserve();
     test_hysteresis_resets();
     test_trigger_and_backoff();
+    test_bursts();
     test_unknown_and_range();
     TEST_MAIN_END();
 }
