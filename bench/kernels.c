@@ -208,7 +208,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--warm") == 0)
             warm = 1;
         else {
-            fprintf(stderr, "usage: bench_kernels [--quick] [--warm]\n");
+            int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            fprintf(help ? stdout : stderr, "usage: bench_kernels [--quick] [--warm]\n");
+            if (help)
+                return 0;
             return 2;
         }
     }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client/cmds.h"
 
@@ -10,19 +11,20 @@ typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *help;
+    int local;   /* prints its usage when run without arguments (the way --help shows it) */
 } command;
 
 static const command commands[] = {
-    {"run", bs_cmd_run, "generate text in this process from a model file"},
-    {"eval", bs_cmd_eval, "perplexity of a model file, or of a store at a budget (--store)"},
-    {"compress", bs_cmd_compress, "compress a model into a stacked store (.bstk)"},
-    {"quantize", bs_cmd_quantize, "baseline store: round-to-nearest or GPTQ at 2..8 bits"},
-    {"inspect", bs_cmd_inspect, "print a store's metadata"},
-    {"status", bs_cmd_status, "bitstackd: model, stack, target, memory, resizes (--json, --watch)"},
-    {"generate", bs_cmd_generate, "bitstackd: complete a prompt, streaming the text"},
-    {"chat", bs_cmd_chat, "bitstackd: a conversation (terminal) or one message per line (pipe)"},
-    {"budget", bs_cmd_budget, "bitstackd: show the memory budget, pin it (--fixed) or let it float (--min/--max, --auto)"},
-    {"metrics", bs_cmd_metrics, "bitstackd: counters since start"},
+    {"run", bs_cmd_run, "generate text in this process from a model file", 1},
+    {"eval", bs_cmd_eval, "perplexity of a model file, or of a store at a budget (--store)", 1},
+    {"compress", bs_cmd_compress, "compress a model into a stacked store (.bstk)", 1},
+    {"quantize", bs_cmd_quantize, "baseline store: round-to-nearest or GPTQ at 2..8 bits", 1},
+    {"inspect", bs_cmd_inspect, "print a store's metadata", 1},
+    {"status", bs_cmd_status, "bitstackd: model, stack, target, memory, resizes (--json, --watch)", 0},
+    {"generate", bs_cmd_generate, "bitstackd: complete a prompt, streaming the text", 0},
+    {"chat", bs_cmd_chat, "bitstackd: a conversation (terminal) or one message per line (pipe)", 0},
+    {"budget", bs_cmd_budget, "bitstackd: show the memory budget, pin it (--fixed) or let it float (--min/--max, --auto)", 0},
+    {"metrics", bs_cmd_metrics, "bitstackd: counters since start", 0},
 };
 
 static void usage(FILE *f)
@@ -60,6 +62,16 @@ int main(int argc, char **argv)
         if (strcmp(name, commands[i].name))
             continue;
         int n = argc - first - 1;
+        if (commands[i].local)
+            for (int k = 0; k < n; k++)
+                if (!strcmp(argv[first + 1 + k], "--help") || !strcmp(argv[first + 1 + k], "-h")) {
+                    /* the usage a local command prints for a bare call, to stdout, exit 0 */
+                    fflush(stderr);
+                    dup2(1, 2);
+                    char *none[] = {NULL};
+                    commands[i].fn(0, none);
+                    return 0;
+                }
         char **args = malloc(sizeof(char *) * (size_t)(n + 3));
         if (!args)
             return 1;
