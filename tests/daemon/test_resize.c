@@ -10,6 +10,8 @@
  *  (e) a store with a corrupted block past the start: growth stops before it, status
  *      names it, serving goes on
  *  (f) 5 hog cycles with 4 clients generating: 0 OOM kills, 0 failed generations
+ *  (g) budget 30% then auto on a store of a few MiB: VmRSS falls and comes back by the
+ *      blocks' bytes while a generation streams, and the generation completes
  * Skipped (77) when no memory cgroup can be made here; it says why. */
 #include <pthread.h>
 
@@ -18,6 +20,7 @@
 #include "tests/daemon/client.h"
 #include "tests/daemon/ref.h"
 #include "model/ppl.h"
+#include "model/synth.h"
 
 #define LIMIT (512ll << 20)
 #define MARGIN (80ll << 20)   /* what the hog leaves below the limit: less than --reserve */
@@ -445,6 +448,100 @@ static void test_bad_block(void)
     CHECK(td_daemon_stop(&d));
 }
 
+/* ---- the "done when": budget 30% then auto, RSS follows, a generation completes -- */
+
+static long long vm_rss(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atoll(line + 6);
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+/* (g)'s daemon runs the machine's best kernels: the portable ones would take minutes here. */
+static void best_kernels(void *arg)
+{
+    (void)arg;
+    unsetenv("BS_KERNEL");
+}
+
+static void test_rss(void)
+{
+    /* a store of a few MiB of planes (synthetic weights), so the change shows in VmRSS */
+    bs_synth_opts so;
+    bs_err e;
+    REQUIRE(bs_synth_preset(&so, "stories260k", &e) == 0);
+    so.cfg.dim = 512;
+    so.cfg.hidden_dim = 1376;
+    so.cfg.n_layers = 8;
+    char path[256], log[256], sock[256];
+    snprintf(path, sizeof path, "%s/synth.bstk", F.dir);
+    snprintf(log, sizeof log, "%s/rss.log", F.dir);
+    snprintf(sock, sizeof sock, "%s/rss.sock", F.dir);
+    REQUIRE(bs_synth_store_write(path, &so, NULL, NULL, &e) == 0);
+    bs_store st;
+    REQUIRE(bs_store_open(&st, path, &e) == 0);
+    int n30;
+    REQUIRE(bs_engine_budget_n(&st, "30%", &n30, &e) == 0);
+    long long freed = (long long)(st.resident[st.n_blocks] - st.resident[n30]);
+    int total = st.n_blocks;
+    bs_store_close(&st);
+
+    const char *args[] = {"--store", path, "--socket", sock, "--grow-delay-ms", "200", "--sample-ms", "100", NULL};
+    td_daemon d;
+    td_daemon_spawn(&d, F.daemon, args, log, best_kernels, NULL);
+    REQUIRE(td_wait_socket(&d, sock));
+    REQUIRE(td_wait_status(sock, "stack_n", total));
+    td_conn g, ctl;
+    REQUIRE(td_open(&g, sock) && td_open(&ctl, sock));
+    const char *gen = "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"a\",\"max_tokens\":400,\"temperature\":0,"
+                      "\"stream\":true}";
+    REQUIRE(td_write(&g, gen, strlen(gen)) && td_write(&g, "\n", 1));
+    bs_response r;
+    REQUIRE(td_recv(&g, &r) == 1 && r.kind == BS_RESP_TOKEN);   /* it runs */
+    bs_response_free(&r);
+    long long full_rss = vm_rss(d.pid);
+    REQUIRE(td_call(&ctl, &r, "{\"id\":1,\"op\":\"budget\",\"budget\":\"30%\"}") == 1 && r.kind == BS_RESP_RESULT);
+    bs_response_free(&r);
+    CHECK(td_wait_status(sock, "stack_n", n30));
+    /* published at once; the pages go once the step running on the old view has let go */
+    long long small_rss = vm_rss(d.pid);
+    for (int i = 0; i < 500 && full_rss - small_rss < freed * 8 / 10; i++) {
+        td_sleep_ms(10);
+        small_rss = vm_rss(d.pid);
+    }
+    REQUIRE(td_call(&ctl, &r, "{\"id\":2,\"op\":\"budget\",\"auto\":true}") == 1 && r.kind == BS_RESP_RESULT);
+    bs_response_free(&r);
+    CHECK(td_wait_status(sock, "stack_n", total));
+    long long back_rss = vm_rss(d.pid);
+    for (int i = 0; i < 500 && back_rss - small_rss < freed * 8 / 10; i++) {
+        td_sleep_ms(10);
+        back_rss = vm_rss(d.pid);
+    }
+    fprintf(stderr, "(g) VmRSS %.1f MiB at full, %.1f MiB at 30%% (%.1f MiB of blocks dropped), %.1f MiB back at auto\n",
+            full_rss / 1048576.0, small_rss / 1048576.0, freed / 1048576.0, back_rss / 1048576.0);
+    CHECKF(full_rss - small_rss >= freed * 8 / 10, "RSS fell by %lld bytes, %lld bytes of blocks were dropped",
+           full_rss - small_rss, freed);
+    CHECKF(back_rss - small_rss >= freed * 8 / 10, "RSS rose by %lld bytes at auto", back_rss - small_rss);
+    /* the generation in flight went on through both and completes */
+    stream_t s;
+    read_stream(&g, &s, NULL, NULL);
+    CHECK(s.ok && s.done.stats.generated_tokens > 1);
+    /* it ran through the shrink: tokens at full size and at 30% */
+    CHECKF(s.done.stats.stack_n_max == total && s.done.stats.stack_n_min == n30, "the generation saw N %lld..%lld",
+           (long long)s.done.stats.stack_n_min, (long long)s.done.stats.stack_n_max);
+    stream_free(&s);
+    td_close(&g);
+    td_close(&ctl);
+    CHECK(td_daemon_stop(&d));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4)
@@ -467,6 +564,7 @@ int main(int argc, char **argv)
     int total = M.s->n_blocks;
 
     test_bad_block();   /* (e): no cgroup needed */
+    test_rss();         /* (g) */
 
     char why[512];
     if (!tc_make(&CG, "bitstack-resize", LIMIT, why, sizeof why)) {
