@@ -9,8 +9,8 @@ void bs_policy_defaults(bs_policy_config *c)
     c->grow_delay = 2.0;
     c->grow_rate = 256.0 * MIB;
     c->min_grow_rate = 8.0 * MIB;
-    c->backoff_window = 10.0;
-    c->calm_period = 60.0;
+    c->backoff_window = 5.0;
+    c->calm_period = 10.0;
     c->trigger_shrink = 0.10;
     c->psi_hold = 10.0;
     c->lookahead = 1.0;
@@ -70,7 +70,7 @@ static void adapt_rate(bs_policy *p, const bs_policy_config *c, const bs_policy_
             p->rate /= 2;
             if (p->rate < c->min_grow_rate)
                 p->rate = c->min_grow_rate;
-            if (p->delay_mult < 16)
+            if (p->delay_mult < 4)
                 p->delay_mult *= 2;
             p->backoffs++;
             p->last_grow = -1;   /* one back-off per grow */

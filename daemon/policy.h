@@ -16,7 +16,7 @@
  * slow: only after avail stayed above resident + hysteresis for grow_delay, in steps
  * of at most grow_rate bytes per second. A shrink (trigger or headroom) within
  * backoff_window of a grow halves the rate (down to min_grow_rate) and doubles the grow
- * delay (up to 16x): a hog that comes back in bursts stops being fed. A long calm undoes
+ * delay (up to 4x): a hog that comes back in bursts stops being fed. A long calm undoes
  * one step at a time. */
 #ifndef BS_POLICY_H
 #define BS_POLICY_H
@@ -49,7 +49,7 @@ typedef struct {
     double fall;               /* bytes per second headroom fell at the last step (0: not falling) */
     double fall_t;             /* when last_headroom was taken; < 0 never */
     uint64_t backoffs;         /* times the rate was halved */
-    int delay_mult;            /* the grow delay is grow_delay x this (1..16): doubled per back-off */
+    int delay_mult;            /* the grow delay is grow_delay x this (1..4): doubled per back-off */
 } bs_policy;
 
 void bs_policy_init(bs_policy *p, const bs_policy_config *c);
