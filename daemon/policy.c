@@ -9,11 +9,11 @@ void bs_policy_defaults(bs_policy_config *c)
     c->grow_delay = 2.0;
     c->grow_rate = 256.0 * MIB;
     c->min_grow_rate = 8.0 * MIB;
-    c->backoff_window = 5.0;
+    c->backoff_window = 2.0;
     c->calm_period = 10.0;
     c->trigger_shrink = 0.10;
     c->psi_hold = 10.0;
-    c->lookahead = 1.0;
+    c->lookahead = 0.25;
 }
 
 void bs_policy_init(bs_policy *p, const bs_policy_config *c)

@@ -10,9 +10,9 @@
  *
  * Shrinking happens at once: on a PSI trigger (to at most (1 - trigger_shrink) of what
  * is resident, senpai-style) or when avail falls under what is resident. When headroom
- * is falling, the fall is assumed to go on for `lookahead` seconds (the time a shrink
- * takes to return memory): the target is what avail will be then, so a fast memory hog
- * is met early instead of one sample late. Growing is
+ * is falling, the fall is assumed to go on for `lookahead` seconds (a couple of samples
+ * and the time a shrink takes to return memory): the target is what avail will be then,
+ * so a fast memory hog is met early instead of one sample late. Growing is
  * slow: only after avail stayed above resident + hysteresis for grow_delay, in steps
  * of at most grow_rate bytes per second. A shrink (trigger or headroom) within
  * backoff_window of a grow halves the rate (down to min_grow_rate) and doubles the grow

@@ -55,11 +55,11 @@ static void test_shrink_at_once(void)
     bs_policy_decision d = step(&s, 0, false, 0);
     CHECK(d.why == BS_POLICY_HOLD && s.resident == 1000 * MIB);
     /* something takes 500 MiB more in a second: headroom 48 MiB < reserve -> shrink at
-     * once, to what fits if the fall goes on for lookahead (1 s) */
+     * once, to what fits if the fall goes on for lookahead (0.25 s: 125 MiB more) */
     s.other = 1000 * MIB;
     d = step(&s, 1, false, 0);
     CHECK(d.why == BS_POLICY_SHRINK_HEADROOM);
-    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB - 500 * MIB, "resident %llu MiB",
+    CHECKF(s.resident == 2048 * MIB - 1000 * MIB - 64 * MIB - 125 * MIB, "resident %llu MiB",
            (unsigned long long)(s.resident / MIB));
     /* the fall stopped: room again, but growth waits */
     d = step(&s, 2, false, 0);
@@ -91,12 +91,12 @@ static void test_falling(void)
      * second: shrink now, to where the projection leaves room */
     s.other = 1600 * MIB;
     bs_policy_decision d = step(&s, 1, false, 0);
-    CHECK(d.why == BS_POLICY_HOLD);   /* avail 4096-2600+1000-64 = 2432; minus 600: still above */
-    s.other = 2700 * MIB;
+    CHECK(d.why == BS_POLICY_HOLD);   /* avail 4096-2600+1000-64 = 2432; minus 150: still above */
+    s.other = 2900 * MIB;
     d = step(&s, 2, false, 0);
-    /* avail = 4096 - 3700 + 1000 - 64 = 1332 >= resident; minus 1100 MiB/s of fall: 232 */
+    /* avail = 4096 - 3900 + 1000 - 64 = 1132 >= resident; minus 0.25 s of a 1300 MiB/s fall: 807 */
     CHECK(d.why == BS_POLICY_SHRINK_FALLING);
-    CHECKF(s.resident == 232 * MIB, "resident %llu MiB", (unsigned long long)(s.resident / MIB));
+    CHECKF(s.resident == 807 * MIB, "resident %llu MiB", (unsigned long long)(s.resident / MIB));
 }
 
 static void test_grow_slowly(void)
