@@ -182,8 +182,11 @@ static void check_replay(const char *prompt, const stream_t *s)
             break;
         if (g.piece_len == strlen(s->piece[i]) && !memcmp(g.piece, s->piece[i], g.piece_len))
             same++;
-        else if (first_diff < 0)
+        else if (first_diff < 0) {
             first_diff = i;
+            fprintf(stderr, "replay: token %d: daemon '%s' at N %d (before %d, after %d), replay '%.*s'\n", i,
+                    s->piece[i], s->stack_n[i], i ? s->stack_n[i - 1] : -1, next, (int)g.piece_len, g.piece);
+        }
     }
     bs_gen_free(&g);
     CHECKF(same == s->n, "replay: %d of %d tokens equal, first difference at token %d", same, s->n, first_diff);
@@ -220,7 +223,7 @@ static void test_resizes_in_flight(const char *sock)
     const char *prompt = "Once upon a time, there was a little";
     td_conn c, ctl;
     REQUIRE(td_open(&c, sock) && td_open(&ctl, sock));
-    const char *budgets[] = {"30%", "min", "60%", "max", "40%", "min", "auto", NULL};
+    const char *budgets[] = {"30%", "min", "60%", "max", "40%", "min", "max", NULL};
     drive_t d = {&ctl, budgets, 0};
     char line[256];
     snprintf(line, sizeof line, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":200,"
