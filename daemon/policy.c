@@ -9,7 +9,7 @@ void bs_policy_defaults(bs_policy_config *c)
     c->grow_delay = 2.0;
     c->grow_rate = 256.0 * MIB;
     c->min_grow_rate = 8.0 * MIB;
-    c->backoff_window = 2.0;
+    c->backoff_window = 10.0;
     c->calm_period = 10.0;
     c->trigger_shrink = 0.10;
     c->psi_hold = 10.0;
@@ -55,17 +55,13 @@ static uint64_t clamp(double v, uint64_t lo, uint64_t hi)
 }
 
 /* The rate: halved by a trigger that follows a grow, doubled back after a calm period. */
-static bool is_shrink(bs_policy_why w)
-{
-    return w == BS_POLICY_SHRINK_TRIGGER || w == BS_POLICY_SHRINK_HEADROOM || w == BS_POLICY_SHRINK_FALLING;
-}
-
-/* Senpai-style back-off: memory pressure soon after a grow means the grow found memory
- * that was not really free (a hog between two bursts): halve the rate and double the
- * delay. A long calm undoes one step at a time. */
+/* Senpai-style back-off: a PSI trigger soon after a grow means the grow found memory that
+ * was not really free (a hog between two bursts): halve the rate and double the delay. A
+ * calm period undoes one step at a time. Shrinks on headroom alone do not back off: that
+ * was measured to keep the model small long after stepwise changes (bench/resize). */
 static void adapt_rate(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_why why)
 {
-    if (is_shrink(why)) {
+    if (why == BS_POLICY_SHRINK_TRIGGER) {
         if (p->last_grow >= 0 && in->now - p->last_grow <= c->backoff_window) {
             p->rate /= 2;
             if (p->rate < c->min_grow_rate)

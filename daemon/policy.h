@@ -14,10 +14,9 @@
  * and the time a shrink takes to return memory): the target is what avail will be then,
  * so a fast memory hog is met early instead of one sample late. Growing is
  * slow: only after avail stayed above resident + hysteresis for grow_delay, in steps
- * of at most grow_rate bytes per second. A shrink (trigger or headroom) within
- * backoff_window of a grow halves the rate (down to min_grow_rate) and doubles the grow
- * delay (up to 4x): a hog that comes back in bursts stops being fed. A long calm undoes
- * one step at a time. */
+ * of at most grow_rate bytes per second. A PSI trigger within backoff_window of a grow
+ * halves the rate (down to min_grow_rate) and doubles the grow delay (up to 4x): a hog
+ * that comes back in bursts stops being fed. A calm period undoes one step at a time. */
 #ifndef BS_POLICY_H
 #define BS_POLICY_H
 

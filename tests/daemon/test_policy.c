@@ -204,9 +204,10 @@ static void test_bursts(void)
     for (int i = 0; i < 400; i++) {
         double t = i * 0.1;
         /* 1.5 s of a 1 GiB hog, then 1 s without it */
-        s.other = fmod(t, 2.5) < 1.5 ? 1200 * MIB : 200 * MIB;
+        bool on = fmod(t, 2.5) < 1.5, onset = on && fmod(t, 2.5) < 0.1;
+        s.other = on ? 1200 * MIB : 200 * MIB;
         uint64_t before = s.resident;
-        step(&s, t, false, 0);
+        step(&s, t, onset, 0);   /* each burst stalls someone: PSI fires at its onset */
         double grown = s.resident > before ? (double)(s.resident - before) : 0;
         if (t < 10)
             early += grown;
