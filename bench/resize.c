@@ -1151,7 +1151,7 @@ static int bench_soak(cg_env *env, long long *kills_out, int *failed_out)
     printf("\n4. soak: bs-hog --mb %ld --step-mb 64 --step-ms 50 --hold-ms %s --cycles %s in the cgroup, while %d "
            "clients\n   loop on generate (prompt \"%s\", max_tokens %d: %s)\n",
            env->hog_max, hold, cycles, CLIENTS, O.quick ? "Once upon a time" : "a", O.quick ? 8 : 1,
-           O.quick ? "the small shape" : "the 1.1B shape takes seconds per token with the reference kernels");
+           O.quick ? "the small shape" : "short requests, many of them, across the cycles");
     volatile int stop = 0;
     client_t cl[CLIENTS];
     pthread_t th[CLIENTS];
