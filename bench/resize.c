@@ -95,35 +95,6 @@ static void progress(const char *fmt, ...)
     va_end(ap);
 }
 
-static int cores(void)
-{
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-}
-
-static void read_load(char *load, size_t n)
-{
-    snprintf(load, n, "unknown");
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, (int)n, f))
-            load[strcspn(load, "\n")] = 0;
-        fclose(f);
-    }
-}
-
-static void print_machine(void)
-{
-    char cpu[256], load[128], mem[64];
-    bench_proc_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
-    bench_proc_field("/proc/meminfo", "MemTotal", mem, sizeof mem);
-    read_load(load, sizeof load);
-    struct utsname u;
-    if (uname(&u) != 0)
-        snprintf(u.release, sizeof u.release, "unknown");
-    printf("machine: %s | %d cores (nproc) | MemTotal %s | kernel %s | load average %s\n", cpu, cores(), mem,
-           u.release, load);
-}
 
 /* VmRSS of pid in bytes; -1 when unreadable. Read with one read() so a 1 ms poll is cheap. */
 static long long vmrss(pid_t pid)
@@ -1299,7 +1270,7 @@ int main(int argc, char **argv)
         perror("bench_resize: mkdtemp");
         return 1;
     }
-    print_machine();
+    bench_print_machine();
     printf("daemon: %s | hog: %s | mode: %s\n", O.daemon, O.hog, O.quick ? "--quick" : "full");
     store_info si = {0};
     int rc = 1;
@@ -1327,9 +1298,9 @@ int main(int argc, char **argv)
             goto out;
     }
     char load[128];
-    read_load(load, sizeof load);
+    bench_load(load, sizeof load);
     printf("\nload average at the end: %s%s\n", load,
-           atof(load) > cores() ? " (above the core count: other work skewed these figures)" : "");
+           atof(load) > bench_cores() ? " (above the core count: other work skewed these figures)" : "");
     printf("targets: grow >= 0.9 of dd, shrink < 50 ms, tracking near 100%%, soak 0 kills 0 failed\n");
     char tr[32] = "n/a", sk[64] = "n/a";
     if (track_pct >= 0)

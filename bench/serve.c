@@ -61,33 +61,6 @@ static double quantile(double *v, int n, double q)
     return v[(k > n ? n : k) - 1];
 }
 
-static int cores(void)
-{
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-}
-
-static void read_load(char *load, size_t n)
-{
-    snprintf(load, n, "unknown");
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, (int)n, f))
-            load[strcspn(load, "\n")] = 0;
-        fclose(f);
-    }
-}
-
-static void print_machine(void)
-{
-    char cpu[256], load[128];
-    bench_proc_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
-    read_load(load, sizeof load);
-    struct utsname u;
-    if (uname(&u) != 0)
-        snprintf(u.release, sizeof u.release, "unknown");
-    printf("machine: %s | %d cores (nproc) | kernel %s | load average %s\n", cpu, cores(), u.release, load);
-}
 
 /* ---- in-process reference --------------------------------------------------------- */
 
@@ -472,7 +445,7 @@ static int make_store(const char *path, bs_err *e)
 
 static int parse_opts(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){.daemon = BS_DAEMON_DEFAULT, .prompt = "Once upon a time", .threads = cores(),
+    *o = (bench_opts){.daemon = BS_DAEMON_DEFAULT, .prompt = "Once upon a time", .threads = bench_cores(),
                       .tokens = 64, .requests = 64, .clients = {1, 4, 16}, .n_rows = 3};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -542,7 +515,7 @@ int main(int argc, char **argv)
     char *ref = NULL;
     size_t ref_len = 0;
 
-    print_machine();
+    bench_print_machine();
     if (!o.store) {
         fprintf(stderr, "bench_serve: compressing stories260K into %s\n", store_path);
         if (make_store(store_path, &e))
@@ -618,9 +591,9 @@ int main(int argc, char **argv)
     printf("(ttft: request sent -> first token line read; srv: the daemon's own ttft_ms; in-process ttft:\n"
            " bs_gen start -> first token; p99 of %d samples is their maximum or close to it)\n", o.requests);
     char load[128];
-    read_load(load, sizeof load);
+    bench_load(load, sizeof load);
     printf("load average at the end: %s%s\n", load,
-           atof(load) > cores() ? " (above the core count: other work skewed these figures)" : "");
+           atof(load) > bench_cores() ? " (above the core count: other work skewed these figures)" : "");
     if (!ok)
         goto fail;
     rc = 0;

@@ -1,12 +1,18 @@
 #include "model/store_eval.h"
 
-int bs_engine_dense(bs_engine *eng, int n, bs_model *out, bs_err *e)
+/* The prefix of n blocks as a stacked model, reading any blocks the engine lacks. */
+static int stacked_at(bs_engine *eng, int n, bs_stacked *sm, bs_err *e)
 {
     int bad;
     if (n > eng->resident_n && bs_engine_read_blocks(eng, n, &bad, e))
         return -1;
+    return bs_stacked_init(sm, &eng->store, eng->stack, n, e);
+}
+
+int bs_engine_dense(bs_engine *eng, int n, bs_model *out, bs_err *e)
+{
     bs_stacked sm;
-    if (bs_stacked_init(&sm, &eng->store, eng->stack, n, e))
+    if (stacked_at(eng, n, &sm, e))
         return -1;
     int rc = bs_stacked_to_dense(&sm, out, e);
     bs_stacked_free(&sm);
@@ -27,11 +33,8 @@ int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int 
 int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                          bs_err *e)
 {
-    int bad;
-    if (n > eng->resident_n && bs_engine_read_blocks(eng, n, &bad, e))
-        return -1;
     bs_stacked sm;
-    if (bs_stacked_init(&sm, &eng->store, eng->stack, n, e))
+    if (stacked_at(eng, n, &sm, e))
         return -1;
     int rc = bs_ppl_ids_decode(&sm.model, ids, nids, bs_tok_bos(eng->store.tok), ctx, max_chunks, r, e);
     bs_stacked_free(&sm);
