@@ -184,6 +184,7 @@ int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_engine *e
     uv_timer_init(loop, &sz->sample);
     sz->sample.data = sz;
     uv_timer_start(&sz->sample, on_sample, (uint64_t)cfg->sample_ms, (uint64_t)cfg->sample_ms);
+    bs_sizer_decide(sz);   /* a target and its reason from the start, not one sample later */
     return 0;
 }
 
