@@ -96,19 +96,28 @@ static void progress(const char *fmt, ...)
 }
 
 
-/* VmRSS of pid in bytes; -1 when unreadable. Read with one read() so a 1 ms poll is cheap. */
+/* A small pseudo-file with one read() (a 1 ms poll stays cheap), NUL-terminated; false
+ * when it is missing or empty. */
+static bool read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    return true;
+}
+
+/* VmRSS of pid in bytes; -1 when unreadable. */
 static long long vmrss(pid_t pid)
 {
     char path[64], buf[4096];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(path, buf, sizeof buf))
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     const char *p = strstr(buf, "VmRSS:");
     return p ? atoll(p + 6) * 1024 : -1;
 }
@@ -820,14 +829,8 @@ static long long cg_read(const cgroup_t *cg, const char *file, const char *key)
 {
     char path[256], buf[8192];
     snprintf(path, sizeof path, "%s/%s", cg->dir, file);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(path, buf, sizeof buf))
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     if (!key)
         return atoll(buf);
     size_t kl = strlen(key);

@@ -419,8 +419,6 @@ static int serve(daemon_t *d, const options *o)
         .lim = o->lim,
         .max_output = o->max_output,
         .grace_ms = o->grace_ms,
-        .proc_root = o->proc_root,
-        .sys_root = o->sys_root,
         .model_name = name,
     };
     if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->eng, &sc, bs_server_kv, &d->srv, &e)) {

@@ -1,12 +1,10 @@
 #include "daemon/residency.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,14 +57,9 @@ int bs_res_init(bs_res *r, uv_loop_t *loop, bs_engine *eng, bs_io_mode mode, int
     r->done = done;
     r->done_ctx = ctx;
     r->limit_n = eng->store.n_blocks;
-    r->direct = true;
-    r->fd = open(eng->store.path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (r->fd < 0 && errno == EINVAL) {
-        r->direct = false;
-        r->fd = open(eng->store.path, O_RDONLY | O_CLOEXEC);
-    }
+    r->fd = bs_engine_open_blocks(eng, &r->direct, e);
     if (r->fd < 0)
-        return bs_err_set(e, "%s: cannot open: %s", eng->store.path, strerror(errno));
+        return -1;
     r->bounce = aligned_alloc(PAGE, PAGE);
     if (!r->bounce) {
         close(r->fd);
@@ -283,11 +276,9 @@ static void read_failed(bs_res *r, const bs_res_read *rd, const char *what)
 /* A grow given up for a shrink: nothing it read is published; its pages go back. */
 static void drop_cancelled(bs_res *r)
 {
-    bs_engine *eng = r->eng;
-    uint64_t keep = (bs_store_prefix_end(&eng->store, eng->resident_n) + PAGE - 1) / PAGE * PAGE;
-    uint64_t end = (bs_store_prefix_end(&eng->store, r->to_n) + PAGE - 1) / PAGE * PAGE;
-    if (end > keep)
-        madvise(eng->stack + keep, (size_t)(end - keep), MADV_DONTNEED);
+    bs_err e;
+    if (bs_engine_discard(r->eng, r->eng->resident_n, r->to_n, &e))
+        snprintf(r->io_err, sizeof r->io_err, "%s", e.msg);
     snprintf(r->reason, sizeof r->reason, "grow cancelled: %.40s", r->cancel_reason);
     r->to_n = r->from_n;
     r->cancel = false;
@@ -297,6 +288,8 @@ static void drop_cancelled(bs_res *r)
 static void reads_done(bs_res *r)
 {
     uv_poll_stop(&r->poll);
+    if (!r->direct)
+        bs_engine_forget_cache(r->eng, r->fd);
     if (r->cancel) {
         drop_cancelled(r);
         return;

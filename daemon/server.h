@@ -35,7 +35,6 @@ typedef struct {
     bs_proto_limits lim;
     size_t max_output;          /* bytes queued for one client before it is dropped */
     int grace_ms;               /* how long stopping waits for clients to take their lines */
-    const char *proc_root, *sys_root;   /* for memory facts */
     const char *model_name;
 } bs_server_config;
 

@@ -273,13 +273,12 @@ void bs_session_slice(bs_session *s)
             bs_session_finish(s, BS_FINISH_LENGTH);
             break;
         } else if (!step(s)) {
-            s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
             break;
         }
-        s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
         if (s->n_tok == BS_SESSION_SLICE_TOKENS || uv_hrtime() - t0 >= BS_SESSION_SLICE_NS)
             break;
     }
+    s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
 }
 
 void bs_session_stats(const bs_session *s, uint64_t now, bs_proto_stats *st)

@@ -166,7 +166,10 @@ void bs_engine_grow_plan(const bs_engine *eng, int a, int b, bs_grow_plan *p)
     }
 }
 
-/* Reads up to len bytes at off; a short count only at the end of the file. */
+#define READ_EINVAL (-2)   /* the file system refused the read's alignment (O_DIRECT) */
+
+/* Reads up to len bytes at off; a short count only at the end of the file. -1, or
+ * READ_EINVAL, on an error. */
 static int read_run(int fd, uint8_t *buf, uint64_t len, uint64_t off, uint64_t need, const char *path, bs_err *e)
 {
     uint64_t got = 0;
@@ -174,9 +177,11 @@ static int read_run(int fd, uint8_t *buf, uint64_t len, uint64_t off, uint64_t n
         ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0)
-            return bs_err_set(e, "%s: read failed at offset %llu: %s", path, (unsigned long long)(off + got),
-                              strerror(errno));
+        if (r < 0) {
+            int err = errno;
+            bs_err_set(e, "%s: read failed at offset %llu: %s", path, (unsigned long long)(off + got), strerror(err));
+            return err == EINVAL ? READ_EINVAL : -1;
+        }
         if (r == 0)
             break;
         got += (uint64_t)r;
@@ -201,7 +206,7 @@ static int read_plan(bs_engine *eng, int fd, const bs_grow_plan *p, uint64_t to,
             memcpy(eng->stack + p->copy_from, page + (p->copy_from - p->bounce_off), p->copy_len);
         free(page);
         if (rc)
-            return -1;
+            return rc;
     }
     if (p->direct_len)
         return read_run(fd, eng->stack + p->direct_off, p->direct_len, base + p->direct_off, to - p->direct_off,
@@ -219,19 +224,13 @@ int bs_engine_read_blocks(bs_engine *eng, int b, int *bad, bs_err *e)
         return 0;
     bs_grow_plan p;
     bs_engine_grow_plan(eng, eng->resident_n, b, &p);
-    /* O_DIRECT keeps the bytes out of the page cache, which the daemon's cgroup would be
-     * charged for a second time; file systems without it (tmpfs) get advice instead */
-    bool direct = true;
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (fd < 0 && errno == EINVAL) {
-        direct = false;
-        fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    }
+    bool direct;
+    int fd = bs_engine_open_blocks(eng, &direct, e);
     if (fd < 0)
-        return bs_err_set(e, "%s: cannot open: %s", s->path, strerror(errno));
+        return -1;
     uint64_t to = bs_store_prefix_end(s, b);
     int rc = read_plan(eng, fd, &p, to, e);
-    if (rc && direct && errno == EINVAL) {
+    if (rc == READ_EINVAL && direct) {
         /* some file systems accept O_DIRECT at open and refuse it at read */
         close(fd);
         direct = false;
@@ -240,7 +239,7 @@ int bs_engine_read_blocks(bs_engine *eng, int b, int *bad, bs_err *e)
     }
     if (fd >= 0) {
         if (!direct)
-            posix_fadvise(fd, (off_t)s->stack_off, 0, POSIX_FADV_DONTNEED);
+            bs_engine_forget_cache(eng, fd);
         close(fd);
     }
     if (rc) {
@@ -248,6 +247,27 @@ int bs_engine_read_blocks(bs_engine *eng, int b, int *bad, bs_err *e)
         return -1;
     }
     return bs_engine_verify_grow(eng, b, bad, e);
+}
+
+int bs_engine_open_blocks(const bs_engine *eng, bool *direct, bs_err *e)
+{
+    const bs_store *s = &eng->store;
+    /* O_DIRECT keeps the bytes out of the page cache, which the daemon's cgroup would be
+     * charged for a second time; file systems without it (tmpfs) get advice instead */
+    *direct = true;
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0 && errno == EINVAL) {
+        *direct = false;
+        fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return bs_err_set(e, "%s: cannot open: %s", s->path, strerror(errno));
+    return fd;
+}
+
+void bs_engine_forget_cache(const bs_engine *eng, int fd)
+{
+    posix_fadvise(fd, (off_t)eng->store.stack_off, 0, POSIX_FADV_DONTNEED);
 }
 
 int bs_engine_verify_grow(bs_engine *eng, int b, int *bad, bs_err *e)
@@ -264,14 +284,21 @@ int bs_engine_verify_grow(bs_engine *eng, int b, int *bad, bs_err *e)
     return 0;
 }
 
+int bs_engine_discard(bs_engine *eng, int n, int upto, bs_err *e)
+{
+    uint64_t keep = page_up(bs_store_prefix_end(&eng->store, n));
+    uint64_t end = page_up(bs_store_prefix_end(&eng->store, upto));
+    if (end > keep && madvise(eng->stack + keep, (size_t)(end - keep), MADV_DONTNEED))
+        return bs_err_set(e, "madvise of %llu bytes failed: %s", (unsigned long long)(end - keep), strerror(errno));
+    return 0;
+}
+
 int bs_engine_drop(bs_engine *eng, int n, bs_err *e)
 {
     if (n < 0 || n > eng->resident_n)
         return bs_err_set(e, "cannot drop to %d blocks: %d are resident", n, eng->resident_n);
-    uint64_t keep = page_up(bs_store_prefix_end(&eng->store, n));
-    uint64_t end = page_up(bs_store_prefix_end(&eng->store, eng->resident_n));
-    if (end > keep && madvise(eng->stack + keep, (size_t)(end - keep), MADV_DONTNEED))
-        return bs_err_set(e, "madvise of %llu bytes failed: %s", (unsigned long long)(end - keep), strerror(errno));
+    if (bs_engine_discard(eng, n, eng->resident_n, e))
+        return -1;
     eng->resident_n = n;
     return 0;
 }

@@ -90,6 +90,14 @@ typedef struct {
 
 void bs_engine_grow_plan(const bs_engine *eng, int a, int b, bs_grow_plan *p);
 
+/* Opens the store for block reads: O_DIRECT when the file system takes it (*direct set),
+ * else buffered; the fd, or -1 with e. */
+int bs_engine_open_blocks(const bs_engine *eng, bool *direct, bs_err *e);
+
+/* After buffered reads of fd: the page cache (charged to the cgroup too) need not keep a
+ * second copy of the stack. */
+void bs_engine_forget_cache(const bs_engine *eng, int fd);
+
 /* Reads blocks [resident_n, b) with pread and the plan (O_DIRECT when the file system
  * takes it, else buffered reads followed by POSIX_FADV_DONTNEED so the page cache does
  * not keep a second copy), checks them and makes them resident. Blocking: for a worker
@@ -104,6 +112,10 @@ int bs_engine_verify_grow(bs_engine *eng, int b, int *bad, bs_err *e);
 /* Returns the whole pages past block n to the kernel (MADV_DONTNEED) and sets
  * resident_n = n. No live view may use blocks past n (bs_engine_max_live_n() <= n). */
 int bs_engine_drop(bs_engine *eng, int n, bs_err *e);
+
+/* Returns the whole pages past block n up to the end of block upto to the kernel, without
+ * changing resident_n (a grow given up before it was checked). */
+int bs_engine_discard(bs_engine *eng, int n, int upto, bs_err *e);
 
 /* ---- budgets ------------------------------------------------------------------- */
 

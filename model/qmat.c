@@ -127,23 +127,23 @@ typedef struct {
 
 #define MAX_SETS 8
 
+/* The sets for q's depth, or -1 when it has more planes than MAX_SETS sets hold. */
 static int plane_sets(const bs_qmat *q, plane_set *sets)
 {
     const bs_store_matrix *m = q->m;
-    int n = 0;
-    for (int l = 0; l < q->depth && n < MAX_SETS;) {
+    int n = 0, l = 0;
+    while (l < q->depth && n < MAX_SETS) {
         plane_set *ps = &sets[n++];
         bs_plane_view v;
         bs_block_plane(m, q->blk, l, &v);
         int sl = bs_block_scale_level(m, l);
         ps->k = (bs_kernel_planes){m->rows, m->cols, m->group, 0, ps->bits, v.scales, v.shift};
-        while (l < q->depth && bs_block_scale_level(m, l) == sl && ps->k.nplanes < BS_KERNEL_MAX_PLANES) {
+        for (; l < q->depth && bs_block_scale_level(m, l) == sl && ps->k.nplanes < BS_KERNEL_MAX_PLANES; l++) {
             bs_block_plane(m, q->blk, l, &v);
             ps->bits[ps->k.nplanes++] = v.bits;
-            l++;
         }
     }
-    return n;
+    return l < q->depth ? -1 : n;
 }
 
 /* One part of a product: the rows of part p of n (contiguous ranges, 8-row aligned). */
@@ -291,6 +291,9 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
     if (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ) {
         plane_set sets[MAX_SETS];
         int ns = plane_sets(q, sets);
+        if (ns < 0)
+            return bs_err_set(e, "%s: %d planes, more than the kernels take (%d sets of %d)", m->name, q->depth,
+                              MAX_SETS, BS_KERNEL_MAX_PLANES);
         for (int i = 0; i < ns; i++) {
             j.set = &sets[i];
             j.accumulate = accumulate || i > 0;

@@ -474,6 +474,18 @@ static void best_kernels(void *arg)
     unsetenv("BS_KERNEL");
 }
 
+/* VmRSS once it has moved at least `by` bytes away from `from` (sign: direction), or the
+ * last reading after 5 s. */
+static long long rss_after_move(pid_t pid, long long from, long long by)
+{
+    long long v = vm_rss(pid);
+    for (int i = 0; i < 500 && (by > 0 ? v - from < by : from - v < -by); i++) {
+        td_sleep_ms(10);
+        v = vm_rss(pid);
+    }
+    return v;
+}
+
 static void test_rss(void)
 {
     /* a store of a few MiB of planes (synthetic weights), so the change shows in VmRSS */
@@ -514,19 +526,11 @@ static void test_rss(void)
     bs_response_free(&r);
     CHECK(td_wait_status(sock, "stack_n", n30));
     /* published at once; the pages go once the step running on the old view has let go */
-    long long small_rss = vm_rss(d.pid);
-    for (int i = 0; i < 500 && full_rss - small_rss < freed * 8 / 10; i++) {
-        td_sleep_ms(10);
-        small_rss = vm_rss(d.pid);
-    }
+    long long small_rss = rss_after_move(d.pid, full_rss, -(freed * 8 / 10));
     REQUIRE(td_call(&ctl, &r, "{\"id\":2,\"op\":\"budget\",\"auto\":true}") == 1 && r.kind == BS_RESP_RESULT);
     bs_response_free(&r);
     CHECK(td_wait_status(sock, "stack_n", total));
-    long long back_rss = vm_rss(d.pid);
-    for (int i = 0; i < 500 && back_rss - small_rss < freed * 8 / 10; i++) {
-        td_sleep_ms(10);
-        back_rss = vm_rss(d.pid);
-    }
+    long long back_rss = rss_after_move(d.pid, small_rss, freed * 8 / 10);
     fprintf(stderr, "(g) VmRSS %.1f MiB at full, %.1f MiB at 30%% (%.1f MiB of blocks dropped), %.1f MiB back at auto\n",
             full_rss / 1048576.0, small_rss / 1048576.0, freed / 1048576.0, back_rss / 1048576.0);
     CHECKF(full_rss - small_rss >= freed * 8 / 10, "RSS fell by %lld bytes, %lld bytes of blocks were dropped",
