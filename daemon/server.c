@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon/conn.h"
+#include "daemon/frontend.h"
 
 #define READ_BUF (64 * 1024)
 #define BACKLOG 128
@@ -116,296 +116,180 @@ static void remove_own_file(bs_server *srv)
         unlink(srv->cfg.socket_path);
 }
 
-/* ---- writing --------------------------------------------------------------------- */
+/* ---- accepting ----------------------------------------------------------------------- */
 
-typedef struct {
-    uv_write_t req;
-    bs_conn *conn;
-    char data[];
-} out_req;
+/* An accepted socket whose first bytes have not come yet. */
+typedef struct sniff {
+    uv_poll_t poll;
+    int fd;
+    bs_peer peer;
+    bs_server *srv;
+    struct sniff *prev, *next;
+} sniff;
 
-static void on_closed(uv_handle_t *h)
+static void sniff_unlink(sniff *k)
 {
-    bs_conn *c = h->data;
-    bs_server *srv = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
+    bs_server *srv = k->srv;
+    if (k->prev)
+        k->prev->next = k->next;
     else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->n_conns--;
-    if (c->lb_ready)
-        bs_linebuf_free(&c->lb);
-    bs_proto_buf_free(&c->out);
-    bs_log_debug(srv->log, "connection %llu closed", (unsigned long long)c->num);
-    free(c);
+        srv->sniffing = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    srv->n_sniffing--;
+}
+
+static void sniff_freed(uv_handle_t *h)
+{
+    sniff *k = h->data;
+    bs_server *srv = k->srv;
+    free(k);
     bs_server_check_stopped(srv);
 }
 
-static void close_conn(bs_conn *c)
+/* Ends the wait; fd goes on to a front end (or is closed when hand is -1). */
+static void sniff_end(sniff *k, int hand)
 {
-    c->closing = true;
-    c->out.len = 0;
-    uv_read_stop((uv_stream_t *)&c->pipe);
-    uv_close((uv_handle_t *)&c->pipe, on_closed);
+    bs_server *srv = k->srv;
+    int fd = k->fd;
+    bs_peer peer = k->peer;
+    sniff_unlink(k);
+    /* uv_poll_stop takes fd out of the loop's epoll now, so another handle may take it */
+    uv_poll_stop(&k->poll);
+    uv_close((uv_handle_t *)&k->poll, sniff_freed);
+    if (hand < 0)
+        close(fd);
+    else if (hand == 0)
+        bs_jsonl_adopt(srv, fd, &peer);
+    else
+        bs_jsonl_adopt(srv, fd, &peer);   /* HTTP: next */
 }
 
-void bs_conn_drop(bs_conn *c, const char *why)
+/* `{` (or blank space before it) starts a JSON-lines client; HTTP starts with a method. */
+static void on_first_bytes(uv_poll_t *p, int status, int events)
 {
-    if (c->closing)
+    (void)events;
+    sniff *k = p->data;
+    char c;
+    ssize_t n = status < 0 ? -1 : recv(k->fd, &c, 1, MSG_PEEK);
+    if (n < 0 && status >= 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    bs_log_info(c->srv->log, "connection %llu (pid %d) dropped: %s", (unsigned long long)c->num, (int)c->pid, why);
-    bs_ops_abandon_sessions(c);
-    close_conn(c);
-}
-
-void bs_conn_maybe_close(bs_conn *c)
-{
-    if (c->closing || !(c->read_eof || c->srv->stopping) || c->n_sessions || c->writes || c->out.len)
-        return;
-    close_conn(c);
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    out_req *w = (out_req *)req;
-    bs_conn *c = w->conn;
-    free(w);
-    c->writes--;
-    if (c->closing)
-        return;
-    if (status < 0) {
-        char why[128];
-        snprintf(why, sizeof why, "write: %s", uv_strerror(status));
-        bs_conn_drop(c, why);
+    if (n <= 0) {
+        sniff_end(k, -1);   /* gone before saying anything */
         return;
     }
-    bs_conn_maybe_close(c);
+    bool json = c == '{' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    sniff_end(k, json && !k->peer.tcp ? 0 : 1);
 }
 
-void bs_conn_flush(bs_conn *c)
+static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
 {
-    if (c->closing) {
-        c->out.len = 0;
+    sniff *k = calloc(1, sizeof *k);
+    if (!k) {
+        bs_log_err(srv->log, "out of memory for a connection");
+        close(fd);
         return;
     }
-    if (!c->out.len)
+    k->fd = fd;
+    k->peer = *peer;
+    k->srv = srv;
+    int rc = uv_poll_init_socket(srv->loop, &k->poll, fd);
+    if (rc) {
+        bs_log_warn(srv->log, "connection %llu: %s", (unsigned long long)peer->num, uv_strerror(rc));
+        close(fd);
+        free(k);
         return;
-    bs_server *srv = c->srv;
-    uv_stream_t *st = (uv_stream_t *)&c->pipe;
-    size_t off = 0, queued = uv_stream_get_write_queue_size(st);
-    if (queued == 0) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int r = uv_try_write(st, &b, 1);
-        if (r >= 0) {
-            off = (size_t)r;
-        } else if (r != UV_EAGAIN) {
-            char why[128];
-            snprintf(why, sizeof why, "write: %s", uv_strerror(r));
-            bs_conn_drop(c, why);
-            return;
-        }
     }
-    srv->m.bytes_out += off;
-    size_t rest = c->out.len - off;
-    if (rest) {
-        if (queued + rest > srv->cfg.max_output) {
-            srv->m.bytes_dropped += queued + rest;
-            srv->m.connections_dropped++;
-            char why[160];
-            snprintf(why, sizeof why, "not reading: %zu bytes waiting, over the bound of %zu", queued + rest,
-                     srv->cfg.max_output);
-            bs_conn_drop(c, why);
-            return;
-        }
-        out_req *w = malloc(sizeof *w + rest);
-        if (!w) {
-            bs_conn_drop(c, "out of memory for its output");
-            return;
-        }
-        w->conn = c;
-        memcpy(w->data, c->out.data + off, rest);
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
-        int r = uv_write(&w->req, st, &b, 1, on_written);
-        if (r) {
-            free(w);
-            char why[128];
-            snprintf(why, sizeof why, "write: %s", uv_strerror(r));
-            bs_conn_drop(c, why);
-            return;
-        }
-        c->writes++;
-        srv->m.bytes_out += rest;
-    }
-    c->out.len = 0;
+    k->poll.data = k;
+    k->next = srv->sniffing;
+    if (srv->sniffing)
+        srv->sniffing->prev = k;
+    srv->sniffing = k;
+    srv->n_sniffing++;
+    uv_poll_start(&k->poll, UV_READABLE | UV_DISCONNECT, on_first_bytes);
 }
 
-void bs_conn_send_error(bs_conn *c, const bs_proto_id *id, bs_proto_code code, const char *msg)
+static void on_acceptable(uv_poll_t *p, int status, int events)
 {
-    bs_err e;
-    c->srv->m.errors++;
-    if (bs_proto_encode_error(&c->out, id, code, msg, &e)) {
-        bs_conn_drop(c, e.msg);
-        return;
-    }
-    bs_conn_flush(c);
-}
-
-void bs_conn_send_result(bs_conn *c, const bs_proto_id *id, const json_t *result)
-{
-    bs_err e;
-    if (!result || bs_proto_encode_result(&c->out, id, result, &e)) {
-        bs_conn_send_error(c, id, BS_PERR_INTERNAL, result ? e.msg : "out of memory for the answer");
-        return;
-    }
-    bs_conn_flush(c);
-}
-
-/* ---- reading --------------------------------------------------------------------- */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
-{
-    (void)suggested;
-    bs_conn *c = h->data;
-    *b = uv_buf_init(c->srv->rbuf, (unsigned)c->srv->rbuf_len);
-}
-
-/* EOF is either a half close (the client sent its last request and waits for the
- * answers, as `socat` does) or the client closing for good. A Unix socket tells them
- * apart: after a full close both directions are shut, which poll reports as POLLHUP.
- * A client that is gone gets its requests cancelled now rather than when a write fails. */
-static bool peer_gone(bs_conn *c)
-{
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->pipe, &fd))
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-    bs_conn *c = st->data;
-    if (c->closing)
-        return;
-    if (n > 0) {
-        c->srv->m.bytes_in += (uint64_t)n;
-        const char *p = b->base;
-        size_t left = (size_t)n;
-        while (left > 0 && !c->closing && !c->read_eof) {
-            bs_line ln;
-            size_t used = bs_linebuf_push(&c->lb, p, left, &ln);
-            p += used;
-            left -= used;
-            if (ln.kind == BS_LINE_OK) {
-                bs_ops_handle_line(c, ln.data, ln.len);
-            } else if (ln.kind == BS_LINE_TOO_LONG) {
-                char msg[96];
-                snprintf(msg, sizeof msg, "a request line is at most %zu bytes", c->srv->cfg.lim.max_line);
-                c->srv->m.requests++;
-                bs_conn_send_error(c, NULL, BS_PERR_LINE_TOO_LONG, msg);
-            }
-        }
-        return;
-    }
-    if (n == UV_EOF) {
-        bs_line ln;
-        bs_linebuf_finish(&c->lb, &ln);
-        if (ln.kind == BS_LINE_OK)
-            bs_ops_handle_line(c, ln.data, ln.len);
-        if (c->closing)
-            return;
-        c->read_eof = true;
-        uv_read_stop(st);
-        if (peer_gone(c)) {
-            if (c->n_sessions) {
-                char why[96];
-                snprintf(why, sizeof why, "the client went away with %d request(s) open", c->n_sessions);
-                bs_conn_drop(c, why);
-            } else {
-                close_conn(c);
-            }
-            return;
-        }
-        bs_conn_maybe_close(c);
-        return;
-    }
-    if (n < 0) {
-        char why[128];
-        snprintf(why, sizeof why, "read: %s", uv_strerror((int)n));
-        bs_conn_drop(c, why);
-    }
-}
-
-/* ---- accepting --------------------------------------------------------------------- */
-
-static void on_connection(uv_stream_t *l, int status)
-{
-    bs_server *srv = l->data;
+    (void)events;
+    bs_listener *l = p->data;
+    bs_server *srv = l->srv;
     if (status < 0) {
         bs_log_warn(srv->log, "accept: %s", uv_strerror(status));
         return;
     }
-    bs_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        bs_log_err(srv->log, "out of memory for a connection");
-        return;
-    }
-    c->srv = srv;
-    c->num = ++srv->next_conn;
-    c->pid = -1;
-    uv_pipe_init(srv->loop, &c->pipe, 0);
-    c->pipe.data = c;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->n_conns++;
-    int rc = uv_accept(l, (uv_stream_t *)&c->pipe);
-    if (rc) {
-        bs_log_warn(srv->log, "accept: %s", uv_strerror(rc));
-        close_conn(c);
-        return;
-    }
-    srv->m.connections_total++;
-    uv_os_fd_t fd;
-    struct ucred cr;
-    socklen_t cl = sizeof cr;
-    if (!uv_fileno((uv_handle_t *)&c->pipe, &fd) && !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl)) {
-        c->pid = cr.pid;
-        c->uid = cr.uid;
-    }
-    if (srv->stopping || srv->n_conns > srv->cfg.lim.max_connections) {
-        /* one line, then close: the client learns why instead of seeing a bare EOF */
-        srv->m.connections_rejected++;
-        c->read_eof = true;
-        if (srv->stopping)
-            bs_conn_send_error(c, NULL, BS_PERR_SHUTTING_DOWN, "the daemon is stopping");
-        else {
-            char msg[96];
-            snprintf(msg, sizeof msg, "the daemon already has %d connections", srv->cfg.lim.max_connections);
-            bs_log_warn(srv->log, "connection %llu (pid %d) refused: %d connections already",
-                        (unsigned long long)c->num, (int)c->pid, srv->cfg.lim.max_connections);
-            bs_conn_send_error(c, NULL, BS_PERR_TOO_MANY_CONNECTIONS, msg);
+    for (int i = 0; i < 64; i++) {   /* a burst at a time, then let the loop breathe */
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                bs_log_warn(srv->log, "accept: %s", strerror(errno));
+            return;
         }
-        bs_conn_maybe_close(c);
-        return;
+        srv->m.connections_total++;
+        bs_peer peer = {.num = ++srv->next_conn, .pid = -1, .uid = (uid_t)-1, .tcp = l->tcp};
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (!l->tcp && !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl)) {
+            peer.pid = cr.pid;
+            peer.uid = cr.uid;
+        }
+        bs_log_debug(srv->log, "connection %llu from pid %d uid %d", (unsigned long long)peer.num, (int)peer.pid,
+                     (int)peer.uid);
+        if (bs_server_connections(srv) >= srv->cfg.lim.max_connections) {
+            /* refused before it spoke: the Unix socket's clients are told in a JSON line
+             * (as they always were); HTTP clients in a plain status line */
+            peer.refuse = true;
+            if (l->tcp) {
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                                           "Content-Length: 0\r\n\r\n";
+                srv->m.connections_rejected++;
+                ssize_t w = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+                (void)w;   /* best effort: the close says the rest */
+                close(fd);
+            } else {
+                bs_jsonl_adopt(srv, fd, &peer);
+            }
+            continue;
+        }
+        sniff_start(srv, fd, &peer);
     }
-    bs_err e;
-    if (bs_linebuf_init(&c->lb, srv->cfg.lim.max_line, &e)) {
-        bs_log_err(srv->log, "connection %llu: %s", (unsigned long long)c->num, e.msg);
-        close_conn(c);
-        return;
-    }
-    c->lb_ready = true;
-    bs_log_debug(srv->log, "connection %llu from pid %d uid %d", (unsigned long long)c->num, (int)c->pid, (int)c->uid);
-    rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+static int listener_start(bs_server *srv, bs_listener *l, int fd, bool tcp, bs_err *e)
+{
+    l->srv = srv;
+    l->fd = fd;
+    l->tcp = tcp;
+    int rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
     if (rc) {
-        char why[128];
-        snprintf(why, sizeof why, "read: %s", uv_strerror(rc));
-        bs_conn_drop(c, why);
+        close(fd);
+        return bs_err_set(e, "cannot listen: %s", uv_strerror(rc));
     }
+    l->poll.data = l;
+    l->open = true;
+    rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+    if (rc)
+        return bs_err_set(e, "cannot listen: %s", uv_strerror(rc));
+    return 0;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    bs_listener *l = h->data;
+    close(l->fd);
+}
+
+static void listener_stop(bs_listener *l)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    uv_close((uv_handle_t *)&l->poll, listener_closed);
+}
+
+int bs_server_connections(const bs_server *srv)
+{
+    return srv->n_conns + srv->n_sniffing + srv->n_http;
 }
 
 /* ---- life -------------------------------------------------------------------------- */
@@ -430,28 +314,26 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
         fd = bind_path(srv, cfg->socket_path, e);
         if (fd < 0)
             goto fail;
+    } else {
+        /* an inherited socket may be blocking; accept4 below must not block the loop */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
+            bs_err_set(e, "socket %d: %s", fd, strerror(errno));
+            goto fail;
+        }
     }
-    uv_pipe_init(loop, &srv->listener, 0);
-    srv->listener.data = srv;
-    srv->listening = true;
-    int rc = uv_pipe_open(&srv->listener, fd);
-    if (!rc)
-        rc = uv_listen((uv_stream_t *)&srv->listener, BACKLOG, on_connection);
-    if (rc) {
-        bs_err_set(e, "cannot listen: %s", uv_strerror(rc));
+    if (listener_start(srv, &srv->unix_l, fd, false, e))
         goto fail_listener;
-    }
-    if (bs_sched_init(&srv->sched, loop, cfg->threads, bs_ops_slice_work, bs_ops_slice_done, srv, e))
+    if (bs_sched_init(&srv->sched, loop, cfg->threads, bs_server_slice_work, bs_server_slice_done, srv, e))
         goto fail_listener;
-    srv->sched.start = bs_ops_slice_start;
+    srv->sched.start = bs_server_slice_start;
     uv_timer_init(loop, &srv->grace);
     srv->grace.data = srv;
     return 0;
 
 fail_listener:
     /* the loop must run to finish closing the handle: the caller's cleanup does that */
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    srv->listening = false;
+    listener_stop(&srv->unix_l);
     remove_own_file(srv);
     srv->stopped = true;
     return -1;
@@ -467,24 +349,12 @@ static void on_grace(uv_timer_t *t)
     bs_server *srv = t->data;
     bs_log_warn(srv->log, "stopping: %d connection(s) did not take their last lines in %d ms; closing them",
                 srv->n_conns, srv->cfg.grace_ms);
-    for (bs_conn *c = srv->conns; c; c = c->next)
-        bs_conn_drop(c, "the daemon is stopping");
-}
-
-void bs_server_kv(void *ctx, uint64_t *kv_bytes, int *sessions)
-{
-    bs_server *srv = ctx;
-    uint64_t kv = 0;
-    for (bs_conn *c = srv->conns; c; c = c->next)
-        for (bs_session *s = c->sessions; s; s = s->next)
-            kv += s->kv_bytes;
-    *kv_bytes = kv;
-    *sessions = srv->n_sessions;
+    bs_jsonl_drop_all(srv, "the daemon is stopping");
 }
 
 void bs_server_check_stopped(bs_server *srv)
 {
-    if (!srv->stopping || srv->stopped || srv->n_conns || srv->sched.running)
+    if (!srv->stopping || srv->stopped || srv->n_conns || srv->n_sniffing || srv->sched.running)
         return;
     srv->stopped = true;
     uv_timer_stop(&srv->grace);
@@ -501,20 +371,13 @@ void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx)
     srv->stopping = true;
     srv->done = done;
     srv->done_ctx = ctx;
-    if (srv->listening) {
-        uv_close((uv_handle_t *)&srv->listener, NULL);
-        srv->listening = false;
-    }
+    listener_stop(&srv->unix_l);
     remove_own_file(srv);
     bs_log_info(srv->log, "stopping: %d connection(s), %d session(s) open", srv->n_conns, srv->n_sessions);
-    for (bs_conn *c = srv->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->closing)
-            continue;
-        bs_ops_stop_sessions(c);
-        bs_conn_flush(c);
-        bs_conn_maybe_close(c);
-    }
+    while (srv->sniffing)
+        sniff_end(srv->sniffing, -1);
+    bs_server_stop_sessions(srv);
+    bs_jsonl_stop(srv);
     if (srv->cfg.grace_ms > 0)
         uv_timer_start(&srv->grace, on_grace, (uint64_t)srv->cfg.grace_ms, 0);
     bs_server_check_stopped(srv);

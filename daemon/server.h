@@ -1,15 +1,14 @@
-/* bs_server: the listening socket, the client connections, and the requests on them.
+/* bs_server: the listening sockets, the sessions, and the front ends that speak to clients.
  *
- * Everything here runs on the loop thread and only moves bytes: requests are parsed
- * (proto/), generate/chat become sessions that bs_sched runs on the pool, and each slice
- * that comes back is turned into response lines.
+ * Everything here runs on the loop thread and only moves bytes. The server accepts each
+ * connection itself and looks at its first byte: `{` is a JSON-lines client (jsonl.c,
+ * docs/protocol.md), anything else an HTTP client (http.c: the OpenAI-compatible API and
+ * the chat page). Both make generate/chat sessions through one registry (sessions.c) that
+ * owns the limits and the lookup by id; bs_sched runs the sessions on the pool, and each
+ * slice that comes back goes to its session's sink, which the front end turns into lines
+ * or events.
  *
- * Output is bounded per connection: lines go out with uv_try_write when the socket
- * takes them, else they queue in libuv; a client whose queue passes max_output bytes is
- * not reading, and is dropped (its sessions cancelled and freed) so that it cannot hold
- * memory or stall anyone else.
- *
- * Stopping (bs_server_stop): the listener closes at once (its socket file is removed when
+ * Stopping (bs_server_stop): the listeners close at once (the socket file is removed when
  * this server made it); queued requests get `shutting_down`, running ones end with a done
  * line (finish_reason "shutdown") at the end of their current slice; connections close
  * once their last line is written, or after grace_ms regardless. Then the pool is joined
@@ -48,7 +47,17 @@ typedef struct {
 } bs_server_metrics;
 
 struct bs_conn;
+struct sniff;
 typedef struct bs_server bs_server;
+
+/* A listening socket, watched for connections to accept. */
+typedef struct {
+    uv_poll_t poll;
+    int fd;
+    bool tcp;
+    bool open;
+    bs_server *srv;
+} bs_listener;
 typedef void (*bs_server_done_fn)(bs_server *srv, void *ctx);
 
 struct bs_server {
@@ -58,14 +67,18 @@ struct bs_server {
     bs_engine *eng;
     bs_sizer *sizer;            /* keeps the engine at the size memory allows */
     bs_sched sched;
-    uv_pipe_t listener;
-    bool listening;
+    bs_listener unix_l;
+    struct sniff *sniffing;     /* accepted, first bytes not seen yet */
+    int n_sniffing;
+    int n_http;                 /* HTTP connections (http.c) */
     bool own_file;              /* we bound socket_path: remove it when stopping */
     dev_t sock_dev;
     ino_t sock_ino;
     uv_timer_t grace;
-    struct bs_conn *conns;
-    int n_conns, n_sessions;
+    struct bs_conn *conns;      /* JSON-lines connections (jsonl.c) */
+    int n_conns;
+    bs_session *sessions;       /* every open generate/chat request (sessions.c) */
+    int n_sessions;
     bool stopping, stopped;
     bs_server_done_fn done;
     void *done_ctx;
@@ -85,6 +98,27 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
 /* Bytes the live sessions' KV caches hold, and how many sessions there are (the
  * sizer's kv_fn). */
 void bs_server_kv(void *srv, uint64_t *kv_bytes, int *sessions);
+
+/* ---- sessions (sessions.c): the one registry, whichever front end made them ---------- */
+
+/* Makes a session of a GENERATE or CHAT request (its strings are taken) for owner, with
+ * results going to sink, and queues it. NULL when refused: the limits (the daemon's, the
+ * owner's), an id already open for this owner, no memory; *code and msg say why. */
+bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, const bs_sink *sink,
+                             bs_proto_code *code, char *msg, size_t msg_len);
+
+/* The owner's open session with this id, or NULL. */
+bs_session *bs_server_find(bs_server *srv, const bs_owner *owner, const bs_proto_id *id);
+
+/* Ends s as cancelled: its sink hears `error` (it had not started) or `done` (finish
+ * reason "cancelled"), now or at the end of its running slice. */
+void bs_server_cancel(bs_server *srv, bs_session *s);
+
+/* Forgets s without a word to its sink (its client went away); counted as cancelled. */
+void bs_server_abandon(bs_server *srv, bs_session *s);
+
+/* bs_server_abandon for every session of owner. */
+void bs_server_abandon_owner(bs_server *srv, bs_owner *owner);
 
 /* Starts stopping (idempotent); done(srv, ctx) is called once everything has ended. */
 void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx);

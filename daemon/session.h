@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "daemon/sched.h"
 #include "model/generate.h"
@@ -33,15 +34,40 @@
 #define BS_SESSION_SLICE_TOKENS 16
 #define BS_SESSION_SLICE_NS 2000000ull   /* 2 ms */
 
+struct bs_session;
+
+/* Who a session belongs to: a front end's grouping of sessions (a JSON-lines connection,
+ * an HTTP connection), for the per-owner limits and for finding a session by id. */
+typedef struct bs_owner {
+    int n_sessions;                  /* the server keeps this count */
+    uid_t uid;                       /* SO_PEERCRED */
+    pid_t pid;
+} bs_owner;
+
+/* Where a session's results go: the front end that made it. Called on the loop thread
+ * by the server (sessions.c). tokens: text up to tok_end[] of the last slice became
+ * sendable (stream sessions only). done: the session finished (s->finish, the stats);
+ * error: it failed, or was cancelled or shut down before it started. After done or error
+ * the server frees the session; a callback may drop its connection meanwhile (the server
+ * notices: the session is freed, never touched again). */
+typedef struct bs_sink {
+    void (*tokens)(struct bs_session *s, void *ctx);
+    void (*done)(struct bs_session *s, void *ctx);
+    void (*error)(struct bs_session *s, bs_proto_code code, const char *msg, void *ctx);
+    void *ctx;
+} bs_sink;
+
 typedef struct bs_session {
     bs_sched_item item;
 
     /* loop thread */
-    void *owner;                     /* the connection; NULL once it went away */
-    struct bs_session *prev, *next;  /* the owner's list */
+    bs_sink sink;
+    bs_owner *owner;                 /* NULL once its front end went away */
+    struct bs_session *prev, *next;  /* the server's list */
     bs_proto_id id;
     bool stream;
     bool started;                    /* a slice has run */
+    bool busy;                       /* its sink's tokens callback is running */
     size_t sent;                     /* text bytes already sent in token lines */
     int counted;                     /* generated tokens already added to metrics */
     uint64_t t_recv;                 /* uv_hrtime() when the request arrived */

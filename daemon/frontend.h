@@ -1,0 +1,43 @@
+/* What the server's parts promise each other (internal to the daemon).
+ *
+ * server.c accepts connections and looks at their first bytes; a JSON-lines client goes
+ * to jsonl.c, anything else to http.c. Both front ends make sessions through the server's
+ * registry (sessions.c) and answer about the daemon through info.c. */
+#ifndef BS_FRONTEND_H
+#define BS_FRONTEND_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "daemon/server.h"
+
+/* Who is on the other end of an accepted socket. */
+typedef struct {
+    uint64_t num;   /* for logs */
+    pid_t pid;      /* SO_PEERCRED on the Unix socket, else -1 */
+    uid_t uid;
+    bool tcp;       /* came in through --listen */
+    bool refuse;    /* over the connection limit: answer why, then close */
+} bs_peer;
+
+/* server.c */
+void bs_server_check_stopped(bs_server *srv);
+/* Connections open, whatever their protocol (the limit counts them all). */
+int bs_server_connections(const bs_server *srv);
+
+/* sessions.c */
+/* Ends every session for a stopping server (queued: shutting_down; between slices: done
+ * "shutdown"; running: at the end of the slice). */
+void bs_server_stop_sessions(bs_server *srv);
+void bs_server_slice_work(bs_sched_item *it);               /* bs_sched's `work` */
+void bs_server_slice_start(bs_sched_item *it, void *ctx);   /* bs_sched's `start` */
+void bs_server_slice_done(bs_sched_item *it, void *ctx);    /* bs_sched's `after` */
+
+/* jsonl.c */
+/* Takes fd (accepted, non-blocking) as a JSON-lines connection; closes it on failure. */
+void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer);
+/* Closes each connection once its last lines are out (the server is stopping). */
+void bs_jsonl_stop(bs_server *srv);
+void bs_jsonl_drop_all(bs_server *srv, const char *why);
+
+#endif

@@ -1,0 +1,140 @@
+#include "daemon/info.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/memory.h"
+
+static json_t *int_or_null(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+static json_t *num_or_null(double v)
+{
+    return v < 0 ? json_null() : json_real(v);
+}
+
+static json_t *memory_json(const bs_mem_facts *f)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "mem_available", int_or_null(f->mem_available));
+    json_object_set_new(o, "psi_some_avg10", num_or_null(f->psi_some_avg10));
+    json_object_set_new(o, "psi_full_avg10", num_or_null(f->psi_full_avg10));
+    json_object_set_new(o, "cgroup_version", json_integer(f->cgroup_version));
+    json_object_set_new(o, "cgroup", f->cgroup_version ? json_string(f->cgroup) : json_null());
+    json_object_set_new(o, "memory_current", int_or_null(f->memory_current));
+    json_object_set_new(o, "memory_max", int_or_null(f->memory_max));
+    json_object_set_new(o, "inactive_file", int_or_null(f->inactive_file));
+    return o;
+}
+
+json_t *bs_info_status(bs_server *srv)
+{
+    const bs_engine *eng = srv->eng;
+    const bs_store *st = &eng->store;
+    int n = eng->cur ? eng->cur->n : 0;
+    const bs_mem_facts mf = srv->sizer->facts;   /* the sizer's last sample, not a read per request */
+    int running = srv->sched.running, ready = srv->sched.n_ready;
+    json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(srv->cfg.model_name));
+    json_object_set_new(o, "store", json_string(st->path));
+    json_object_set_new(o, "context", json_integer(st->cfg.seq_len));
+    json_object_set_new(o, "vocab_size", json_integer(st->cfg.vocab_size));
+    json_object_set_new(o, "stack_n", json_integer(n));
+    json_object_set_new(o, "stack_total", json_integer(st->n_blocks));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)st->resident[n]));
+    json_object_set_new(o, "full_bytes", json_integer((json_int_t)st->resident[st->n_blocks]));
+    json_object_set_new(o, "min_bytes", json_integer((json_int_t)st->resident[st->min_blocks]));
+    json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, n)));
+    bs_sizer_status(srv->sizer, o);
+    json_object_set_new(o, "sessions", json_integer(srv->n_sessions));
+    json_object_set_new(o, "sessions_running", json_integer(running));
+    json_object_set_new(o, "sessions_waiting", json_integer(ready));
+    json_object_set_new(o, "connections", json_integer(srv->n_conns));
+    json_object_set_new(o, "threads", json_integer(srv->cfg.threads));
+    json_object_set_new(o, "uptime_s", json_real((double)(uv_hrtime() - srv->t_start) / 1e9));
+    json_object_set_new(o, "pid", json_integer(getpid()));
+    json_object_set_new(o, "memory", memory_json(&mf));
+    json_object_set_new(o, "limits", json_pack("{s:I, s:i, s:i, s:i, s:i, s:I}",
+                                               "max_line", (json_int_t)srv->cfg.lim.max_line,
+                                               "max_sessions", srv->cfg.lim.max_sessions,
+                                               "max_sessions_per_connection", srv->cfg.lim.max_sessions_per_conn,
+                                               "max_connections", srv->cfg.lim.max_connections,
+                                               "max_tokens", srv->cfg.lim.max_tokens,
+                                               "max_output", (json_int_t)srv->cfg.max_output));
+    return o;
+}
+
+json_t *bs_info_metrics(bs_server *srv)
+{
+    const bs_server_metrics *m = &srv->m;
+    const bs_mem_facts mf = srv->sizer->facts;
+    json_t *o = json_object();
+#define SET_U(name, v) json_object_set_new(o, name, json_integer((json_int_t)(v)))
+    SET_U("requests", m->requests);
+    SET_U("errors", m->errors);
+    SET_U("tokens_generated", m->tokens_generated);
+    SET_U("prompt_tokens", m->prompt_tokens);
+    const bs_res *res = &srv->sizer->res;
+    SET_U("resize_events", res->grows + res->shrinks);
+    SET_U("resize_grows", res->grows);
+    SET_U("resize_shrinks", res->shrinks);
+    SET_U("resize_failures", res->failures);
+    SET_U("bytes_read", m->store_bytes_read + res->bytes_read);
+    SET_U("stack_n", srv->eng->cur ? srv->eng->cur->n : 0);
+    SET_U("resident_bytes", srv->eng->store.resident[srv->eng->cur ? srv->eng->cur->n : 0]);
+    SET_U("target_bytes", srv->sizer->target);
+    SET_U("kv_bytes", srv->sizer->kv_bytes);
+    SET_U("psi_triggers", srv->sizer->triggers);
+    SET_U("bytes_dropped", m->bytes_dropped);
+    SET_U("bytes_in", m->bytes_in);
+    SET_U("bytes_out", m->bytes_out);
+    SET_U("sessions", srv->n_sessions);
+    SET_U("sessions_total", m->sessions_total);
+    SET_U("sessions_cancelled", m->sessions_cancelled);
+    SET_U("connections", srv->n_conns);
+    SET_U("connections_total", m->connections_total);
+    SET_U("connections_rejected", m->connections_rejected);
+    SET_U("connections_dropped", m->connections_dropped);
+    SET_U("slices", srv->sched.slices);
+#undef SET_U
+    json_object_set_new(o, "psi_some_avg10", num_or_null(mf.psi_some_avg10));
+    json_object_set_new(o, "memory_current", int_or_null(mf.memory_current));
+    json_object_set_new(o, "memory_max", int_or_null(mf.memory_max));
+    json_object_set_new(o, "mem_available", int_or_null(mf.mem_available));
+    json_object_set_new(o, "headroom_bytes", int_or_null(srv->sizer->headroom));
+    return o;
+}
+
+json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_err *e)
+{
+    bs_sizer *sz = srv->sizer;
+    if (r->has_auto || r->has_min || r->has_max) {
+        bs_budget lo, hi;
+        bs_proto_parse_budget("min", &lo, NULL);
+        bs_proto_parse_budget("max", &hi, NULL);
+        if (r->has_min)
+            lo = r->min;
+        if (r->has_max)
+            hi = r->max;
+        /* "budget": X comes as min = max = X: a fixed size */
+        bool fixed = r->has_min && r->has_max && !strcmp(r->min.text, r->max.text);
+        if (bs_sizer_set_budget(sz, fixed, &lo, &hi, e))
+            return NULL;
+        bs_log_info(srv->log, "%s: budget %s %s..%s", who, fixed ? "fixed" : "auto", lo.text,
+                    fixed ? lo.text : hi.text);
+    }
+    const bs_engine *eng = srv->eng;
+    int n = eng->cur ? eng->cur->n : 0;
+    json_t *o = bs_sizer_budget_json(sz);
+    if (!o) {
+        bs_err_set(e, "out of memory for the answer");
+        return NULL;
+    }
+    json_object_set_new(o, "target_bytes", json_integer((json_int_t)sz->target));
+    json_object_set_new(o, "target_n", json_integer(sz->target_n));
+    json_object_set_new(o, "stack_n", json_integer(n));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)eng->store.resident[n]));
+    return o;
+}

@@ -1,0 +1,17 @@
+/* The daemon's answers about itself, as JSON, for every front end: status, metrics, and
+ * the budget (read, or changed by a request). Loop thread. */
+#ifndef BS_INFO_H
+#define BS_INFO_H
+
+#include <jansson.h>
+
+#include "daemon/server.h"
+
+json_t *bs_info_status(bs_server *srv);
+json_t *bs_info_metrics(bs_server *srv);
+
+/* Applies the budget a BUDGET request sets (if any) and returns the budget now; NULL with
+ * e filled when the request's budget is not one this store can take. who: for the log. */
+json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_err *e);
+
+#endif

@@ -1,0 +1,266 @@
+/* The server's sessions: one registry for every front end. A session is queued on the
+ * scheduler, runs slice after slice, and its results go to its sink; the limits, the
+ * lookup by id and the ends (done, error, cancel, abandon, shutdown) live here, so a front
+ * end only turns sink calls into its own bytes.
+ *
+ * A sink callback may drop its own connection, which abandons the connection's sessions:
+ * a session is never freed under a callback running for it (`busy`), and a session that
+ * is finishing has left the registry before its last callback. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "daemon/frontend.h"
+
+#define SESSION_OF(it) ((bs_session *)((char *)(it) - offsetof(bs_session, item)))
+
+static void link_session(bs_server *srv, bs_session *s, bs_owner *owner)
+{
+    s->owner = owner;
+    owner->n_sessions++;
+    s->prev = NULL;
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->n_sessions++;
+}
+
+/* Out of the registry and away from its owner; the caller frees it. */
+static void unlink_session(bs_server *srv, bs_session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    if (s->owner)
+        s->owner->n_sessions--;
+    s->owner = NULL;
+    srv->n_sessions--;
+}
+
+static void count_tokens(bs_server *srv, bs_session *s)
+{
+    srv->m.tokens_generated += (uint64_t)(s->generated - s->counted);
+    s->counted = s->generated;
+}
+
+/* Frees a session that already left the registry. */
+static void destroy(bs_server *srv, bs_session *s)
+{
+    count_tokens(srv, s);
+    srv->m.prompt_tokens += (uint64_t)s->prompt_tokens;
+    bs_session_free(s);
+}
+
+static void end_with_error(bs_server *srv, bs_session *s, bs_proto_code code, const char *msg)
+{
+    unlink_session(srv, s);
+    if (code == BS_PERR_CANCELLED)
+        srv->m.sessions_cancelled++;
+    if (code == BS_PERR_INTERNAL)
+        bs_log_err(srv->log, "request %.*s failed: %s", (int)s->id.len, s->id.json, msg);
+    s->sink.error(s, code, msg, s->sink.ctx);
+    destroy(srv, s);
+}
+
+static void end_done(bs_server *srv, bs_session *s)
+{
+    unlink_session(srv, s);
+    if (s->finish == BS_FINISH_CANCELLED)
+        srv->m.sessions_cancelled++;
+    s->sink.done(s, s->sink.ctx);
+    destroy(srv, s);
+}
+
+static uint64_t pick_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = uv_hrtime() * 0x9e3779b97f4a7c15ull;
+    return seed;
+}
+
+bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, const bs_sink *sink,
+                             bs_proto_code *code, char *msg, size_t msg_len)
+{
+    const bs_proto_limits *lim = &srv->cfg.lim;
+    *code = BS_PERR_TOO_MANY_SESSIONS;
+    if (owner->n_sessions >= lim->max_sessions_per_conn) {
+        snprintf(msg, msg_len, "this connection already has %d requests open", owner->n_sessions);
+        return NULL;
+    }
+    if (srv->n_sessions >= lim->max_sessions) {
+        snprintf(msg, msg_len, "the daemon already has %d requests open", srv->n_sessions);
+        return NULL;
+    }
+    if (bs_server_find(srv, owner, &r->id)) {
+        *code = BS_PERR_BAD_REQUEST;
+        snprintf(msg, msg_len, "request %.*s is still open on this connection; ids in flight must differ",
+                 (int)r->id.len, r->id.json);
+        return NULL;
+    }
+    bs_err e;
+    bs_session *s = bs_session_new(srv->eng, r, r->has_seed ? r->seed : pick_seed(), &e);
+    if (!s) {
+        *code = BS_PERR_INTERNAL;
+        snprintf(msg, msg_len, "%s", e.msg);
+        return NULL;
+    }
+    s->t_recv = uv_hrtime();
+    s->sink = *sink;
+    link_session(srv, s, owner);
+    srv->m.sessions_total++;
+    bs_sched_push(&srv->sched, &s->item);
+    return s;
+}
+
+bs_session *bs_server_find(bs_server *srv, const bs_owner *owner, const bs_proto_id *id)
+{
+    for (bs_session *s = srv->sessions; s; s = s->next)
+        if (s->owner == owner && bs_proto_id_eq(&s->id, id))
+            return s;
+    return NULL;
+}
+
+/* Ends a session that is neither running nor inside a callback; why is CANCELLED or
+ * SHUTDOWN. Nothing ran: an error, as the protocol says for a queued request. */
+static void end_idle(bs_server *srv, bs_session *s, bs_finish why)
+{
+    bs_sched_remove(&srv->sched, &s->item);
+    if (!s->started) {
+        if (why == BS_FINISH_CANCELLED)
+            end_with_error(srv, s, BS_PERR_CANCELLED, "cancelled before it started");
+        else
+            end_with_error(srv, s, BS_PERR_SHUTTING_DOWN, "the daemon is stopping");
+        return;
+    }
+    bs_session_finish(s, why);
+    end_done(srv, s);
+}
+
+/* A running slice (or a callback in progress) is asked to stop; the end follows when it
+ * comes back. */
+static bool end_later(bs_session *s, bs_finish why)
+{
+    if (s->item.where != BS_SCHED_RUNNING && !s->busy)
+        return false;
+    atomic_store(&s->stop_req, (int)why + 1);
+    return true;
+}
+
+void bs_server_cancel(bs_server *srv, bs_session *s)
+{
+    if (!end_later(s, BS_FINISH_CANCELLED))
+        end_idle(srv, s, BS_FINISH_CANCELLED);
+}
+
+void bs_server_abandon(bs_server *srv, bs_session *s)
+{
+    if (!s->owner)
+        return;
+    srv->m.sessions_cancelled++;
+    if (s->item.where == BS_SCHED_RUNNING || s->busy) {
+        /* the slice (or the callback) holds it; freed when it comes back, owner NULL */
+        atomic_store(&s->stop_req, (int)BS_FINISH_CANCELLED + 1);
+        s->owner->n_sessions--;
+        s->owner = NULL;
+        return;
+    }
+    bs_sched_remove(&srv->sched, &s->item);
+    unlink_session(srv, s);
+    destroy(srv, s);
+}
+
+void bs_server_abandon_owner(bs_server *srv, bs_owner *owner)
+{
+    for (bs_session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->owner == owner)
+            bs_server_abandon(srv, s);
+    }
+}
+
+void bs_server_stop_sessions(bs_server *srv)
+{
+    /* a callback may drop a connection and so free other sessions: start over after each */
+    for (;;) {
+        bs_session *s = srv->sessions;
+        while (s && (!s->owner || end_later(s, BS_FINISH_SHUTDOWN)))
+            s = s->next;
+        if (!s)
+            break;
+        end_idle(srv, s, BS_FINISH_SHUTDOWN);
+    }
+}
+
+void bs_server_kv(void *ctx, uint64_t *kv_bytes, int *sessions)
+{
+    bs_server *srv = ctx;
+    uint64_t kv = 0;
+    for (bs_session *s = srv->sessions; s; s = s->next)
+        kv += s->kv_bytes;
+    *kv_bytes = kv;
+    *sessions = srv->n_sessions;
+}
+
+/* ---- the scheduler's hooks ------------------------------------------------------------ */
+
+void bs_server_slice_work(bs_sched_item *it)
+{
+    bs_session_slice(SESSION_OF(it));
+}
+
+void bs_server_slice_start(bs_sched_item *it, void *ctx)
+{
+    bs_server *srv = ctx;
+    /* the slice runs one prefix from start to end, whatever is published meanwhile */
+    SESSION_OF(it)->view = bs_engine_acquire(srv->eng);
+}
+
+/* A session whose owner went away (abandoned) leaves the registry here. */
+static bool gone(bs_server *srv, bs_session *s)
+{
+    if (s->owner)
+        return false;
+    unlink_session(srv, s);
+    destroy(srv, s);
+    return true;
+}
+
+void bs_server_slice_done(bs_sched_item *it, void *ctx)
+{
+    bs_server *srv = ctx;
+    bs_session *s = SESSION_OF(it);
+    bs_engine_release(srv->eng, s->view);
+    s->view = NULL;
+    bs_sizer_views_released(srv->sizer);
+    if (gone(srv, s))
+        goto out;
+    s->started = true;
+    count_tokens(srv, s);
+    if (s->error != BS_PERR_NONE) {
+        end_with_error(srv, s, s->error, s->errmsg);
+        goto out;
+    }
+    if (s->stream && s->n_tok) {
+        s->busy = true;
+        s->sink.tokens(s, s->sink.ctx);
+        s->busy = false;
+        if (gone(srv, s))
+            goto out;
+    }
+    int req = atomic_load(&s->stop_req);
+    if (!s->finished && req)
+        bs_session_finish(s, (bs_finish)(req - 1));
+    if (s->finished)
+        end_done(srv, s);
+    else
+        bs_sched_push(&srv->sched, &s->item);
+out:
+    bs_server_check_stopped(srv);
+}
