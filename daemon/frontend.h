@@ -6,6 +6,7 @@
 #ifndef BS_FRONTEND_H
 #define BS_FRONTEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -39,5 +40,15 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer);
 /* Closes each connection once its last lines are out (the server is stopping). */
 void bs_jsonl_stop(bs_server *srv);
 void bs_jsonl_drop_all(bs_server *srv, const char *why);
+
+/* http.c */
+typedef struct bs_http bs_http;
+int bs_http_init(bs_server *srv, const char *api_key, int idle_timeout_s, bs_err *e);
+/* Takes fd (accepted, non-blocking) as an HTTP connection; closes it on failure. */
+void bs_http_adopt(bs_server *srv, int fd, const bs_peer *peer);
+/* Requests are in progress (a stopping server waits for them). */
+bool bs_http_busy(const bs_server *srv);
+/* Closes every HTTP connection and the front end (the loop finishes closing it). */
+void bs_http_close(bs_server *srv);
 
 #endif

@@ -138,3 +138,40 @@ json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_
     json_object_set_new(o, "resident_bytes", json_integer((json_int_t)eng->store.resident[n]));
     return o;
 }
+
+/* Which of the metrics only ever grow. */
+static bool is_counter(const char *k)
+{
+    static const char *const gauges[] = {"stack_n", "resident_bytes", "target_bytes", "kv_bytes", "sessions",
+                                         "connections", "psi_some_avg10", "memory_current", "memory_max",
+                                         "mem_available", "headroom_bytes"};
+    for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
+        if (!strcmp(k, gauges[i]))
+            return false;
+    return true;
+}
+
+int bs_info_prometheus(bs_server *srv, bs_proto_buf *b)
+{
+    json_t *m = bs_info_metrics(srv);
+    if (!m)
+        return -1;
+    int rc = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v) {
+        if (!json_is_number(v))
+            continue;   /* null: not known on this machine */
+        bool counter = is_counter(k);
+        char line[256];
+        int n = snprintf(line, sizeof line, "# TYPE bitstack_%s%s %s\nbitstack_%s%s %.17g\n", k,
+                         counter ? "_total" : "", counter ? "counter" : "gauge", k, counter ? "_total" : "",
+                         json_number_value(v));
+        if (n < 0 || (size_t)n >= sizeof line || bs_proto_buf_append(b, line, (size_t)n, NULL)) {
+            rc = -1;
+            break;
+        }
+    }
+    json_decref(m);
+    return rc;
+}

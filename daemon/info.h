@@ -10,6 +10,10 @@
 json_t *bs_info_status(bs_server *srv);
 json_t *bs_info_metrics(bs_server *srv);
 
+/* The same metrics in Prometheus' text format (counters as bitstack_*_total), appended to
+ * b; -1 on OOM. */
+int bs_info_prometheus(bs_server *srv, bs_proto_buf *b);
+
 /* Applies the budget a BUDGET request sets (if any) and returns the budget now; NULL with
  * e filled when the request's budget is not one this store can take. who: for the log. */
 json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_err *e);

@@ -42,6 +42,8 @@ typedef struct {
     size_t max_output;
     int grace_ms;
     const char *proc_root, *sys_root;
+    const char *listen, *api_key_file;
+    int idle_timeout_s;
 } options;
 
 typedef struct {
@@ -63,7 +65,7 @@ static void usage(FILE *f)
             "                 [--reserve BYTES] [--grow-delay-ms MS] [--grow-rate BYTES]\n"
             "                 [--max-connections N] [--max-sessions N] [--max-sessions-per-conn N]\n"
             "                 [--max-output BYTES] [--grace-ms MS] [--proc-root DIR] [--sys-root DIR]\n"
-            "                 [--verbose] [--version]\n"
+            "                 [--listen HOST:PORT] [--api-key-file F] [--idle-timeout S] [--verbose] [--version]\n"
             "\n"
             "  --store S     the stacked store to serve (bitstackctl compress makes one)\n"
             "  --socket P    default: $BITSTACK_SOCKET, else $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
@@ -81,8 +83,31 @@ static void usage(FILE *f)
             "  --threads N   generation threads (default, or 0: the CPUs this process may use)\n"
             "  --max-output  bytes queued for one client before it is dropped (default 1048576)\n"
             "  --grace-ms    how long stopping waits for clients to read their last lines (10000)\n"
+            "  --listen H:P  also serve HTTP (the OpenAI API, the chat page) on TCP; a loopback address\n"
+            "                unless --api-key-file is given. The Unix socket always serves both protocols\n"
+            "  --api-key-file F   a file holding the key TCP clients must send (Authorization: Bearer)\n"
+            "  --idle-timeout S   seconds an HTTP connection may sit idle (30)\n"
             "  --proc-root, --sys-root   where /proc and /sys are (tests use fixture trees)\n"
             "See docs/daemon.md.\n");
+}
+
+/* The key is the file's first line, without surrounding blanks. */
+static int read_api_key(const char *path, char *key, size_t cap, bs_err *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return bs_err_set(e, "--api-key-file %s: %s", path, strerror(errno));
+    char *line = fgets(key, (int)cap, f);
+    fclose(f);
+    size_t n = line ? strcspn(key, "\r\n") : 0;
+    key[n] = '\0';
+    while (n && (key[n - 1] == ' ' || key[n - 1] == '\t'))
+        key[--n] = '\0';
+    size_t lead = strspn(key, " \t");
+    memmove(key, key + lead, n - lead + 1);
+    if (strlen(key) < 16)
+        return bs_err_set(e, "--api-key-file %s: the key must be at least 16 characters on the first line", path);
+    return 0;
 }
 
 static int parse_num(const char *s, long lo, long hi, long *out)
@@ -99,7 +124,8 @@ static int parse_num(const char *s, long lo, long hi, long *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
-           O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE };
+           O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE, O_LISTEN, O_APIKEY,
+           O_IDLE };
     static const struct option longs[] = {
         {"store", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
@@ -124,6 +150,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"reserve", required_argument, NULL, O_RESERVE},
         {"grow-delay-ms", required_argument, NULL, O_GROWDELAY},
         {"grow-rate", required_argument, NULL, O_GROWRATE},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"api-key-file", required_argument, NULL, O_APIKEY},
+        {"idle-timeout", required_argument, NULL, O_IDLE},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -137,6 +166,7 @@ static int parse_options(int argc, char **argv, options *o)
     bs_proto_limits_default(&o->lim);
     o->max_output = 1 << 20;
     o->grace_ms = 10000;
+    o->idle_timeout_s = 30;
     o->proc_root = "/proc";
     o->sys_root = "/sys";
     int ch;
@@ -218,6 +248,13 @@ static int parse_options(int argc, char **argv, options *o)
             if (parse_num(optarg, 0, 3600000, &v))
                 return fprintf(stderr, "bitstackd: --grace-ms: expected 0..3600000\n"), -1;
             o->grace_ms = (int)v;
+            break;
+        case O_LISTEN: o->listen = optarg; break;
+        case O_APIKEY: o->api_key_file = optarg; break;
+        case O_IDLE:
+            if (parse_num(optarg, 1, 86400, &v))
+                return fprintf(stderr, "bitstackd: --idle-timeout: expected 1..86400 seconds\n"), -1;
+            o->idle_timeout_s = (int)v;
             break;
         default:
             usage(stderr);
@@ -412,6 +449,11 @@ static int serve(daemon_t *d, const options *o)
     /* parallelism comes from running sessions side by side, one thread each */
     bs_blas_threads(1);
 
+    char api_key[256] = "";
+    if (o->api_key_file && read_api_key(o->api_key_file, api_key, sizeof api_key, &e)) {
+        bs_log_err(&d->log, "%s", e.msg);
+        goto out;
+    }
     bs_server_config cfg = {
         .socket_path = sock,
         .listen_fd = listen_fd,
@@ -420,6 +462,9 @@ static int serve(daemon_t *d, const options *o)
         .max_output = o->max_output,
         .grace_ms = o->grace_ms,
         .model_name = name,
+        .listen = o->listen,
+        .api_key = api_key[0] ? api_key : NULL,
+        .idle_timeout_s = o->idle_timeout_s,
     };
     if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->eng, &sc, bs_server_kv, &d->srv, &e)) {
         bs_log_err(&d->log, "%s", e.msg);

@@ -9,6 +9,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/frontend.h"
@@ -104,6 +108,46 @@ static int bind_path(bs_server *srv, const char *path, bs_err *e)
     return fd;
 }
 
+/* --listen HOST:PORT. Without an API key only a loopback address is allowed: anyone who
+ * can reach the port could use the model otherwise. */
+static int bind_tcp(const char *spec, bool have_key, bs_err *e)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || !colon[1] || (size_t)(colon - spec) >= sizeof host)
+        return bs_err_set(e, "--listen %s: expected HOST:PORT (e.g. 127.0.0.1:8080)", spec);
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {   /* [::1]:8080 */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc)
+        return bs_err_set(e, "--listen %s: %s", spec, gai_strerror(rc));
+    bool loopback = ai->ai_family == AF_INET
+                        ? (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127
+                        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+    if (!loopback && !have_key) {
+        freeaddrinfo(ai);
+        return bs_err_set(e, "--listen %s: not a loopback address; give --api-key-file to serve beyond this "
+                             "machine", spec);
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, BACKLOG)) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return bs_err_set(e, "--listen %s: %s", spec, strerror(err));
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
 /* Removes the socket file if it is still the one this server made (another daemon may
  * have replaced it after we stopped answering). */
 static void remove_own_file(bs_server *srv)
@@ -162,7 +206,7 @@ static void sniff_end(sniff *k, int hand)
     else if (hand == 0)
         bs_jsonl_adopt(srv, fd, &peer);
     else
-        bs_jsonl_adopt(srv, fd, &peer);   /* HTTP: next */
+        bs_http_adopt(srv, fd, &peer);
 }
 
 /* `{` (or blank space before it) starts a JSON-lines client; HTTP starts with a method. */
@@ -304,6 +348,7 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     srv->eng = eng;
     srv->sizer = sizer;
     srv->t_start = uv_hrtime();
+    srv->t_wall = (int64_t)time(NULL);
     srv->rbuf_len = READ_BUF;
     srv->rbuf = malloc(srv->rbuf_len);
     if (!srv->rbuf)
@@ -324,6 +369,13 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     }
     if (listener_start(srv, &srv->unix_l, fd, false, e))
         goto fail_listener;
+    if (cfg->listen) {
+        int tfd = bind_tcp(cfg->listen, cfg->api_key != NULL, e);
+        if (tfd < 0 || listener_start(srv, &srv->tcp_l, tfd, true, e))
+            goto fail_listener;
+    }
+    if (bs_http_init(srv, cfg->api_key, cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 30, e))
+        goto fail_listener;
     if (bs_sched_init(&srv->sched, loop, cfg->threads, bs_server_slice_work, bs_server_slice_done, srv, e))
         goto fail_listener;
     srv->sched.start = bs_server_slice_start;
@@ -334,6 +386,8 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
 fail_listener:
     /* the loop must run to finish closing the handle: the caller's cleanup does that */
     listener_stop(&srv->unix_l);
+    listener_stop(&srv->tcp_l);
+    bs_http_close(srv);
     remove_own_file(srv);
     srv->stopped = true;
     return -1;
@@ -350,13 +404,16 @@ static void on_grace(uv_timer_t *t)
     bs_log_warn(srv->log, "stopping: %d connection(s) did not take their last lines in %d ms; closing them",
                 srv->n_conns, srv->cfg.grace_ms);
     bs_jsonl_drop_all(srv, "the daemon is stopping");
+    bs_http_close(srv);
 }
 
 void bs_server_check_stopped(bs_server *srv)
 {
-    if (!srv->stopping || srv->stopped || srv->n_conns || srv->n_sniffing || srv->sched.running)
+    if (!srv->stopping || srv->stopped || srv->n_conns || srv->n_sniffing || srv->sched.running ||
+        bs_http_busy(srv))
         return;
     srv->stopped = true;
+    bs_http_close(srv);
     uv_timer_stop(&srv->grace);
     uv_close((uv_handle_t *)&srv->grace, NULL);
     bs_sched_close(&srv->sched);
@@ -372,6 +429,7 @@ void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx)
     srv->done = done;
     srv->done_ctx = ctx;
     listener_stop(&srv->unix_l);
+    listener_stop(&srv->tcp_l);
     remove_own_file(srv);
     bs_log_info(srv->log, "stopping: %d connection(s), %d session(s) open", srv->n_conns, srv->n_sessions);
     while (srv->sniffing)

@@ -35,6 +35,9 @@ typedef struct {
     size_t max_output;          /* bytes queued for one client before it is dropped */
     int grace_ms;               /* how long stopping waits for clients to take their lines */
     const char *model_name;
+    const char *listen;         /* "HOST:PORT" for HTTP over TCP, or NULL */
+    const char *api_key;        /* required (Bearer) from TCP clients when set */
+    int idle_timeout_s;         /* an HTTP connection with nothing going on is closed */
 } bs_server_config;
 
 typedef struct {
@@ -48,6 +51,7 @@ typedef struct {
 
 struct bs_conn;
 struct sniff;
+struct bs_http;
 typedef struct bs_server bs_server;
 
 /* A listening socket, watched for connections to accept. */
@@ -68,6 +72,9 @@ struct bs_server {
     bs_sizer *sizer;            /* keeps the engine at the size memory allows */
     bs_sched sched;
     bs_listener unix_l;
+    bs_listener tcp_l;          /* --listen */
+    struct bs_http *http;       /* the HTTP front end (http.c) */
+    int64_t t_wall;             /* time(NULL) at start */
     struct sniff *sniffing;     /* accepted, first bytes not seen yet */
     int n_sniffing;
     int n_http;                 /* HTTP connections (http.c) */

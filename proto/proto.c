@@ -157,6 +157,34 @@ static bool utf8_valid(const char *s, size_t n)
     return true;
 }
 
+json_t *bs_proto_json_text(const char *s, size_t n)
+{
+    if (utf8_valid(s, n))
+        return json_stringn_nocheck(s, n);
+    /* at most 3 bytes (U+FFFD) for each byte of an ill-formed subpart */
+    char *buf = malloc(3 * n + 1);
+    if (!buf)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    char *o = buf;
+    while (p < end) {
+        bool trunc = false;
+        int k = utf8_scan(p, (size_t)(end - p), &trunc);
+        if (k > 0) {
+            memcpy(o, p, (size_t)k);
+            o += k;
+            p += k;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p += -k;
+        }
+    }
+    json_t *v = json_stringn_nocheck(buf, (size_t)(o - buf));
+    free(buf);
+    return v;
+}
+
 /* The most bytes escape_into writes for n input bytes: "\u00XX" for a control byte. */
 #define ESCAPED_MAX(n) (6 * (n) + 2)
 
@@ -692,6 +720,24 @@ static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_reque
         return read_budget(root, out, err);
     }
     return fail(err, BS_PERR_INTERNAL, "op %d not handled", (int)out->op);
+}
+
+int bs_proto_parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,
+                          bs_proto_error *err)
+{
+    bs_proto_limits dl;
+    if (!lim) {
+        bs_proto_limits_default(&dl);
+        lim = &dl;
+    }
+    bs_request_init(out, lim);
+    memset(err, 0, sizeof *err);
+    if (parse_object(root, lim, out, err)) {
+        bs_request_free(out);
+        out->op = BS_OP_NONE;
+        return -1;
+    }
+    return 0;
 }
 
 int bs_proto_parse_request(const char *line, size_t len, const bs_proto_limits *lim,

@@ -154,6 +154,11 @@ void bs_request_init(bs_request *r, const bs_proto_limits *lim);
  * (out->op BS_OP_NONE for a blank line), or -1 with *err filled and *out left freed.
  * Fields the op does not use, and unknown fields, are ignored; a field set to null is
  * the same as a missing one. */
+/* The same, for a request already parsed as JSON (the HTTP front end builds one from an
+ * OpenAI request): every check but the line's length and its JSON syntax. */
+int bs_proto_parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,
+                          bs_proto_error *err);
+
 int bs_proto_parse_request(const char *line, size_t len, const bs_proto_limits *lim,
                            bs_request *out, bs_proto_error *err);
 
@@ -230,6 +235,10 @@ int bs_proto_encode_result(bs_proto_buf *b, const bs_proto_id *id, const json_t 
  * at most 3 bytes, should be held back and put before the next token's bytes. Ill-formed
  * bytes are not held back (they cannot become well formed). */
 size_t bs_proto_utf8_boundary(const char *s, size_t n);
+
+/* s[0..n) as a JSON string value, ill-formed UTF-8 replaced as the encoders do (NUL bytes
+ * are kept; jansson escapes them). NULL on OOM. */
+json_t *bs_proto_json_text(const char *s, size_t n);
 
 /* ---- client side ----------------------------------------------------------------- */
 

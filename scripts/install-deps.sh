@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential meson ninja-build pkg-config
-  libuv1-dev libjansson-dev libopenblas-dev liburing-dev
+  libuv1-dev libjansson-dev libopenblas-dev liburing-dev libmicrohttpd-dev
   gnuplot-nox socat systemd bc
 )
 
