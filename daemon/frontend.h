@@ -23,6 +23,8 @@ typedef struct {
 
 /* server.c */
 void bs_server_check_stopped(bs_server *srv);
+/* Counts a refused connection; logs at most a line a second, with how many. */
+void bs_server_note_refused(bs_server *srv, const bs_peer *peer, const char *why);
 /* Connections open, whatever their protocol (the limit counts them all). */
 int bs_server_connections(const bs_server *srv);
 
@@ -37,6 +39,9 @@ void bs_server_slice_done(bs_sched_item *it, void *ctx);    /* bs_sched's `after
 /* jsonl.c */
 /* Takes fd (accepted, non-blocking) as a JSON-lines connection; closes it on failure. */
 void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer);
+/* The server's timer: drops connections whose clients hung up after a half close, and
+ * closes those that sent no request within the idle timeout. */
+void bs_jsonl_tick(bs_server *srv);
 /* Closes each connection once its last lines are out (the server is stopping). */
 void bs_jsonl_stop(bs_server *srv);
 void bs_jsonl_drop_all(bs_server *srv, const char *why);

@@ -97,6 +97,7 @@ json_t *bs_info_metrics(bs_server *srv)
     SET_U("connections_total", m->connections_total);
     SET_U("connections_rejected", m->connections_rejected);
     SET_U("connections_dropped", m->connections_dropped);
+    SET_U("connections_idle_closed", m->connections_idle_closed);
     SET_U("slices", srv->sched.slices);
 #undef SET_U
     json_object_set_new(o, "psi_some_avg10", num_or_null(mf.psi_some_avg10));

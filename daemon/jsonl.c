@@ -26,23 +26,21 @@ typedef struct bs_conn {
     bs_owner own;               /* its sessions (counted by the server), its peer */
     bs_linebuf lb;
     bool lb_ready;
-    bs_proto_buf out;           /* lines not yet handed to the socket or libuv */
+    bs_proto_buf out;           /* lines not yet handed to the socket */
+    bs_proto_buf wbuf;          /* lines in the uv_write in flight */
+    uv_write_t wreq;
     struct bs_conn *prev, *next;
-    int writes;                 /* uv_write requests in flight */
+    int writes;                 /* uv_write requests in flight (0 or 1) */
     bool read_eof;              /* no more requests will come */
     bool closing;               /* uv_close was called */
     uint64_t num;               /* for logs */
+    uint64_t t_adopt;           /* uv_now() when it came */
+    uint64_t requests;          /* lines answered */
 } bs_conn;
 
 static void handle_line(bs_conn *c, const char *line, size_t len);
 
 /* ---- writing --------------------------------------------------------------------- */
-
-typedef struct {
-    uv_write_t req;
-    bs_conn *conn;
-    char data[];
-} out_req;
 
 static void on_closed(uv_handle_t *h)
 {
@@ -58,6 +56,7 @@ static void on_closed(uv_handle_t *h)
     if (c->lb_ready)
         bs_linebuf_free(&c->lb);
     bs_proto_buf_free(&c->out);
+    bs_proto_buf_free(&c->wbuf);
     bs_log_debug(srv->log, "connection %llu closed", (unsigned long long)c->num);
     free(c);
     bs_server_check_stopped(srv);
@@ -87,12 +86,24 @@ static void maybe_close(bs_conn *c)
     close_conn(c);
 }
 
+/* Buffers past this size are given back once drained: a burst must not pin memory. */
+#define KEEP_BUF (64 * 1024)
+
+static void trim(bs_proto_buf *b)
+{
+    if (!b->len && b->cap > KEEP_BUF)
+        bs_proto_buf_free(b);
+}
+
+static void flush(bs_conn *c);
+
 static void on_written(uv_write_t *req, int status)
 {
-    out_req *w = (out_req *)req;
-    bs_conn *c = w->conn;
-    free(w);
+    bs_conn *c = req->data;
     c->writes--;
+    c->srv->m.bytes_out += c->wbuf.len;
+    c->wbuf.len = 0;
+    trim(&c->wbuf);
     if (c->closing)
         return;
     if (status < 0) {
@@ -101,9 +112,13 @@ static void on_written(uv_write_t *req, int status)
         conn_drop(c, why);
         return;
     }
+    flush(c);
     maybe_close(c);
 }
 
+/* What a connection's output costs is its two buffers (lines being written, lines
+ * waiting), with one uv_write at a time: no per-line allocation, so max_output bounds
+ * the memory a client that does not read can hold. */
 static void flush(bs_conn *c)
 {
     if (c->closing) {
@@ -113,52 +128,57 @@ static void flush(bs_conn *c)
     if (!c->out.len)
         return;
     bs_server *srv = c->srv;
+    if (c->writes) {   /* one in flight: the lines wait for it, within the bound */
+        if (c->out.len + c->wbuf.len > srv->cfg.max_output)
+            goto over;
+        return;
+    }
     uv_stream_t *st = (uv_stream_t *)&c->pipe;
-    size_t off = 0, queued = uv_stream_get_write_queue_size(st);
-    if (queued == 0) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int r = uv_try_write(st, &b, 1);
-        if (r >= 0) {
-            off = (size_t)r;
-        } else if (r != UV_EAGAIN) {
-            char why[128];
-            snprintf(why, sizeof why, "write: %s", uv_strerror(r));
-            conn_drop(c, why);
-            return;
-        }
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    int r = uv_try_write(st, &b, 1);
+    size_t off = 0;
+    if (r >= 0) {
+        off = (size_t)r;
+    } else if (r != UV_EAGAIN) {
+        char why[128];
+        snprintf(why, sizeof why, "write: %s", uv_strerror(r));
+        conn_drop(c, why);
+        return;
     }
     srv->m.bytes_out += off;
     size_t rest = c->out.len - off;
-    if (rest) {
-        if (queued + rest > srv->cfg.max_output) {
-            srv->m.bytes_dropped += queued + rest;
-            srv->m.connections_dropped++;
-            char why[160];
-            snprintf(why, sizeof why, "not reading: %zu bytes waiting, over the bound of %zu", queued + rest,
-                     srv->cfg.max_output);
-            conn_drop(c, why);
-            return;
-        }
-        out_req *w = malloc(sizeof *w + rest);
-        if (!w) {
-            conn_drop(c, "out of memory for its output");
-            return;
-        }
-        w->conn = c;
-        memcpy(w->data, c->out.data + off, rest);
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
-        int r = uv_write(&w->req, st, &b, 1, on_written);
-        if (r) {
-            free(w);
-            char why[128];
-            snprintf(why, sizeof why, "write: %s", uv_strerror(r));
-            conn_drop(c, why);
-            return;
-        }
-        c->writes++;
-        srv->m.bytes_out += rest;
+    if (!rest) {
+        c->out.len = 0;
+        trim(&c->out);
+        return;
     }
+    if (rest > srv->cfg.max_output)
+        goto over;
+    /* the rest goes out from wbuf (swapped in, not copied, when wbuf is empty) */
+    memmove(c->out.data, c->out.data + off, rest);
+    c->out.len = rest;
+    bs_proto_buf t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
     c->out.len = 0;
+    b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    r = uv_write(&c->wreq, st, &b, 1, on_written);
+    if (r) {
+        char why[128];
+        snprintf(why, sizeof why, "write: %s", uv_strerror(r));
+        conn_drop(c, why);
+        return;
+    }
+    c->writes = 1;
+    return;
+over:
+    srv->m.bytes_dropped += c->out.len + c->wbuf.len;
+    srv->m.connections_dropped++;
+    char why[160];
+    snprintf(why, sizeof why, "not reading: %zu bytes waiting, over the bound of %zu", c->out.len + c->wbuf.len,
+             srv->cfg.max_output);
+    conn_drop(c, why);
 }
 
 static void send_error(bs_conn *c, const bs_proto_id *id, bs_proto_code code, const char *msg)
@@ -332,6 +352,12 @@ static void do_budget(bs_conn *c, const bs_request *r)
 static void do_cancel(bs_conn *c, const bs_request *r)
 {
     bs_session *s = bs_server_find(c->srv, &c->own, &r->target);
+    if (s && atomic_load(&s->stop_req)) {
+        char msg[BS_PROTO_ID_JSON_MAX + 64];
+        snprintf(msg, sizeof msg, "request %.*s is already ending", (int)r->target.len, r->target.json);
+        send_error(c, &r->id, BS_PERR_NOT_FOUND, msg);
+        return;
+    }
     if (!s) {
         char msg[BS_PROTO_ID_JSON_MAX + 64];
         snprintf(msg, sizeof msg, "no request %.*s on this connection", (int)r->target.len, r->target.json);
@@ -361,6 +387,7 @@ static void start_session(bs_conn *c, bs_request *r)
 static void handle_line(bs_conn *c, const char *line, size_t len)
 {
     bs_server *srv = c->srv;
+    c->requests++;
     bs_request r;
     bs_proto_error pe;
     if (bs_proto_parse_request(line, len, &srv->cfg.lim, &r, &pe)) {
@@ -418,6 +445,7 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer)
     }
     c->srv = srv;
     c->num = peer->num;
+    c->t_adopt = uv_now(srv->loop);
     c->own.pid = peer->pid;
     c->own.uid = peer->uid;
     uv_pipe_init(srv->loop, &c->pipe, 0);
@@ -436,15 +464,14 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer)
     }
     if (srv->stopping || peer->refuse) {
         /* one line, then close: the client learns why instead of seeing a bare EOF */
-        srv->m.connections_rejected++;
         c->read_eof = true;
         if (srv->stopping) {
+            srv->m.connections_rejected++;
             send_error(c, NULL, BS_PERR_SHUTTING_DOWN, "the daemon is stopping");
         } else {
             char msg[96];
             snprintf(msg, sizeof msg, "the daemon already has %d connections", srv->cfg.lim.max_connections);
-            bs_log_warn(srv->log, "connection %llu (pid %d) refused: %d connections already",
-                        (unsigned long long)c->num, (int)c->own.pid, srv->cfg.lim.max_connections);
+            bs_server_note_refused(srv, peer, "too many connections");
             send_error(c, NULL, BS_PERR_TOO_MANY_CONNECTIONS, msg);
         }
         maybe_close(c);
@@ -461,6 +488,32 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer)
     if (rc) {
         char why[128];
         snprintf(why, sizeof why, "read: %s", uv_strerror(rc));
+        conn_drop(c, why);
+    }
+}
+
+/* A half-closed client (its requests sent, waiting for the answers) that then closes
+ * for good is seen by no read: look for the hang-up, and cancel its requests at once
+ * rather than compute them for nobody. */
+void bs_jsonl_tick(bs_server *srv)
+{
+    uint64_t now = uv_now(srv->loop), idle = (uint64_t)srv->cfg.idle_timeout_s * 1000;
+    for (bs_conn *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (!c->requests && now - c->t_adopt >= idle) {
+            /* connected and never finished a request: it holds a place others need */
+            srv->m.connections_idle_closed++;
+            bs_log_debug(srv->log, "connection %llu: no request in %d s; closed", (unsigned long long)c->num,
+                         srv->cfg.idle_timeout_s);
+            close_conn(c);
+            continue;
+        }
+        if (!c->read_eof || !c->own.n_sessions || !peer_gone(c))
+            continue;
+        char why[96];
+        snprintf(why, sizeof why, "the client went away with %d request(s) open", c->own.n_sessions);
         conn_drop(c, why);
     }
 }

@@ -19,6 +19,7 @@
 
 #define READ_BUF (64 * 1024)
 #define BACKLOG 128
+#define TICK_MS 200
 
 /* ---- the listening socket ------------------------------------------------------ */
 
@@ -168,6 +169,7 @@ typedef struct sniff {
     int fd;
     bs_peer peer;
     bs_server *srv;
+    uint64_t t_accept;          /* uv_now() */
     struct sniff *prev, *next;
 } sniff;
 
@@ -237,6 +239,7 @@ static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
     k->fd = fd;
     k->peer = *peer;
     k->srv = srv;
+    k->t_accept = uv_now(srv->loop);
     int rc = uv_poll_init_socket(srv->loop, &k->poll, fd);
     if (rc) {
         bs_log_warn(srv->log, "connection %llu: %s", (unsigned long long)peer->num, uv_strerror(rc));
@@ -253,6 +256,42 @@ static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
     uv_poll_start(&k->poll, UV_READABLE | UV_DISCONNECT, on_first_bytes);
 }
 
+void bs_server_note_refused(bs_server *srv, const bs_peer *peer, const char *why)
+{
+    srv->m.connections_rejected++;
+    srv->refused_quiet++;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->refused_logged && now - srv->refused_logged < 1000)
+        return;   /* a client that reconnects in a loop must not fill the log */
+    bs_log_warn(srv->log, "%llu connection(s) refused (%s); the last from pid %d uid %d",
+                (unsigned long long)srv->refused_quiet, why, (int)peer->pid, (int)peer->uid);
+    srv->refused_quiet = 0;
+    srv->refused_logged = now;
+}
+
+/* Out of descriptors: the reserved one makes room to accept the connection and close it
+ * at once with a word of why, so that the client is not left hanging in the backlog (and
+ * the listener does not stay readable, spinning the loop). */
+static void refuse_no_fds(bs_server *srv, bs_listener *l)
+{
+    if (srv->spare_fd < 0)
+        return;
+    close(srv->spare_fd);
+    srv->spare_fd = -1;
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        static const char json[] = "{\"id\":null,\"error\":{\"code\":\"too_many_connections\",\"message\":\"the daemon "
+                                   "has no file descriptors left\"}}\n";
+        static const char http[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        ssize_t w = l->tcp ? send(fd, http, sizeof http - 1, MSG_NOSIGNAL) : send(fd, json, sizeof json - 1, MSG_NOSIGNAL);
+        (void)w;   /* best effort: the close says the rest */
+        close(fd);
+        bs_peer none = {.pid = -1, .uid = (uid_t)-1};
+        bs_server_note_refused(srv, &none, "no file descriptors left");
+    }
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void on_acceptable(uv_poll_t *p, int status, int events)
 {
     (void)events;
@@ -264,6 +303,10 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     }
     for (int i = 0; i < 64; i++) {   /* a burst at a time, then let the loop breathe */
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            refuse_no_fds(srv, l);
+            continue;
+        }
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 bs_log_warn(srv->log, "accept: %s", strerror(errno));
@@ -286,7 +329,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
             if (l->tcp) {
                 static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                                            "Content-Length: 0\r\n\r\n";
-                srv->m.connections_rejected++;
+                bs_server_note_refused(srv, &peer, "too many connections");
                 ssize_t w = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
                 (void)w;   /* best effort: the close says the rest */
                 close(fd);
@@ -331,6 +374,25 @@ static void listener_stop(bs_listener *l)
     uv_close((uv_handle_t *)&l->poll, listener_closed);
 }
 
+/* The server's housekeeping: connections that never said a word are closed after the
+ * idle timeout (they would hold places others need), and vanished JSON-lines clients
+ * are noticed. */
+static void on_tick(uv_timer_t *t)
+{
+    bs_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop), idle = (uint64_t)srv->cfg.idle_timeout_s * 1000;
+    for (sniff *k = srv->sniffing, *next; k; k = next) {
+        next = k->next;
+        if (now - k->t_accept >= idle) {
+            bs_log_debug(srv->log, "connection %llu: nothing sent in %d s; closed", (unsigned long long)k->peer.num,
+                         srv->cfg.idle_timeout_s);
+            srv->m.connections_idle_closed++;
+            sniff_end(k, -1);
+        }
+    }
+    bs_jsonl_tick(srv);
+}
+
 int bs_server_connections(const bs_server *srv)
 {
     return srv->n_conns + srv->n_sniffing + srv->n_http;
@@ -345,10 +407,13 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     srv->loop = loop;
     srv->log = log;
     srv->cfg = *cfg;
+    if (srv->cfg.idle_timeout_s <= 0)
+        srv->cfg.idle_timeout_s = 30;
     srv->eng = eng;
     srv->sizer = sizer;
     srv->t_start = uv_hrtime();
     srv->t_wall = (int64_t)time(NULL);
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     srv->rbuf_len = READ_BUF;
     srv->rbuf = malloc(srv->rbuf_len);
     if (!srv->rbuf)
@@ -374,13 +439,17 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
         if (tfd < 0 || listener_start(srv, &srv->tcp_l, tfd, true, e))
             goto fail_listener;
     }
-    if (bs_http_init(srv, cfg->api_key, cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 30, e))
+    if (bs_http_init(srv, cfg->api_key, srv->cfg.idle_timeout_s, e))
         goto fail_listener;
     if (bs_sched_init(&srv->sched, loop, cfg->threads, bs_server_slice_work, bs_server_slice_done, srv, e))
         goto fail_listener;
     srv->sched.start = bs_server_slice_start;
     uv_timer_init(loop, &srv->grace);
     srv->grace.data = srv;
+    uv_timer_init(loop, &srv->tick);
+    srv->tick.data = srv;
+    uv_timer_start(&srv->tick, on_tick, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *)&srv->tick);
     return 0;
 
 fail_listener:
@@ -416,6 +485,7 @@ void bs_server_check_stopped(bs_server *srv)
     bs_http_close(srv);
     uv_timer_stop(&srv->grace);
     uv_close((uv_handle_t *)&srv->grace, NULL);
+    uv_close((uv_handle_t *)&srv->tick, NULL);
     bs_sched_close(&srv->sched);
     if (srv->done)
         srv->done(srv, srv->done_ctx);
@@ -443,6 +513,9 @@ void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx)
 
 void bs_server_free(bs_server *srv)
 {
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
+    srv->spare_fd = -1;
     free(srv->rbuf);
     srv->rbuf = NULL;
 }

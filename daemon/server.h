@@ -44,7 +44,7 @@ typedef struct {
     uint64_t requests, errors;
     uint64_t tokens_generated, prompt_tokens;
     uint64_t sessions_total, sessions_cancelled;
-    uint64_t connections_total, connections_rejected, connections_dropped;
+    uint64_t connections_total, connections_rejected, connections_dropped, connections_idle_closed;
     uint64_t bytes_in, bytes_out, bytes_dropped;
     uint64_t store_bytes_read;
 } bs_server_metrics;
@@ -82,6 +82,10 @@ struct bs_server {
     dev_t sock_dev;
     ino_t sock_ino;
     uv_timer_t grace;
+    uv_timer_t tick;
+    int spare_fd;               /* given up to accept (and refuse) a client when out of fds */
+    uint64_t refused_logged;    /* uv_now() of the last "refused" log line */
+    uint64_t refused_quiet;     /* refusals since */            /* housekeeping: idle and vanished connections */
     struct bs_conn *conns;      /* JSON-lines connections (jsonl.c) */
     int n_conns;
     bs_session *sessions;       /* every open generate/chat request (sessions.c) */

@@ -1,5 +1,6 @@
 #include "proto/proto.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -351,9 +352,9 @@ int bs_proto_id_str(bs_proto_id *id, const char *s, size_t n, bs_err *e)
     id->len = 0;
     id->json[0] = '\0';
     if (n > BS_PROTO_ID_MAX)
-        return bs_err_set(e, "id: %zu bytes, the limit is %d", n, BS_PROTO_ID_MAX);
+        return bs_err_set(e, "%zu bytes, the limit is %d", n, BS_PROTO_ID_MAX);
     if (!utf8_valid(s, n))
-        return bs_err_set(e, "id: not valid UTF-8");
+        return bs_err_set(e, "not valid UTF-8");
     char *end = escape_into(id->json, s, n);
     *end = '\0';
     id->len = (size_t)(end - id->json);
@@ -477,8 +478,10 @@ static int read_sampling(const json_t *root, const bs_proto_limits *lim, bs_requ
             return fail(err, BS_PERR_BAD_REQUEST, "temperature: expected a number, got %s",
                         type_name(v));
         double t = json_number_value(v);
-        if (!isfinite(t) || t < 0)
-            return fail(err, BS_PERR_BAD_REQUEST, "temperature: %g is not a finite number >= 0", t);
+        /* sampling runs in float: what does not survive the conversion is refused here */
+        if (!isfinite(t) || t < 0 || !isfinite((float)t))
+            return fail(err, BS_PERR_BAD_REQUEST, "temperature: %g is not a finite number in 0..%g", t,
+                        (double)FLT_MAX);
         out->temperature = t;
     }
     if ((v = field(root, "top_p"))) {
@@ -486,8 +489,9 @@ static int read_sampling(const json_t *root, const bs_proto_limits *lim, bs_requ
             return fail(err, BS_PERR_BAD_REQUEST, "top_p: expected a number, got %s",
                         type_name(v));
         double p = json_number_value(v);
-        if (!(p > 0 && p <= 1))
-            return fail(err, BS_PERR_BAD_REQUEST, "top_p: %g is out of range (0, 1]", p);
+        if (!(p > 0 && p <= 1) || !((float)p > 0))
+            return fail(err, BS_PERR_BAD_REQUEST, "top_p: %g is out of range (0, 1] (and at least %g)", p,
+                        (double)FLT_MIN);
         out->top_p = p;
     }
     if ((v = field(root, "seed"))) {
