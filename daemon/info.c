@@ -47,6 +47,9 @@ json_t *bs_info_status(bs_server *srv)
     json_object_set_new(o, "full_bytes", json_integer((json_int_t)st->resident[st->n_blocks]));
     json_object_set_new(o, "min_bytes", json_integer((json_int_t)st->resident[st->min_blocks]));
     json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, n)));
+    /* what one request at the full context may come to: admission counts with this */
+    json_object_set_new(o, "session_bytes_max",
+                        json_integer((json_int_t)bs_state_bytes_for(&st->cfg, st->cfg.seq_len, 64, st->cfg.seq_len)));
     bs_sizer_status(srv->sizer, o);
     json_object_set_new(o, "sessions", json_integer(srv->n_sessions));
     json_object_set_new(o, "sessions_running", json_integer(running));
@@ -93,6 +96,7 @@ json_t *bs_info_metrics(bs_server *srv)
     SET_U("sessions", srv->n_sessions);
     SET_U("sessions_total", m->sessions_total);
     SET_U("sessions_cancelled", m->sessions_cancelled);
+    SET_U("sessions_refused_memory", m->sessions_refused_memory);
     SET_U("connections", srv->n_conns);
     SET_U("connections_total", m->connections_total);
     SET_U("connections_rejected", m->connections_rejected);

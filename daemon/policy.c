@@ -159,3 +159,15 @@ void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_i
         d->why = BS_POLICY_CLAMP;
     p->last_step = in->now;
 }
+
+bool bs_policy_admit(const bs_admit_input *in, int64_t *room)
+{
+    if (in->headroom < 0) {
+        *room = -1;
+        return true;
+    }
+    double r = (double)in->headroom + (double)in->resident - (double)in->floor - (double)in->reserve -
+               (double)in->promised;
+    *room = (int64_t)r;
+    return (double)in->need <= r;
+}

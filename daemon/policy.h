@@ -83,4 +83,19 @@ typedef struct {
 
 void bs_policy_decide(bs_policy *p, const bs_policy_config *c, const bs_policy_input *in, bs_policy_decision *d);
 
+/* Admission: may a new session start? It may come to need `need` bytes (its KV cache at
+ * the most tokens it can reach, and its state); the sessions already running were
+ * promised `promised` bytes more than they hold. The room is the headroom, plus what
+ * the model would give back shrunk to its floor, less the reserve. Unknown headroom
+ * (< 0) admits: nothing better is known. */
+typedef struct {
+    int64_t headroom;          /* bytes before the tightest limit; < 0 unknown */
+    uint64_t resident, floor;  /* model bytes now, and at the budget's floor */
+    uint64_t reserve;
+    uint64_t promised;
+    uint64_t need;
+} bs_admit_input;
+
+bool bs_policy_admit(const bs_admit_input *in, int64_t *room);
+
 #endif

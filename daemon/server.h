@@ -43,7 +43,7 @@ typedef struct {
 typedef struct {
     uint64_t requests, errors;
     uint64_t tokens_generated, prompt_tokens;
-    uint64_t sessions_total, sessions_cancelled;
+    uint64_t sessions_total, sessions_cancelled, sessions_refused_memory;
     uint64_t connections_total, connections_rejected, connections_dropped, connections_idle_closed;
     uint64_t bytes_in, bytes_out, bytes_dropped;
     uint64_t store_bytes_read;

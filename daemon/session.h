@@ -102,6 +102,7 @@ typedef struct bs_session {
     int n_resizes;
     struct { int token, from, to; } resizes[BS_PROTO_MAX_RESIZES];
     size_t kv_bytes;                 /* what the KV cache holds after the last slice */
+    size_t need;                     /* the most its state can come to (admission) */
     int generated;
     bool finished;
     bs_finish finish;

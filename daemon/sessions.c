@@ -104,6 +104,29 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
                  (int)r->id.len, r->id.json);
         return NULL;
     }
+    /* memory first: a session that could not fit even with the model at its floor is
+     * refused now, not left to get the daemon OOM-killed later */
+    const bs_config *cfg = &srv->eng->store.cfg;
+    size_t prompt = r->prompt_len;
+    for (int i = 0; i < r->n_messages; i++)
+        prompt += r->messages[i].len + 32;   /* the chat template's words around each */
+    uint64_t tokens = (uint64_t)prompt + (uint64_t)r->max_tokens + 2;
+    int ctx = cfg->seq_len;
+    /* the batch rows a prefill touches are at most the prompt's tokens (at most a byte each) */
+    int rows = prompt + 2 < 64 ? (int)prompt + 2 : 64;
+    size_t need = bs_state_bytes_for(cfg, ctx, rows, tokens < (uint64_t)ctx ? (int)tokens : ctx);
+    uint64_t promised = 0;
+    for (bs_session *o = srv->sessions; o; o = o->next)
+        promised += o->need > o->kv_bytes ? o->need - o->kv_bytes : 0;
+    int64_t room;
+    if (bs_sizer_admit(srv->sizer, need, promised, &room)) {
+        *code = BS_PERR_INSUFFICIENT_MEMORY;
+        snprintf(msg, msg_len, "this request may need %.1f MiB; there are %.1f MiB for it even with the model at "
+                 "its floor (%d requests running)", (double)need / 1048576, (double)(room > 0 ? room : 0) / 1048576,
+                 srv->n_sessions);
+        srv->m.sessions_refused_memory++;
+        return NULL;
+    }
     bs_err e;
     bs_session *s = bs_session_new(srv->eng, r, r->has_seed ? r->seed : pick_seed(), &e);
     if (!s) {
@@ -112,6 +135,7 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
         return NULL;
     }
     s->t_recv = uv_hrtime();
+    s->need = need;
     s->sink = *sink;
     link_session(srv, s, owner);
     srv->m.sessions_total++;

@@ -52,6 +52,26 @@ static void apply(bs_sizer *sz)
     /* busy: the residency calls back when done, and the decision is taken again */
 }
 
+int bs_sizer_admit(bs_sizer *sz, uint64_t need, uint64_t promised, int64_t *room)
+{
+    sample(sz);   /* fresh: a burst of requests must not all pass on one stale reading */
+    const bs_store *s = &sz->eng->store;
+    int lo, hi;
+    range_n(sz, &lo, &hi);
+    int cur = sz->eng->cur ? sz->eng->cur->n : 0;
+    bs_admit_input in = {
+        .headroom = sz->headroom,
+        .resident = s->resident[cur],
+        .floor = s->resident[lo < cur ? lo : cur],
+        /* the reserve is what the sizer keeps free by shrinking the model, not a wall:
+         * a request may use it (the model then shrinks to restore it) */
+        .reserve = 0,
+        .promised = promised,
+        .need = need,
+    };
+    return bs_policy_admit(&in, room) ? 0 : -1;
+}
+
 void bs_sizer_decide(bs_sizer *sz)
 {
     if (sz->closed)

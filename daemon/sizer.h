@@ -75,6 +75,11 @@ typedef struct {
 int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_engine *eng, const bs_sizer_config *cfg,
                   bs_sizer_kv_fn kv_fn, void *kv_ctx, bs_err *e);
 
+/* May a new session that may come to need `need` bytes start, the live ones having been
+ * promised `promised` more than they hold? 0 yes; -1 no, even with the model shrunk to
+ * its floor. *room: the bytes there are for it (-1: unknown). Samples memory now. */
+int bs_sizer_admit(bs_sizer *sz, uint64_t need, uint64_t promised, int64_t *room);
+
 /* Changes the mode: fixed at min, or auto within [min, max]; decides at once. */
 int bs_sizer_set_budget(bs_sizer *sz, bool fixed, const bs_budget *min, const bs_budget *max, bs_err *e);
 

@@ -82,6 +82,16 @@ static int kv_reserve(bs_state *s, int need, bs_err *e)
     return 0;
 }
 
+size_t bs_state_bytes_for(const bs_config *c, int ctx, int max_batch, int tokens)
+{
+    size_t B = (size_t)(max_batch > 0 ? max_batch : 1);
+    int cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    size_t floats = B * (4 * (size_t)c->dim + 2 * (size_t)c->kv_dim + 2 * (size_t)c->hidden_dim + (size_t)c->vocab_size) +
+                    (size_t)ctx + bs_qmat_scratch_floats(cols, 1);
+    size_t cap = ((size_t)tokens + BS_KV_CHUNK - 1) / BS_KV_CHUNK * BS_KV_CHUNK;
+    return floats * sizeof(float) + 2 * cap * (size_t)c->n_layers * (size_t)c->kv_dim * sizeof(float);
+}
+
 size_t bs_state_kv_bytes(const bs_state *s)
 {
     return 2 * (size_t)s->kv_cap * s->n_layers * s->kv_dim * sizeof(float);

@@ -52,6 +52,10 @@ int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e);
 /* Bytes the KV cache holds now. */
 size_t bs_state_kv_bytes(const bs_state *s);
 
+/* What a state for c at this context and batch would hold at most, its KV cache filled
+ * to `tokens` positions (rounded up to the cache's chunks): for admission decisions. */
+size_t bs_state_bytes_for(const bs_config *c, int ctx, int max_batch, int tokens);
+
 /* Runs tokens[0..ntok) at positions pos..pos+ntok-1, appending to the KV cache.
  * Returns the logits: ntok rows of vocab when all_logits is set (for scoring text),
  * else one row, the last token's. The rows stay valid until the next call. Returns

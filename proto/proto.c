@@ -35,6 +35,7 @@ static const char *const code_names[BS_PERR_COUNT] = {
     [BS_PERR_INTERNAL] = "internal",
     [BS_PERR_CANCELLED] = "cancelled",
     [BS_PERR_SHUTTING_DOWN] = "shutting_down",
+    [BS_PERR_INSUFFICIENT_MEMORY] = "insufficient_memory",
 };
 
 static const char *const finish_names[BS_FINISH_COUNT] = {

@@ -133,6 +133,7 @@ typedef enum {
     BS_PERR_INTERNAL,             /* "internal" */
     BS_PERR_CANCELLED,            /* "cancelled" */
     BS_PERR_SHUTTING_DOWN,        /* "shutting_down" */
+    BS_PERR_INSUFFICIENT_MEMORY,  /* "insufficient_memory" */
     BS_PERR_COUNT
 } bs_proto_code;
 

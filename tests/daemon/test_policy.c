@@ -236,8 +236,26 @@ static void test_unknown_and_range(void)
     CHECK(d.why == BS_POLICY_CLAMP && s.resident == 400 * MIB);
 }
 
+/* Admission: the room counts the headroom, what the model gives back down to its floor,
+ * less the reserve and what live sessions were promised. */
+static void test_admit(void)
+{
+    int64_t room;
+    bs_admit_input in = {.headroom = 100, .resident = 50, .floor = 20, .reserve = 10, .promised = 40, .need = 80};
+    CHECK(bs_policy_admit(&in, &room) && room == 80);   /* 100 + 30 - 10 - 40 */
+    in.need = 81;
+    CHECK(!bs_policy_admit(&in, &room));
+    in.promised = 200;   /* more promised than there is: the room is negative, nothing fits */
+    in.need = 0;
+    CHECK(!bs_policy_admit(&in, &room) && room < 0);
+    in.headroom = -1;    /* unknown: admitted */
+    in.need = 1ull << 40;
+    CHECK(bs_policy_admit(&in, &room) && room == -1);
+}
+
 int main(void)
 {
+    test_admit();
     test_shrink_at_once();
     test_falling();
     test_grow_slowly();
