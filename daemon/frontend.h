@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "daemon/peers.h"
 #include "daemon/server.h"
 
 /* Who is on the other end of an accepted socket. */
@@ -19,10 +20,14 @@ typedef struct {
     uid_t uid;
     bool tcp;       /* came in through --listen */
     bool refuse;    /* over the connection limit: answer why, then close */
+    bool refuse_user;   /* ... the limit of connections per user */
+    bs_peer_use *use;   /* its user's counts (NULL for a refused connection) */
 } bs_peer;
 
 /* server.c */
 void bs_server_check_stopped(bs_server *srv);
+/* A connection of peer closed: its user holds one fewer. */
+void bs_server_peer_closed(bs_server *srv, const bs_peer *peer);
 /* Counts a refused connection; logs at most a line a second, with how many. */
 void bs_server_note_refused(bs_server *srv, const bs_peer *peer, const char *why);
 /* Connections open, whatever their protocol (the limit counts them all). */

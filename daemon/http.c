@@ -513,6 +513,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ci && ci->socket_context)
             q->peer = *(const bs_peer *)ci->socket_context;
         q->own.pid = q->peer.pid;
+        q->own.use = q->peer.use;
         q->own.uid = q->peer.uid;
         q->next = h->reqs;
         if (h->reqs)
@@ -582,6 +583,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         h->srv->n_http++;
     } else {
         h->srv->n_http--;
+        if (*socket_context)
+            bs_server_peer_closed(h->srv, *socket_context);
         free(*socket_context);
         *socket_context = NULL;
     }
@@ -683,6 +686,7 @@ void bs_http_adopt(bs_server *srv, int fd, const bs_peer *peer)
     if (!h || !h->open || !ctx || getpeername(fd, (struct sockaddr *)&sa, &sl)) {
         free(ctx);
         close(fd);
+        bs_server_peer_closed(srv, peer);
         return;
     }
     if (sa.ss_family == AF_UNIX)   /* MHD wants an address; an unnamed client has none */
@@ -694,7 +698,9 @@ void bs_http_adopt(bs_server *srv, int fd, const bs_peer *peer)
     if (MHD_add_connection(h->d, fd, (struct sockaddr *)&sa, sl) != MHD_YES)
         bs_log_warn(srv->log, "connection %llu: HTTP: cannot take it: %s", (unsigned long long)peer->num,
                     strerror(errno));
-    free(h->pending_peer);   /* NULL when the connection took it */
+    if (h->pending_peer)   /* not taken: the connection never started */
+        bs_server_peer_closed(srv, h->pending_peer);
+    free(h->pending_peer);
     h->pending_peer = NULL;
     run(h);
 }

@@ -24,6 +24,7 @@ typedef struct bs_conn {
     bs_server *srv;
     uv_pipe_t pipe;
     bs_owner own;               /* its sessions (counted by the server), its peer */
+    bs_peer peer;
     bs_linebuf lb;
     bool lb_ready;
     bs_proto_buf out;           /* lines not yet handed to the socket */
@@ -53,6 +54,7 @@ static void on_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
+    bs_server_peer_closed(srv, &c->peer);
     if (c->lb_ready)
         bs_linebuf_free(&c->lb);
     bs_proto_buf_free(&c->out);
@@ -441,9 +443,12 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer)
     if (!c) {
         bs_log_err(srv->log, "out of memory for a connection");
         close(fd);
+        bs_server_peer_closed(srv, peer);
         return;
     }
     c->srv = srv;
+    c->peer = *peer;
+    c->own.use = peer->use;
     c->num = peer->num;
     c->t_adopt = uv_now(srv->loop);
     c->own.pid = peer->pid;
@@ -470,8 +475,13 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer)
             send_error(c, NULL, BS_PERR_SHUTTING_DOWN, "the daemon is stopping");
         } else {
             char msg[96];
-            snprintf(msg, sizeof msg, "the daemon already has %d connections", srv->cfg.lim.max_connections);
-            bs_server_note_refused(srv, peer, "too many connections");
+            if (peer->refuse_user)
+                snprintf(msg, sizeof msg, "user %d already has %d connections", (int)peer->uid,
+                         srv->cfg.max_conns_per_user);
+            else
+                snprintf(msg, sizeof msg, "the daemon already has %d connections", srv->cfg.lim.max_connections);
+            bs_server_note_refused(srv, peer, peer->refuse_user ? "too many connections of one user"
+                                                                : "too many connections");
             send_error(c, NULL, BS_PERR_TOO_MANY_CONNECTIONS, msg);
         }
         maybe_close(c);

@@ -17,6 +17,7 @@
 
 #include "daemon/log.h"
 #include "daemon/notify.h"
+#include "daemon/peers.h"
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "kernels/ops.h"
@@ -44,6 +45,9 @@ typedef struct {
     const char *proc_root, *sys_root;
     const char *listen, *api_key_file;
     int idle_timeout_s;
+    int max_conns_user, max_sessions_user;   /* -1: half the daemon's limit */
+    uid_t trusted[BS_PEERS_MAX_TRUSTED];
+    int n_trusted;                           /* -1: root and our own uid */
 } options;
 
 typedef struct {
@@ -65,6 +69,7 @@ static void usage(FILE *f)
             "                 [--reserve BYTES] [--grow-delay-ms MS] [--grow-rate BYTES]\n"
             "                 [--max-connections N] [--max-sessions N] [--max-sessions-per-conn N]\n"
             "                 [--max-output BYTES] [--grace-ms MS] [--proc-root DIR] [--sys-root DIR]\n"
+            "                 [--max-connections-per-user N] [--max-sessions-per-user N] [--trusted-uids LIST]\n"
             "                 [--listen HOST:PORT] [--api-key-file F] [--idle-timeout S] [--verbose] [--version]\n"
             "\n"
             "  --store S     the stacked store to serve (bitstackctl compress makes one)\n"
@@ -86,7 +91,12 @@ static void usage(FILE *f)
             "  --listen H:P  also serve HTTP (the OpenAI API, the chat page) on TCP; a loopback address\n"
             "                unless --api-key-file is given. The Unix socket always serves both protocols\n"
             "  --api-key-file F   a file holding the key TCP clients must send (Authorization: Bearer)\n"
-            "  --idle-timeout S   seconds an HTTP connection may sit idle (30)\n"
+            "  --idle-timeout S   seconds a connection may stay without a request, an HTTP one idle (30)\n"
+            "  --max-connections-per-user N, --max-sessions-per-user N   what one client uid (SO_PEERCRED)\n"
+            "                may hold (default: half the daemon's limits; 0: no limit); compute is shared\n"
+            "                per user first, then per request\n"
+            "  --trusted-uids LIST   comma-separated uids never limited per user (default: 0 and the\n"
+            "                daemon's own uid; \"\" for none)\n"
             "  --proc-root, --sys-root   where /proc and /sys are (tests use fixture trees)\n"
             "See docs/daemon.md.\n");
 }
@@ -125,7 +135,7 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
            O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE, O_LISTEN, O_APIKEY,
-           O_IDLE };
+           O_IDLE, O_CONNUSER, O_SESSUSER, O_TRUSTED };
     static const struct option longs[] = {
         {"store", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
@@ -153,6 +163,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"listen", required_argument, NULL, O_LISTEN},
         {"api-key-file", required_argument, NULL, O_APIKEY},
         {"idle-timeout", required_argument, NULL, O_IDLE},
+        {"max-connections-per-user", required_argument, NULL, O_CONNUSER},
+        {"max-sessions-per-user", required_argument, NULL, O_SESSUSER},
+        {"trusted-uids", required_argument, NULL, O_TRUSTED},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -167,6 +180,8 @@ static int parse_options(int argc, char **argv, options *o)
     o->max_output = 1 << 20;
     o->grace_ms = 10000;
     o->idle_timeout_s = 30;
+    o->max_conns_user = o->max_sessions_user = -1;
+    o->n_trusted = -1;
     o->proc_root = "/proc";
     o->sys_root = "/sys";
     int ch;
@@ -256,6 +271,25 @@ static int parse_options(int argc, char **argv, options *o)
                 return fprintf(stderr, "bitstackd: --idle-timeout: expected 1..86400 seconds\n"), -1;
             o->idle_timeout_s = (int)v;
             break;
+        case O_CONNUSER:
+        case O_SESSUSER:
+            if (parse_num(optarg, 0, 100000, &v))
+                return fprintf(stderr, "bitstackd: --%s: expected 0..100000\n",
+                               ch == O_CONNUSER ? "max-connections-per-user" : "max-sessions-per-user"), -1;
+            *(ch == O_CONNUSER ? &o->max_conns_user : &o->max_sessions_user) = (int)v;
+            break;
+        case O_TRUSTED: {
+            o->n_trusted = 0;
+            char *list = optarg, *tok, *save = NULL;
+            while ((tok = strtok_r(list, ",", &save))) {
+                list = NULL;
+                if (parse_num(tok, 0, 0x7fffffff, &v) || o->n_trusted == BS_PEERS_MAX_TRUSTED)
+                    return fprintf(stderr, "bitstackd: --trusted-uids: expected up to %d uids, got '%s'\n",
+                                   BS_PEERS_MAX_TRUSTED, tok), -1;
+                o->trusted[o->n_trusted++] = (uid_t)v;
+            }
+            break;
+        }
         default:
             usage(stderr);
             return -1;
@@ -465,7 +499,16 @@ static int serve(daemon_t *d, const options *o)
         .listen = o->listen,
         .api_key = api_key[0] ? api_key : NULL,
         .idle_timeout_s = o->idle_timeout_s,
+        .max_conns_per_user = o->max_conns_user >= 0 ? o->max_conns_user : (o->lim.max_connections + 1) / 2,
+        .max_sessions_per_user = o->max_sessions_user >= 0 ? o->max_sessions_user : (o->lim.max_sessions + 1) / 2,
+        .trusted = o->trusted,
+        .n_trusted = o->n_trusted,
     };
+    uid_t defaults[2] = {0, getuid()};
+    if (o->n_trusted < 0) {
+        cfg.trusted = defaults;
+        cfg.n_trusted = 2;
+    }
     if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->eng, &sc, bs_server_kv, &d->srv, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;

@@ -21,17 +21,43 @@ static void run_slice(bs_pool_job *job)
     uv_async_send(&s->async);
 }
 
+static uint64_t *served_of(bs_sched_item *it)
+{
+    return it->served ? it->served : &it->own_served;
+}
+
+/* The first ready item of the least served group. */
+static bs_sched_item *pick(bs_sched *s)
+{
+    bs_sched_item *best = s->ready_head;
+    for (bs_sched_item *it = best ? best->next : NULL; it; it = it->next)
+        if (*served_of(it) < *served_of(best))
+            best = it;
+    return best;
+}
+
+static void unlink_ready(bs_sched *s, bs_sched_item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        s->ready_head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        s->ready_tail = it->prev;
+    it->next = it->prev = NULL;
+    s->n_ready--;
+}
+
 static void dispatch(bs_sched *s)
 {
     while (s->open && s->running < s->max_running && s->ready_head) {
-        bs_sched_item *it = s->ready_head;
-        s->ready_head = it->next;
-        if (s->ready_head)
-            s->ready_head->prev = NULL;
-        else
-            s->ready_tail = NULL;
-        it->next = it->prev = NULL;
-        s->n_ready--;
+        bs_sched_item *it = pick(s);
+        unlink_ready(s, it);
+        uint64_t *sv = served_of(it);
+        s->vtime = *sv;
+        (*sv)++;
         it->where = BS_SCHED_RUNNING;
         s->running++;
         s->slices++;
@@ -86,6 +112,10 @@ int bs_sched_init(bs_sched *s, uv_loop_t *loop, int threads, bs_sched_work_fn wo
 
 void bs_sched_push(bs_sched *s, bs_sched_item *it)
 {
+    /* a group that was idle starts level with the others, not with a backlog of credit */
+    uint64_t *sv = served_of(it);
+    if (*sv < s->vtime)
+        *sv = s->vtime;
     it->sched = s;
     it->where = BS_SCHED_READY;
     it->next = NULL;
@@ -103,17 +133,8 @@ void bs_sched_remove(bs_sched *s, bs_sched_item *it)
 {
     if (it->where != BS_SCHED_READY)
         return;
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        s->ready_head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        s->ready_tail = it->prev;
-    it->next = it->prev = NULL;
+    unlink_ready(s, it);
     it->where = BS_SCHED_IDLE;
-    s->n_ready--;
 }
 
 void bs_sched_close(bs_sched *s)

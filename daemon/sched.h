@@ -2,7 +2,9 @@
  *
  * Work comes in slices: one call of the owner's `work` function on a pool thread (a
  * session's prefill chunk, or a few decode steps; the owner keeps each slice short).
- * Ready items wait in one FIFO; at most `threads` slices run at once, so the pool never
+ * Ready items wait in one FIFO; the next to run is the first of the group (a user) that has
+ * been served the fewest slices, so a user with sixteen sessions gets one user's share,
+ * and within a group items take turns in FIFO order. At most `threads` slices run at once, so the pool never
  * holds a backlog and a newly ready item waits for at most one round. When a slice ends,
  * the item comes back to the loop thread through a uv_async and the owner's `after`
  * function decides: push it again (it goes to the tail: round robin) or drop it.
@@ -30,6 +32,9 @@ typedef struct bs_sched_item {
     struct bs_sched_item *done_next;     /* slices ended, under the mutex */
     bs_sched_where where;
     struct bs_sched *sched;
+    uint64_t *served;                    /* its group's slice count (shared by the group's
+                                          * items), or NULL: a group of its own */
+    uint64_t own_served;
 } bs_sched_item;
 
 typedef void (*bs_sched_work_fn)(bs_sched_item *it);
@@ -44,6 +49,7 @@ typedef struct bs_sched {
     bs_sched_item *ready_head, *ready_tail;
     int n_ready, running, max_running;
     uint64_t slices;                     /* slices run since start */
+    uint64_t vtime;                      /* the served count of the last group to run */
     bs_sched_work_fn work;
     bs_sched_after_fn after;
     bs_sched_start_fn start;             /* optional: on the loop thread, as a slice is handed

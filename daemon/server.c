@@ -203,8 +203,10 @@ static void sniff_end(sniff *k, int hand)
     /* uv_poll_stop takes fd out of the loop's epoll now, so another handle may take it */
     uv_poll_stop(&k->poll);
     uv_close((uv_handle_t *)&k->poll, sniff_freed);
-    if (hand < 0)
+    if (hand < 0) {
         close(fd);
+        bs_server_peer_closed(srv, &peer);
+    }
     else if (hand == 0)
         bs_jsonl_adopt(srv, fd, &peer);
     else
@@ -234,6 +236,7 @@ static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
     if (!k) {
         bs_log_err(srv->log, "out of memory for a connection");
         close(fd);
+        bs_server_peer_closed(srv, peer);
         return;
     }
     k->fd = fd;
@@ -245,6 +248,7 @@ static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
         bs_log_warn(srv->log, "connection %llu: %s", (unsigned long long)peer->num, uv_strerror(rc));
         close(fd);
         free(k);
+        bs_server_peer_closed(srv, peer);
         return;
     }
     k->poll.data = k;
@@ -254,6 +258,14 @@ static void sniff_start(bs_server *srv, int fd, const bs_peer *peer)
     srv->sniffing = k;
     srv->n_sniffing++;
     uv_poll_start(&k->poll, UV_READABLE | UV_DISCONNECT, on_first_bytes);
+}
+
+void bs_server_peer_closed(bs_server *srv, const bs_peer *peer)
+{
+    if (!peer->use)
+        return;
+    peer->use->conns--;
+    bs_peers_release(&srv->peers, peer->use);
 }
 
 void bs_server_note_refused(bs_server *srv, const bs_peer *peer, const char *why)
@@ -322,7 +334,13 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         }
         bs_log_debug(srv->log, "connection %llu from pid %d uid %d", (unsigned long long)peer.num, (int)peer.pid,
                      (int)peer.uid);
-        if (bs_server_connections(srv) >= srv->cfg.lim.max_connections) {
+        peer.refuse_user = !bs_peers_may_connect(&srv->peers, peer.uid);
+        if (!peer.refuse_user && !(peer.use = bs_peers_get(&srv->peers, peer.uid))) {
+            close(fd);
+            continue;
+        }
+        if (bs_server_connections(srv) >= srv->cfg.lim.max_connections || peer.refuse_user) {
+            peer.use = NULL;
             /* refused before it spoke: the Unix socket's clients are told in a JSON line
              * (as they always were); HTTP clients in a plain status line */
             peer.refuse = true;
@@ -338,6 +356,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
             }
             continue;
         }
+        peer.use->conns++;
         sniff_start(srv, fd, &peer);
     }
 }
@@ -413,6 +432,10 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     srv->sizer = sizer;
     srv->t_start = uv_hrtime();
     srv->t_wall = (int64_t)time(NULL);
+    bs_peers_init(&srv->peers, cfg->max_conns_per_user, cfg->max_sessions_per_user);
+    for (int i = 0; i < cfg->n_trusted; i++)
+        if (bs_peers_trust(&srv->peers, cfg->trusted[i], e))
+            return -1;
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     srv->rbuf_len = READ_BUF;
     srv->rbuf = malloc(srv->rbuf_len);
@@ -513,6 +536,7 @@ void bs_server_stop(bs_server *srv, bs_server_done_fn done, void *ctx)
 
 void bs_server_free(bs_server *srv)
 {
+    bs_peers_free(&srv->peers);
     if (srv->spare_fd >= 0)
         close(srv->spare_fd);
     srv->spare_fd = -1;

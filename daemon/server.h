@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "daemon/log.h"
+#include "daemon/peers.h"
 #include "daemon/sched.h"
 #include "daemon/session.h"
 #include "daemon/sizer.h"
@@ -38,12 +39,17 @@ typedef struct {
     const char *listen;         /* "HOST:PORT" for HTTP over TCP, or NULL */
     const char *api_key;        /* required (Bearer) from TCP clients when set */
     int idle_timeout_s;         /* an HTTP connection with nothing going on is closed */
+    int max_conns_per_user;     /* connections of one uid (0: no limit; trusted uids: none) */
+    int max_sessions_per_user;  /* open requests of one uid */
+    const uid_t *trusted;       /* uids never limited per user (root, the daemon's own) */
+    int n_trusted;
 } bs_server_config;
 
 typedef struct {
     uint64_t requests, errors;
     uint64_t tokens_generated, prompt_tokens;
     uint64_t sessions_total, sessions_cancelled, sessions_refused_memory;
+    uint64_t sessions_refused_user;
     uint64_t connections_total, connections_rejected, connections_dropped, connections_idle_closed;
     uint64_t bytes_in, bytes_out, bytes_dropped;
     uint64_t store_bytes_read;
@@ -89,6 +95,7 @@ struct bs_server {
     struct bs_conn *conns;      /* JSON-lines connections (jsonl.c) */
     int n_conns;
     bs_session *sessions;       /* every open generate/chat request (sessions.c) */
+    bs_peers peers;             /* what each client user holds */
     int n_sessions;
     bool stopping, stopped;
     bs_server_done_fn done;

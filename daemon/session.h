@@ -40,6 +40,7 @@ struct bs_session;
  * an HTTP connection), for the per-owner limits and for finding a session by id. */
 typedef struct bs_owner {
     int n_sessions;                  /* the server keeps this count */
+    struct bs_peer_use *use;         /* its user's counts (daemon/peers.h), or NULL */
     uid_t uid;                       /* SO_PEERCRED */
     pid_t pid;
 } bs_owner;
@@ -63,6 +64,7 @@ typedef struct bs_session {
     /* loop thread */
     bs_sink sink;
     bs_owner *owner;                 /* NULL once its front end went away */
+    struct bs_peer_use *use;         /* its user: counts its sessions, and its compute */
     struct bs_session *prev, *next;  /* the server's list */
     bs_proto_id id;
     bool stream;

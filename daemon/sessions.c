@@ -19,6 +19,11 @@ static void link_session(bs_server *srv, bs_session *s, bs_owner *owner)
 {
     s->owner = owner;
     owner->n_sessions++;
+    s->use = owner->use;
+    if (s->use) {
+        s->use->sessions++;
+        s->item.served = &s->use->served;   /* the scheduler shares compute per user */
+    }
     s->prev = NULL;
     s->next = srv->sessions;
     if (srv->sessions)
@@ -40,6 +45,12 @@ static void unlink_session(bs_server *srv, bs_session *s)
     if (s->owner)
         s->owner->n_sessions--;
     s->owner = NULL;
+    if (s->use) {
+        s->use->sessions--;
+        bs_peers_release(&srv->peers, s->use);
+        s->use = NULL;
+        s->item.served = NULL;
+    }
     srv->n_sessions--;
 }
 
@@ -92,6 +103,12 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
     *code = BS_PERR_TOO_MANY_SESSIONS;
     if (owner->n_sessions >= lim->max_sessions_per_conn) {
         snprintf(msg, msg_len, "this connection already has %d requests open", owner->n_sessions);
+        return NULL;
+    }
+    if (owner->use && !bs_peers_may_start(&srv->peers, owner->use->uid)) {
+        snprintf(msg, msg_len, "user %d already has %d requests open", (int)owner->use->uid,
+                 owner->use->sessions);
+        srv->m.sessions_refused_user++;
         return NULL;
     }
     if (srv->n_sessions >= lim->max_sessions) {

@@ -4,6 +4,8 @@
  * descriptors, a second cancel, and sampling values that do not survive float. Each
  * case failed before its fix. */
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 #include "tests/daemon/client.h"
@@ -229,6 +231,99 @@ static void test_small(void)
     CHECK(td_daemon_stop(&d));
 }
 
+/* One generation as uid 65534 (nobody), in a child: its total_ms through a pipe. */
+static pid_t other_user(const char *sock, int max_tokens, int *out_fd)
+{
+    int p[2];
+    if (pipe(p))
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        if (setgid(65534) || setuid(65534))
+            _exit(3);
+        td_conn c;
+        if (!td_open(&c, sock))
+            _exit(4);
+        char line[160];
+        snprintf(line, sizeof line, "{\"id\":\"n\",\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":%d,"
+                                    "\"temperature\":0}", max_tokens);
+        bs_response r;
+        if (td_call(&c, &r, line) != 1 || r.kind != BS_RESP_DONE)
+            _exit(5);
+        double ms = r.stats.total_ms;
+        if (write(p[1], &ms, sizeof ms) != (ssize_t)sizeof ms)
+            _exit(6);
+        _exit(0);
+    }
+    close(p[1]);
+    *out_fd = p[0];
+    return pid;
+}
+
+/* Limits per user (SO_PEERCRED uid) and compute shared per user: root made untrusted
+ * holds at most 3 connections and 4 requests; its 4 requests and one request of another
+ * user share one thread half and half, not four fifths to one fifth. */
+static void test_users(void)
+{
+    td_daemon d;
+    const char *args[] = {"--trusted-uids", "", "--max-connections-per-user", "3", "--max-sessions-per-user", "4",
+                          "--threads", "1", NULL};
+    td_start(&F, &d, "users", args);
+    td_sleep_ms(200);
+    td_conn c[4];
+    bs_response r;
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(td_open(&c[i], d.sock));
+        REQUIRE(td_call(&c[i], &r, "{\"id\":1,\"op\":\"status\"}") == 1);
+        bs_response_free(&r);
+    }
+    REQUIRE(td_open(&c[3], d.sock));
+    REQUIRE(td_recv(&c[3], &r) == 1);
+    CHECKF(r.kind == BS_RESP_ERROR && r.code == BS_PERR_TOO_MANY_CONNECTIONS && strstr(r.message, "user 0"),
+           "4th connection of one user: %s", r.code_name);
+    bs_response_free(&r);
+    td_close(&c[3]);
+    td_close(&c[2]);
+    td_close(&c[1]);
+
+    /* the socket is 0660 root: let the other user in */
+    REQUIRE(chmod(d.sock, 0666) == 0 && chmod(F.dir, 0711) == 0);
+    for (int i = 0; i < 4; i++)
+        REQUIRE(td_sendf(&c[0], "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":400,"
+                                "\"temperature\":0}", i));
+    REQUIRE(td_sendf(&c[0], "{\"id\":9,\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":4}"));
+    REQUIRE(td_recv(&c[0], &r) == 1);   /* the fifth of one user is refused at once */
+    CHECKF(td_id_is(&r, "9") && r.kind == BS_RESP_ERROR && r.code == BS_PERR_TOO_MANY_SESSIONS, "5th request: %s",
+           r.code_name);
+    bs_response_free(&r);
+    int fd = -1;
+    pid_t pid = other_user(d.sock, 400, &fd);
+    REQUIRE(pid > 0);
+    double root_max = 0;
+    for (int i = 0; i < 4; i++) {
+        REQUIRE(td_recv(&c[0], &r) == 1);
+        CHECK(r.kind == BS_RESP_DONE);
+        if (r.stats.total_ms > root_max)
+            root_max = r.stats.total_ms;
+        bs_response_free(&r);
+    }
+    double other_ms = -1;
+    ssize_t got = read(fd, &other_ms, sizeof other_ms);
+    close(fd);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECKF(got == (ssize_t)sizeof other_ms && WIFEXITED(st) && WEXITSTATUS(st) == 0, "other user: exit %d",
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    fprintf(stderr, "users: other %.0f ms, root max %.0f ms\n", other_ms, root_max);
+    /* per request it would finish with the others (~1.0 of root's time); per user in
+     * about 2/5 of it */
+    CHECKF(other_ms > 0 && other_ms < 0.7 * root_max, "other user's request %.0f ms, root's four %.0f ms",
+           other_ms, root_max);
+    td_close(&c[0]);
+    CHECK(td_daemon_stop(&d));
+}
+
 int main(int argc, char **argv)
 {
     td_fixture_init(&F, argc, argv, bs_shared(""));
@@ -237,6 +332,7 @@ int main(int argc, char **argv)
     test_idle();
     test_refusal_log();
     test_emfile();
+    test_users();
     td_fixture_free(&F, bs_t_failed > 0);
     TEST_MAIN_END();
 }
