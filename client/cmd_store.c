@@ -147,17 +147,23 @@ static void human_bytes(uint64_t b, char *out, size_t n)
 
 int bs_cmd_inspect(int argc, char **argv)
 {
-    bs_opt o[] = {{"json", 0, 1, NULL}};
+    bs_opt o[] = {{"json", 0, 1, NULL}, {"no-verify", 0, 1, NULL}};
     const char *pos[1];
-    int np = bs_opts_parse(argc, argv, o, 1, pos, 1);
+    int np = bs_opts_parse(argc, argv, o, 2, pos, 1);
     if (np != 1) {
-        fprintf(stderr, "usage: bitstackctl inspect STORE [--json]\n");
+        fprintf(stderr, "usage: bitstackctl inspect STORE [--json] [--no-verify]\n"
+                        "  reads every block and checks its crc32c unless --no-verify\n");
         return BS_EXIT_USAGE;
     }
     bs_store s;
     bs_err e = {{0}};
     if (bs_store_open(&s, pos[0], &e)) {
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return 1;
+    }
+    if (!o[1].value && bs_store_verify_file(&s, &e)) {
+        fprintf(stderr, "bitstackctl: %s: %s\n", pos[0], e.msg);
+        bs_store_close(&s);
         return 1;
     }
     if (o[0].value) {
@@ -180,6 +186,7 @@ int bs_cmd_inspect(int argc, char **argv)
            s.min_blocks);
     printf("resident    min %s (%.3f bpw) .. max %s (%.3f bpw); %zu linear weights\n", b,
            bs_store_bpw(&s, s.min_blocks), d, bs_store_bpw(&s, s.n_blocks), s.linear_params);
+    printf("blocks      %s\n", o[1].value ? "not verified (--no-verify)" : "all read, every crc32c checked");
     json_t *info = json_object_get(s.meta, "info");
     if (info) {
         char *js = json_dumps(info, JSON_COMPACT);

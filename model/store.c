@@ -710,3 +710,40 @@ double bs_store_bpw(const bs_store *s, int n)
 {
     return 8.0 * (double)(s->resident[n] - s->base_bytes) / (double)s->linear_params;
 }
+
+int bs_store_verify_file(const bs_store *s, bs_err *e)
+{
+    const uint64_t window = 8u << 20;
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bs_err_set(e, "%s: cannot open: %s", s->path, strerror(errno));
+    uint8_t *buf = NULL;
+    uint64_t cap = 0;
+    int rc = 0;
+    for (int a = 0; a < s->n_blocks && !rc;) {
+        uint64_t from = bs_store_prefix_end(s, a);
+        int b = a + 1;
+        while (b < s->n_blocks && bs_store_prefix_end(s, b + 1) - from <= window)
+            b++;
+        uint64_t n = bs_store_prefix_end(s, b) - from;
+        if (n > cap) {
+            free(buf);
+            cap = n;
+            if (!(buf = malloc(cap))) {
+                rc = bs_err_set(e, "out of memory for %llu bytes", (unsigned long long)cap);
+                break;
+            }
+        }
+        rc = pread_all(fd, buf, n, s->stack_off + from, s->path, e);
+        for (int i = a; i < b && !rc; i++) {
+            const bs_store_block *k = &s->blocks[i];
+            if (bs_crc32c(0, buf + (k->offset - from), k->bytes) != k->crc)
+                rc = bs_err_set(e, "%s: block %d (%s level %d) fails its crc32c check", s->path, i,
+                                s->mats[k->matrix].name, k->level);
+        }
+        a = b;
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}

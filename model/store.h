@@ -65,6 +65,10 @@ int bs_store_read_range(const bs_store *s, int a, int b, uint8_t *buf, bs_err *e
 /* Checks the crc32c of blocks [from, to) already in buf. */
 int bs_store_verify(const bs_store *s, const uint8_t *buf, int from, int to, bs_err *e);
 
+/* Reads every block from the file, a few MiB at a time, and checks its crc32c; the error
+ * names the first bad block. */
+int bs_store_verify_file(const bs_store *s, bs_err *e);
+
 /* Bits per linear weight of a prefix: 8 * (resident - base) / linear weights. */
 double bs_store_bpw(const bs_store *s, int n);
 

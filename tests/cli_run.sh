@@ -33,7 +33,14 @@ if "$ctl" compress --model "$shared/models/stories260K.bin" --tokenizer "$shared
   err=$("$ctl" run --store "$st" --budget 1K --prompt "x" 2>&1 >/dev/null); rc=$?
   case "$err" in *"smallest working model"*) [ $rc -eq 1 ] && echo "ok: budget below minimum";; *) echo "FAIL: $err"; fail=1;; esac
   out=$("$ctl" inspect "$st")
-  case "$out" in *"stack       420 blocks over 35 matrices"*) echo "ok: inspect";; *) echo "FAIL: inspect: $out"; fail=1;; esac
+  case "$out" in *"stack       420 blocks over 35 matrices"*"every crc32c checked"*) echo "ok: inspect";; *) echo "FAIL: inspect: $out"; fail=1;; esac
+  # one flipped byte near the end of the file (a block, not the header): inspect names it
+  bad=$(mktemp /tmp/bs_cli_XXXXXX.bstk); cp "$st" "$bad"
+  size=$(stat -c %s "$bad"); printf '\377' | dd of="$bad" bs=1 seek=$((size - 100)) conv=notrunc status=none
+  err=$("$ctl" inspect "$bad" 2>&1 >/dev/null); rc=$?
+  case "$err" in *block*) [ $rc -eq 1 ] && echo "ok: inspect finds a bad block";; *) echo "FAIL: inspect of a damaged store: rc $rc: $err"; fail=1;; esac
+  "$ctl" inspect --no-verify "$bad" >/dev/null 2>&1 && echo "ok: --no-verify" || { echo "FAIL: --no-verify"; fail=1; }
+  rm -f "$bad"
   out=$("$ctl" eval --store "$st" --budget 4.0bpw --text "$shared/data/tinystories_valid_head.txt" --max-chunks 2 | tail -1)
   bpw=$(echo "$out" | awk '{print $4}'); ppl=$(echo "$out" | awk '{print $5}')
   if awk -v b="$bpw" -v p="$ppl" 'BEGIN { exit !(b <= 4.0 && b > 3.5 && p > 1 && p < 20) }'; then echo "ok: eval at 4.0bpw ($bpw bpw, ppl $ppl)"
