@@ -1,20 +1,7 @@
 #include "proto/openai.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static int fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...)
-{
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* OpenAI clients send null for "not set" as often as they leave a field out. */
 static json_t *given(const json_t *o, const char *key)
@@ -31,7 +18,7 @@ static json_t *content_text(const json_t *c, size_t i, bs_proto_error *err)
     if (json_is_string(c))
         return json_incref((json_t *)c);
     if (!json_is_array(c)) {
-        fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content: expected a string or an array of text parts", i);
+        bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content: expected a string or an array of text parts", i);
         return NULL;
     }
     size_t total = 0, j;
@@ -40,7 +27,7 @@ static json_t *content_text(const json_t *c, size_t i, bs_proto_error *err)
         json_t *t = json_object_get(part, "text");
         const char *type = json_string_value(json_object_get(part, "type"));
         if (!type || strcmp(type, "text") || !json_is_string(t)) {
-            fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content[%zu]: only {\"type\":\"text\",\"text\":...} parts are "
+            bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content[%zu]: only {\"type\":\"text\",\"text\":...} parts are "
                  "supported", i, j);
             return NULL;
         }
@@ -48,7 +35,7 @@ static json_t *content_text(const json_t *c, size_t i, bs_proto_error *err)
     }
     char *buf = malloc(total + 1);
     if (!buf) {
-        fail(err, BS_PERR_INTERNAL, "out of memory");
+        bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
         return NULL;
     }
     size_t off = 0;
@@ -60,7 +47,7 @@ static json_t *content_text(const json_t *c, size_t i, bs_proto_error *err)
     json_t *s = json_stringn_nocheck(buf, off);   /* parts were valid UTF-8 strings */
     free(buf);
     if (!s)
-        fail(err, BS_PERR_INTERNAL, "out of memory");
+        bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
     return s;
 }
 
@@ -104,7 +91,7 @@ static int map_prompt(const json_t *body, json_t *q, bs_proto_error *err)
     if (json_is_array(p)) {
         json_t *one = json_array_get(p, 0);
         if (json_array_size(p) != 1 || !json_is_string(one))
-            return fail(err, BS_PERR_BAD_REQUEST, "prompt: one string (or an array of exactly one string) is supported");
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "prompt: one string (or an array of exactly one string) is supported");
         p = one;
     }
     return p ? json_object_set(q, "prompt", p) : 0;
@@ -121,24 +108,24 @@ int bs_openai_parse(const char *body, size_t len, bool chat, const bs_proto_limi
     json_error_t je;
     json_t *b = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!b)
-        return fail(err, BS_PERR_BAD_JSON, "invalid JSON at byte %d: %s", je.position, je.text);
+        return bs_proto_fail(err, BS_PERR_BAD_JSON, "invalid JSON at byte %d: %s", je.position, je.text);
     int rc = -1;
     json_t *q = json_object();
     if (!json_is_object(b)) {
-        fail(err, BS_PERR_BAD_REQUEST, "the body is a JSON object");
+        bs_proto_fail(err, BS_PERR_BAD_REQUEST, "the body is a JSON object");
         goto out;
     }
     json_t *v;
     if ((v = given(b, "model")) && json_is_string(v))
         snprintf(o->model, sizeof o->model, "%s", json_string_value(v));
     if ((v = given(b, "n")) && !(json_is_integer(v) && json_integer_value(v) == 1)) {
-        fail(err, BS_PERR_BAD_REQUEST, "n: only 1 choice per request is supported");
+        bs_proto_fail(err, BS_PERR_BAD_REQUEST, "n: only 1 choice per request is supported");
         goto out;
     }
     if ((v = given(b, "stream_options"))) {
         json_t *u = given(v, "include_usage");
         if (!json_is_object(v) || (u && !json_is_boolean(u))) {
-            fail(err, BS_PERR_BAD_REQUEST, "stream_options: expected {\"include_usage\": true|false}");
+            bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stream_options: expected {\"include_usage\": true|false}");
             goto out;
         }
         o->include_usage = json_is_true(u);

@@ -159,6 +159,23 @@ static bool utf8_valid(const char *s, size_t n)
     return true;
 }
 
+/* Copies the UTF-8 sequence at p (non-ASCII) to o, or U+FFFD for an ill-formed subpart;
+ * advances both. */
+static void copy_utf8(char **o, const unsigned char **p, const unsigned char *end)
+{
+    bool trunc = false;
+    int k = utf8_scan(*p, (size_t)(end - *p), &trunc);
+    if (k > 0) {
+        memcpy(*o, *p, (size_t)k);
+        *o += k;
+        *p += k;
+    } else {
+        memcpy(*o, "\xef\xbf\xbd", 3);   /* U+FFFD */
+        *o += 3;
+        *p += -k;
+    }
+}
+
 json_t *bs_proto_json_text(const char *s, size_t n)
 {
     if (utf8_valid(s, n))
@@ -170,17 +187,10 @@ json_t *bs_proto_json_text(const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     char *o = buf;
     while (p < end) {
-        bool trunc = false;
-        int k = utf8_scan(p, (size_t)(end - p), &trunc);
-        if (k > 0) {
-            memcpy(o, p, (size_t)k);
-            o += k;
-            p += k;
-        } else {
-            memcpy(o, "\xef\xbf\xbd", 3);
-            o += 3;
-            p += -k;
-        }
+        if (*p < 0x80)
+            *o++ = (char)*p++;
+        else
+            copy_utf8(&o, &p, end);
     }
     json_t *v = json_stringn_nocheck(buf, (size_t)(o - buf));
     free(buf);
@@ -220,17 +230,7 @@ static char *escape_into(char *o, const char *s, size_t n)
             p++;
             continue;
         }
-        bool trunc = false;
-        int k = utf8_scan(p, (size_t)(end - p), &trunc);
-        if (k > 0) {
-            memcpy(o, p, (size_t)k);
-            o += k;
-            p += k;
-        } else {
-            memcpy(o, "\xef\xbf\xbd", 3);   /* U+FFFD */
-            o += 3;
-            p += -k;
-        }
+        copy_utf8(&o, &p, end);
     }
     *o++ = '"';
     return o;
@@ -400,10 +400,7 @@ void bs_request_free(bs_request *r)
     r->n_stop = 0;
 }
 
-static int fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...)
+int bs_proto_fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...)
 {
     err->code = code;
     va_list ap;
@@ -452,11 +449,11 @@ static int read_id(const json_t *v, const char *what, bs_proto_id *id, bs_proto_
         return 0;
     }
     if (!json_is_string(v))
-        return fail(err, BS_PERR_BAD_REQUEST, "%s: expected a string or an integer, got %s",
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "%s: expected a string or an integer, got %s",
                     what, type_name(v));
     bs_err e;
     if (bs_proto_id_str(id, json_string_value(v), json_string_length(v), &e))
-        return fail(err, BS_PERR_BAD_REQUEST, "%s: %s", what, e.msg);
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "%s: %s", what, e.msg);
     return 0;
 }
 
@@ -466,45 +463,45 @@ static int read_sampling(const json_t *root, const bs_proto_limits *lim, bs_requ
     json_t *v;
     if ((v = field(root, "max_tokens"))) {
         if (!json_is_integer(v))
-            return fail(err, BS_PERR_BAD_REQUEST, "max_tokens: expected an integer, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "max_tokens: expected an integer, got %s",
                         type_name(v));
         json_int_t n = json_integer_value(v);
         if (n < 1 || n > lim->max_tokens)
-            return fail(err, BS_PERR_BAD_REQUEST, "max_tokens: %lld is out of range 1..%d",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "max_tokens: %lld is out of range 1..%d",
                         (long long)n, lim->max_tokens);
         out->max_tokens = (int)n;
     }
     if ((v = field(root, "temperature"))) {
         if (!json_is_number(v))
-            return fail(err, BS_PERR_BAD_REQUEST, "temperature: expected a number, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "temperature: expected a number, got %s",
                         type_name(v));
         double t = json_number_value(v);
         /* sampling runs in float: what does not survive the conversion is refused here */
         if (!isfinite(t) || t < 0 || !isfinite((float)t))
-            return fail(err, BS_PERR_BAD_REQUEST, "temperature: %g is not a finite number in 0..%g", t,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "temperature: %g is not a finite number in 0..%g", t,
                         (double)FLT_MAX);
         out->temperature = t;
     }
     if ((v = field(root, "top_p"))) {
         if (!json_is_number(v))
-            return fail(err, BS_PERR_BAD_REQUEST, "top_p: expected a number, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "top_p: expected a number, got %s",
                         type_name(v));
         double p = json_number_value(v);
         if (!(p > 0 && p <= 1) || !((float)p > 0))
-            return fail(err, BS_PERR_BAD_REQUEST, "top_p: %g is out of range (0, 1] (and at least %g)", p,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "top_p: %g is out of range (0, 1] (and at least %g)", p,
                         (double)FLT_MIN);
         out->top_p = p;
     }
     if ((v = field(root, "seed"))) {
         if (!json_is_integer(v))
-            return fail(err, BS_PERR_BAD_REQUEST, "seed: expected an integer, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "seed: expected an integer, got %s",
                         type_name(v));
         out->has_seed = true;
         out->seed = (uint64_t)(long long)json_integer_value(v);
     }
     if ((v = field(root, "stream"))) {
         if (!json_is_boolean(v))
-            return fail(err, BS_PERR_BAD_REQUEST, "stream: expected true or false, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stream: expected true or false, got %s",
                         type_name(v));
         out->stream = json_is_true(v);
     }
@@ -515,26 +512,26 @@ static int read_sampling(const json_t *root, const bs_proto_limits *lim, bs_requ
         else if (json_is_array(v))
             n = json_array_size(v);
         else
-            return fail(err, BS_PERR_BAD_REQUEST,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
                         "stop: expected a string or an array of strings, got %s", type_name(v));
         if (n > (size_t)lim->max_stop)
-            return fail(err, BS_PERR_BAD_REQUEST, "stop: %zu strings, the limit is %d", n,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stop: %zu strings, the limit is %d", n,
                         lim->max_stop);
         if (n > 0 && !(out->stop = calloc(n, sizeof *out->stop)))
-            return fail(err, BS_PERR_INTERNAL, "out of memory");
+            return bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
         for (size_t i = 0; i < n; i++) {
             json_t *s = json_is_string(v) ? v : json_array_get(v, i);
             if (!json_is_string(s))
-                return fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: expected a string, got %s", i,
+                return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: expected a string, got %s", i,
                             type_name(s));
             size_t len = json_string_length(s);
             if (len == 0)
-                return fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: empty", i);
+                return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: empty", i);
             if (len > lim->max_stop_bytes)
-                return fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: %zu bytes, the limit is %zu", i,
+                return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "stop[%zu]: %zu bytes, the limit is %zu", i,
                             len, lim->max_stop_bytes);
             if (!(out->stop[i] = dup_bytes(json_string_value(s), len)))
-                return fail(err, BS_PERR_INTERNAL, "out of memory");
+                return bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
             out->n_stop = (int)i + 1;
         }
     }
@@ -546,15 +543,15 @@ static int read_generate(const json_t *root, const bs_proto_limits *lim, bs_requ
 {
     json_t *v = field(root, "prompt");
     if (!v)
-        return fail(err, BS_PERR_BAD_REQUEST, "prompt: required by op generate");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "prompt: required by op generate");
     if (!json_is_string(v))
-        return fail(err, BS_PERR_BAD_REQUEST, "prompt: expected a string, got %s", type_name(v));
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "prompt: expected a string, got %s", type_name(v));
     size_t len = json_string_length(v);
     if (len > lim->max_prompt_bytes)
-        return fail(err, BS_PERR_PROMPT_TOO_LONG, "prompt: %zu bytes, the limit is %zu", len,
+        return bs_proto_fail(err, BS_PERR_PROMPT_TOO_LONG, "prompt: %zu bytes, the limit is %zu", len,
                     lim->max_prompt_bytes);
     if (!(out->prompt = dup_bytes(json_string_value(v), len)))
-        return fail(err, BS_PERR_INTERNAL, "out of memory");
+        return bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
     out->prompt_len = len;
     return read_sampling(root, lim, out, err);
 }
@@ -564,46 +561,46 @@ static int read_chat(const json_t *root, const bs_proto_limits *lim, bs_request 
 {
     json_t *v = field(root, "messages");
     if (!v)
-        return fail(err, BS_PERR_BAD_REQUEST, "messages: required by op chat");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages: required by op chat");
     if (!json_is_array(v))
-        return fail(err, BS_PERR_BAD_REQUEST,
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
                     "messages: expected an array of {role, content} objects, got %s",
                     type_name(v));
     size_t n = json_array_size(v);
     if (n == 0)
-        return fail(err, BS_PERR_BAD_REQUEST, "messages: empty");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages: empty");
     if (n > (size_t)lim->max_messages)
-        return fail(err, BS_PERR_BAD_REQUEST, "messages: %zu messages, the limit is %d", n,
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages: %zu messages, the limit is %d", n,
                     lim->max_messages);
     if (!(out->messages = calloc(n, sizeof *out->messages)))
-        return fail(err, BS_PERR_INTERNAL, "out of memory");
+        return bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(v, i);
         if (!json_is_object(m))
-            return fail(err, BS_PERR_BAD_REQUEST, "messages[%zu]: expected an object, got %s", i,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages[%zu]: expected an object, got %s", i,
                         type_name(m));
         json_t *role = field(m, "role");
         if (!role || !json_is_string(role))
-            return fail(err, BS_PERR_BAD_REQUEST,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
                         "messages[%zu].role: expected \"system\", \"user\" or \"assistant\"", i);
         int r = bs_chat_role_from_name(json_string_value(role));
         if (r < 0)
-            return fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].role: unknown role \"%.32s\"", i,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].role: unknown role \"%.32s\"", i,
                         json_string_value(role));
         json_t *content = field(m, "content");
         if (!content || !json_is_string(content))
-            return fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content: expected a string, got %s",
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "messages[%zu].content: expected a string, got %s",
                         i, content ? type_name(content) : "nothing");
         size_t len = json_string_length(content);
         total += len;
         if (total > lim->max_prompt_bytes)
-            return fail(err, BS_PERR_PROMPT_TOO_LONG,
+            return bs_proto_fail(err, BS_PERR_PROMPT_TOO_LONG,
                         "messages: more than %zu bytes of content", lim->max_prompt_bytes);
         out->messages[i].role = (bs_role)r;
         out->messages[i].len = len;
         if (!(out->messages[i].content = dup_bytes(json_string_value(content), len)))
-            return fail(err, BS_PERR_INTERNAL, "out of memory");
+            return bs_proto_fail(err, BS_PERR_INTERNAL, "out of memory");
         out->n_messages = (int)i + 1;
     }
     return read_sampling(root, lim, out, err);
@@ -615,7 +612,7 @@ static int read_budget_value(const json_t *v, const char *what, bs_budget *b,
     if (json_is_integer(v)) {
         json_int_t n = json_integer_value(v);
         if (n < 0)
-            return fail(err, BS_PERR_BAD_REQUEST, "%s: %lld bytes is negative", what, (long long)n);
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "%s: %lld bytes is negative", what, (long long)n);
         memset(b, 0, sizeof *b);
         b->kind = BS_BUDGET_BYTES;
         b->bytes = (uint64_t)n;
@@ -623,13 +620,13 @@ static int read_budget_value(const json_t *v, const char *what, bs_budget *b,
         return 0;
     }
     if (!json_is_string(v))
-        return fail(err, BS_PERR_BAD_REQUEST,
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
                     "%s: expected a string (\"180K\", \"40%%\", \"4bpw\", \"min\") or an integer, got %s",
                     what, type_name(v));
     /* Request strings never hold a NUL (they are parsed without JSON_ALLOW_NUL). */
     bs_err e;
     if (bs_proto_parse_budget(json_string_value(v), b, &e))
-        return fail(err, BS_PERR_BAD_REQUEST, "%s: %s", what, e.msg);
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "%s: %s", what, e.msg);
     return 0;
 }
 
@@ -641,14 +638,14 @@ static int read_budget(const json_t *root, bs_request *out, bs_proto_error *err)
         /* false would have to mean "back to fixed at ... what?": refused, so that "auto"
          * present always means one thing */
         if (!json_is_true(aut))
-            return fail(err, BS_PERR_BAD_REQUEST, "auto: expected true, got %s", type_name(aut));
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "auto: expected true, got %s", type_name(aut));
         if (both || min || max)
-            return fail(err, BS_PERR_BAD_REQUEST, "auto: not together with budget, min or max");
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "auto: not together with budget, min or max");
         out->has_auto = out->auto_ = true;
         return 0;
     }
     if (both && (min || max))
-        return fail(err, BS_PERR_BAD_REQUEST, "budget: give either budget or min/max, not both");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "budget: give either budget or min/max, not both");
     if (both) {
         if (read_budget_value(both, "budget", &out->min, err))
             return -1;
@@ -670,7 +667,7 @@ static int read_budget(const json_t *root, bs_request *out, bs_proto_error *err)
                         (a->kind == b->kind && a->kind == BS_BUDGET_BYTES && a->bytes > b->bytes) ||
                         (a->kind == b->kind && a->kind != BS_BUDGET_BYTES && a->value > b->value);
         if (inverted)
-            return fail(err, BS_PERR_BAD_REQUEST, "budget: min %s is above max %s", a->text,
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "budget: min %s is above max %s", a->text,
                         b->text);
     }
     return 0;
@@ -688,27 +685,27 @@ static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_reque
                         bs_proto_error *err)
 {
     if (!json_is_object(root))
-        return fail(err, BS_PERR_BAD_REQUEST, "a request is a JSON object, got %s",
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "a request is a JSON object, got %s",
                     type_name(root));
     json_t *v = field(root, "id");
     if (!v)
-        return fail(err, BS_PERR_BAD_REQUEST, "id: required");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "id: required");
     if (read_id(v, "id", &out->id, err))
         return -1;
     err->id = out->id;   /* from here on, errors can say which request they answer */
 
     v = field(root, "op");
     if (!v)
-        return fail(err, BS_PERR_BAD_REQUEST, "op: required");
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "op: required");
     if (!json_is_string(v))
-        return fail(err, BS_PERR_BAD_REQUEST, "op: expected a string, got %s", type_name(v));
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "op: expected a string, got %s", type_name(v));
     const char *op = json_string_value(v);
     for (size_t i = 1; i < N_OPS; i++)
         if (strcmp(op, op_names[i]) == 0)
             out->op = (bs_op)i;
     switch (out->op) {
     case BS_OP_NONE:
-        return fail(err, BS_PERR_UNKNOWN_OP,
+        return bs_proto_fail(err, BS_PERR_UNKNOWN_OP,
                     "op \"%.32s\": expected status, generate, chat, cancel, budget or metrics", op);
     case BS_OP_STATUS:
     case BS_OP_METRICS:
@@ -719,12 +716,12 @@ static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_reque
         return read_chat(root, lim, out, err);
     case BS_OP_CANCEL:
         if (!(v = field(root, "target")))
-            return fail(err, BS_PERR_BAD_REQUEST, "target: required by op cancel");
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "target: required by op cancel");
         return read_id(v, "target", &out->target, err);
     case BS_OP_BUDGET:
         return read_budget(root, out, err);
     }
-    return fail(err, BS_PERR_INTERNAL, "op %d not handled", (int)out->op);
+    return bs_proto_fail(err, BS_PERR_INTERNAL, "op %d not handled", (int)out->op);
 }
 
 int bs_proto_parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,
@@ -756,7 +753,7 @@ int bs_proto_parse_request(const char *line, size_t len, const bs_proto_limits *
     bs_request_init(out, lim);
     memset(err, 0, sizeof *err);
     if (len > lim->max_line)
-        return fail(err, BS_PERR_LINE_TOO_LONG, "a %zu-byte line, the limit is %zu", len,
+        return bs_proto_fail(err, BS_PERR_LINE_TOO_LONG, "a %zu-byte line, the limit is %zu", len,
                     lim->max_line);
     if (blank(line, len))
         return 0;
@@ -764,7 +761,7 @@ int bs_proto_parse_request(const char *line, size_t len, const bs_proto_limits *
     /* Duplicate keys are refused: which of two "max_tokens" wins is nobody's guess. */
     json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root)
-        return fail(err, BS_PERR_BAD_JSON, "invalid JSON at byte %d: %s", je.position, je.text);
+        return bs_proto_fail(err, BS_PERR_BAD_JSON, "invalid JSON at byte %d: %s", je.position, je.text);
     int rc = parse_object(root, lim, out, err);
     json_decref(root);
     if (rc) {

@@ -155,6 +155,9 @@ void bs_request_init(bs_request *r, const bs_proto_limits *lim);
  * (out->op BS_OP_NONE for a blank line), or -1 with *err filled and *out left freed.
  * Fields the op does not use, and unknown fields, are ignored; a field set to null is
  * the same as a missing one. */
+/* Fills err (code and a printf-style message) and returns -1: for parsers of requests. */
+int bs_proto_fail(bs_proto_error *err, bs_proto_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The same, for a request already parsed as JSON (the HTTP front end builds one from an
  * OpenAI request): every check but the line's length and its JSON syntax. */
 int bs_proto_parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,

@@ -440,6 +440,21 @@ static inline long long td_status_int(const char *sock, const char *key)
     return v;
 }
 
+/* One metrics request on a fresh connection: the field's value, or -1. */
+static inline long long td_metric(const char *sock, const char *key)
+{
+    td_conn c;
+    if (!td_open(&c, sock))
+        return -1;
+    bs_response r;
+    long long v = -1;
+    if (td_call(&c, &r, "{\"id\":\"m\",\"op\":\"metrics\"}") == 1)
+        v = td_result_int(&r, key);
+    bs_response_free(&r);
+    td_close(&c);
+    return v;
+}
+
 /* Polls status until key == want (sessions draining, say); true when it did. */
 static inline bool td_wait_status(const char *sock, const char *key, long long want)
 {

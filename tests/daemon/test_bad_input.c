@@ -21,19 +21,6 @@ static bool healthy(void)
     return td_wait_status(D.sock, "connections", 1) && td_status_int(D.sock, "stack_total") > 0;
 }
 
-static long long metric(const char *key)
-{
-    td_conn c;
-    if (!td_open(&c, D.sock))
-        return -1;
-    bs_response r;
-    long long v = -1;
-    if (td_call(&c, &r, "{\"id\":\"m\",\"op\":\"metrics\"}") == 1)
-        v = td_result_int(&r, key);
-    bs_response_free(&r);
-    td_close(&c);
-    return v;
-}
 
 /* Sends line and expects one error with code (and the id as JSON text, or NULL for null). */
 static void expect_error(td_conn *c, const char *line, size_t len, bs_proto_code code, const char *id)
@@ -214,12 +201,12 @@ static void test_limits(void)
     bs_response_free(&r);
     E(&b, "{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\"}", BS_PERR_BAD_REQUEST, "1");
     CHECK(td_status_int(D.sock, "sessions") == MAX_SESSIONS - 1);
-    long long cancelled = metric("sessions_cancelled");
+    long long cancelled = td_metric(D.sock, "sessions_cancelled");
     /* closing both connections (without reading) cancels and frees all 19 */
     td_close(&a);
     td_close(&b);
     CHECK(td_wait_status(D.sock, "sessions", 0));
-    CHECK(metric("sessions_cancelled") >= cancelled + MAX_SESSIONS - 1);
+    CHECK(td_metric(D.sock, "sessions_cancelled") >= cancelled + MAX_SESSIONS - 1);
 
     /* connections: MAX_CONNS at once; one more gets one error line and a close */
     td_conn cs[MAX_CONNS + 1];
@@ -241,7 +228,7 @@ static void test_limits(void)
     expect_status_ok(&cs[2]);
     for (int i = 2; i < MAX_CONNS; i++)
         td_close(&cs[i]);
-    CHECK(metric("connections_rejected") >= 1);
+    CHECK(td_metric(D.sock, "connections_rejected") >= 1);
 }
 
 static void test_disconnects(void)
@@ -254,10 +241,10 @@ static void test_disconnects(void)
     REQUIRE(td_recv(&c, &r) == 1);
     CHECK(r.kind == BS_RESP_TOKEN);
     bs_response_free(&r);
-    long long cancelled = metric("sessions_cancelled");
+    long long cancelled = td_metric(D.sock, "sessions_cancelled");
     td_close(&c);
     CHECK(td_wait_status(D.sock, "sessions", 0));
-    CHECK(metric("sessions_cancelled") == cancelled + 1);
+    CHECK(td_metric(D.sock, "sessions_cancelled") == cancelled + 1);
 
     /* requests that have not written anything yet: also cancelled, not run to the end */
     REQUIRE(td_open(&c, D.sock));
@@ -266,7 +253,7 @@ static void test_disconnects(void)
     CHECK(td_wait_status(D.sock, "sessions", 3));
     td_close(&c);
     CHECK(td_wait_status(D.sock, "sessions", 0));
-    CHECK(metric("sessions_cancelled") == cancelled + 4);
+    CHECK(td_metric(D.sock, "sessions_cancelled") == cancelled + 4);
 
     /* half close (socat one-shot): the answer still comes, then the daemon closes; the
      * last line may lack its newline */
@@ -302,7 +289,7 @@ static void test_slow_reader(void)
     /* a small receive buffer on the slow side so the bound is reached sooner */
     int rcv = 4096;
     setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-    long long dropped = metric("connections_dropped");
+    long long dropped = td_metric(D.sock, "connections_dropped");
     for (int i = 0; i < 16; i++)
         REQUIRE(td_sendf(&slow, "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":4000,\"stream\":true}", i));
     /* and a flood of requests whose answers it will not read either */
@@ -319,10 +306,10 @@ static void test_slow_reader(void)
     bs_response_free(&r);
     /* dropped: counted, its sessions gone */
     double end = td_now_ms() + TD_TIMEOUT_MS;
-    while (metric("connections_dropped") <= dropped && td_now_ms() < end)
+    while (td_metric(D.sock, "connections_dropped") <= dropped && td_now_ms() < end)
         td_sleep_ms(20);
-    CHECK(metric("connections_dropped") == dropped + 1);
-    CHECK(metric("bytes_dropped") > 0);
+    CHECK(td_metric(D.sock, "connections_dropped") == dropped + 1);
+    CHECK(td_metric(D.sock, "bytes_dropped") > 0);
     CHECK(td_wait_status(D.sock, "sessions", 0));
     /* what the slow client finds when it finally reads: lines, then the end */
     int lines = 0, rc;

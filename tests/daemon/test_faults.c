@@ -12,19 +12,6 @@
 
 static td_fixture F;
 
-static long long metric(const char *sock, const char *key)
-{
-    td_conn c;
-    if (!td_open(&c, sock))
-        return -1;
-    bs_response r;
-    long long v = -1;
-    if (td_call(&c, &r, "{\"id\":\"m\",\"op\":\"metrics\"}") == 1)
-        v = td_result_int(&r, key);
-    bs_response_free(&r);
-    td_close(&c);
-    return v;
-}
 
 static int count_lines_with(const char *log, const char *s)
 {
@@ -46,7 +33,7 @@ static void test_vanished(void)
     td_daemon d;
     const char *args[] = {"--threads", "1", "--budget", "max", NULL};
     td_start(&F, &d, "vanish", args);
-    long long before = metric(d.sock, "sessions_cancelled");
+    long long before = td_metric(d.sock, "sessions_cancelled");
     td_conn c[4];
     for (int k = 0; k < 4; k++) {
         REQUIRE(td_open(&c[k], d.sock));
@@ -64,7 +51,7 @@ static void test_vanished(void)
     while (td_now_ms() - t0 < 2000 && (sessions = td_status_int(d.sock, "sessions")) != 0)
         td_sleep_ms(20);
     CHECKF(sessions == 0, "%lld sessions still open 2 s after their clients closed", sessions);
-    long long cancelled = metric(d.sock, "sessions_cancelled") - before;
+    long long cancelled = td_metric(d.sock, "sessions_cancelled") - before;
     CHECKF(cancelled >= 40, "only %lld of 64 requests were cancelled", cancelled);
     /* a fresh client gets its requests in */
     td_conn n;
@@ -102,7 +89,7 @@ static void test_idle(void)
     CHECK(r.kind == BS_RESP_RESULT);
     bs_response_free(&r);
     td_close(&talker);
-    CHECK(metric(d.sock, "connections_idle_closed") >= 3);
+    CHECK(td_metric(d.sock, "connections_idle_closed") >= 3);
     CHECK(td_daemon_stop(&d));
 }
 
@@ -132,7 +119,7 @@ static void test_refusal_log(void)
     td_close(&a);
     td_close(&b);
     td_sleep_ms(200);
-    long long refused = metric(d.sock, "connections_rejected");
+    long long refused = td_metric(d.sock, "connections_rejected");
     CHECK(td_daemon_stop(&d));
     int lines = count_lines_with(d.log, "refused");
     CHECKF(refused >= 100 && lines >= 1 && lines <= 4, "%d tries, %lld refused, %d log lines", tries, refused,
