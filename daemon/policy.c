@@ -1,5 +1,7 @@
 #include "daemon/policy.h"
 
+#include <math.h>
+
 #define MIB (1024.0 * 1024.0)
 
 void bs_policy_defaults(bs_policy_config *c)
@@ -170,4 +172,80 @@ bool bs_policy_admit(const bs_admit_input *in, int64_t *room)
                (double)in->promised;
     *room = (int64_t)r;
     return (double)in->need <= r;
+}
+
+/* The vertices of the lower convex hull of (bytes[n], loss[n]), n = lo..hi, into h;
+ * returns how many. */
+static int lower_hull(const bs_alloc_model *m, int *h)
+{
+    int nh = 0;
+    for (int n = m->lo; n <= m->hi; n++) {
+        while (nh >= 2) {
+            int a = h[nh - 2], b = h[nh - 1];
+            /* b is above the line from a to n: not on the hull */
+            double cross = (double)(m->bytes[b] - m->bytes[a]) * (m->loss[n] - m->loss[a]) -
+                           (m->loss[b] - m->loss[a]) * (double)(m->bytes[n] - m->bytes[a]);
+            if (cross > 0)
+                break;
+            nh--;
+        }
+        h[nh++] = n;
+    }
+    return nh;
+}
+
+uint64_t bs_policy_alloc(const bs_alloc_model *m, int k, uint64_t total, int *out_n, int *scratch)
+{
+    uint64_t used = 0;
+    int *hull[BS_POLICY_MAX_MODELS], nh[BS_POLICY_MAX_MODELS], at[BS_POLICY_MAX_MODELS];
+    bool open[BS_POLICY_MAX_MODELS];
+    int *h = scratch;
+    for (int i = 0; i < k; i++) {
+        out_n[i] = m[i].lo;
+        used += m[i].bytes[m[i].lo];
+        hull[i] = h;
+        nh[i] = lower_hull(&m[i], h);
+        h += nh[i];
+        at[i] = 0;
+        open[i] = true;
+    }
+    for (;;) {
+        int best = -1;
+        double best_gain = 0;
+        for (int i = 0; i < k; i++) {
+            if (!open[i] || at[i] + 1 >= nh[i])
+                continue;
+            int a = hull[i][at[i]], b = hull[i][at[i] + 1];
+            double gain = m[i].weight * (m[i].loss[a] - m[i].loss[b]) / (double)(m[i].bytes[b] - m[i].bytes[a]);
+            if (gain > best_gain) {
+                best_gain = gain;
+                best = i;
+            }
+        }
+        if (best < 0)
+            return used;
+        const bs_alloc_model *x = &m[best];
+        int a = hull[best][at[best]], b = hull[best][at[best] + 1];
+        uint64_t room = total > used ? total - used : 0;
+        if (x->bytes[b] - x->bytes[a] <= room) {
+            used += x->bytes[b] - x->bytes[a];
+            out_n[best] = b;
+            at[best]++;
+            continue;
+        }
+        int n = a;
+        while (n + 1 < b && x->bytes[n + 1] - x->bytes[a] <= room)
+            n++;
+        used += x->bytes[n] - x->bytes[a];
+        out_n[best] = n;
+        open[best] = false;
+    }
+}
+
+double bs_policy_use_factor(double idle_s, double active_s, double half_life_s, double low)
+{
+    if (idle_s <= active_s)
+        return 1.0;
+    double f = pow(0.5, (idle_s - active_s) / half_life_s);
+    return f < low ? low : f;
 }

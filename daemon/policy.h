@@ -98,4 +98,30 @@ typedef struct {
 
 bool bs_policy_admit(const bs_admit_input *in, int64_t *room);
 
+/* Several models, one budget: where do the blocks go? Each model's budget table gives,
+ * per prefix n, its resident bytes and the calibration loss it reached. Every model first
+ * gets its floor `lo` (even past the total: a model never goes below a working prefix);
+ * then the rest of the total goes, step by step, to the step that lowers the weighted
+ * loss the most per byte. Steps run along each model's lower convex hull of
+ * (bytes, loss), so a block that buys little is taken together with a later one that
+ * buys much; a step that does not fit whole is cut to the longest prefix that does, and
+ * that model takes no more. Steps that lower nothing are not taken. */
+typedef struct {
+    const uint64_t *bytes;     /* [n] for n in lo..hi: increasing */
+    const double *loss;        /* [n] for n in lo..hi */
+    int lo, hi;
+    double weight;             /* > 0: its share of importance, times its recent use */
+} bs_alloc_model;
+
+#define BS_POLICY_MAX_MODELS 64
+
+/* k <= BS_POLICY_MAX_MODELS. out_n[i]: the prefix for model i. Returns the bytes the split uses. scratch: room for
+ * sum over models of (hi - lo + 1) ints (the hulls). */
+uint64_t bs_policy_alloc(const bs_alloc_model *m, int k, uint64_t total, int *out_n, int *scratch);
+
+/* How much an idle model counts: 1 while used within the last `active_s` seconds, then
+ * halving every `half_life_s`, never below `low` (so an idle model yields its blocks
+ * first, down to its floor, but is not starved of the memory nobody else wants). */
+double bs_policy_use_factor(double idle_s, double active_s, double half_life_s, double low);
+
 #endif

@@ -253,9 +253,49 @@ static void test_admit(void)
     CHECK(bs_policy_admit(&in, &room) && room == -1);
 }
 
+/* Two models, one budget: blocks go where they lower the weighted loss most per byte. */
+static void test_alloc(void)
+{
+    /* A: 10 bytes a block, loss falls fast then slowly; B: 20 bytes a block, steady */
+    uint64_t ab[6] = {100, 110, 120, 130, 140, 150}, bb[6] = {200, 220, 240, 260, 280, 300};
+    double al[6] = {10, 6, 4, 3.5, 3.2, 3.1}, bl[6] = {10, 9, 8, 7, 6, 5};
+    bs_alloc_model m[2] = {{ab, al, 0, 5, 1.0}, {bb, bl, 0, 5, 1.0}};
+    int n[2], scratch[12];
+    /* floors only */
+    CHECK(bs_policy_alloc(m, 2, 300, n, scratch) == 300 && n[0] == 0 && n[1] == 0);
+    /* floors past the total: still the floors */
+    CHECK(bs_policy_alloc(m, 2, 10, n, scratch) == 300 && n[0] == 0 && n[1] == 0);
+    /* 30 spare bytes: A's first blocks (0.4 and 0.2 per byte) beat B's 0.05 */
+    CHECK(bs_policy_alloc(m, 2, 330, n, scratch) == 330 && n[0] == 3 && n[1] == 0);
+    /* 70 spare: A's 4th block (0.03 per byte) comes after B's first two (0.05) */
+    bs_policy_alloc(m, 2, 370, n, scratch);
+    CHECKF(n[0] == 3 && n[1] == 2, "370: %d %d", n[0], n[1]);
+    /* everything */
+    CHECK(bs_policy_alloc(m, 2, 1000, n, scratch) == 450 && n[0] == 5 && n[1] == 5);
+    /* weight 10 on B: B first */
+    m[1].weight = 10;
+    bs_policy_alloc(m, 2, 340, n, scratch);
+    CHECKF(n[0] == 0 && n[1] == 2, "weighted: %d %d", n[0], n[1]);
+    m[1].weight = 1;
+    /* a block that buys nothing before one that buys much: taken together (the hull) */
+    double cl[4] = {10, 10, 2, 1.9};
+    uint64_t cb[4] = {0, 10, 20, 30};
+    bs_alloc_model c[2] = {{cb, cl, 0, 3, 1.0}, {bb, bl, 0, 5, 1.0}};
+    bs_policy_alloc(c, 2, 200 + 20, n, scratch);
+    CHECKF(n[0] == 2 && n[1] == 0, "hull: %d %d", n[0], n[1]);
+    /* a step that does not fit whole is cut to the longest prefix that does */
+    bs_policy_alloc(c, 2, 200 + 15, n, scratch);
+    CHECKF(n[0] == 1 && n[1] == 0, "cut: %d %d", n[0], n[1]);
+    /* the recent-use factor */
+    CHECK(bs_policy_use_factor(5, 60, 30, 0.1) == 1.0);
+    CHECK(fabs(bs_policy_use_factor(90, 60, 30, 0.1) - 0.5) < 1e-12);
+    CHECK(bs_policy_use_factor(1e6, 60, 30, 0.1) == 0.1);
+}
+
 int main(void)
 {
     test_admit();
+    test_alloc();
     test_shrink_at_once();
     test_falling();
     test_grow_slowly();
