@@ -33,6 +33,8 @@ typedef struct {
                            levels (0: none) */
     int k;              /* avd rank */
     int bits;           /* qasym code bits */
+    int floor_rank;     /* LittleBit floor rank (model/floor.h); 0: no floor */
+    int floor_paths;    /* floor paths (1 or 2) */
 } bs_store_matrix;
 
 
