@@ -24,7 +24,7 @@ int bs_cmd_compress(int argc, char **argv)
         {"sort", 0, 0, NULL}, {"ctx", 0, 0, NULL}, {"calib-windows", 0, 0, NULL}, {"ppl-windows", 0, 0, NULL},
         {"act-scale", 0, 1, NULL}, {"no-act-scale", 0, 1, NULL}, {"act-alpha", 0, 0, NULL},
         {"act-order", 0, 1, NULL}, {"clip-search", 0, 1, NULL}, {"no-clip-search", 0, 1, NULL},
-        {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL},
+        {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL}, {"floor-bpw", 0, 0, NULL}, {"floor-paths", 0, 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -38,7 +38,8 @@ int bs_cmd_compress(int argc, char **argv)
         fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT --out S.bstk\n"
                         "         [--blocks gq|saq|avd] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
                         "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
-                        "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n");
+                        "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n"
+                        "         [--floor-bpw X [--floor-paths 1|2]]   (a LittleBit floor of X bits per weight under the stack)\n");
         return BS_EXIT_USAGE;
     }
     bs_compress_opts co;
@@ -62,6 +63,12 @@ int bs_cmd_compress(int argc, char **argv)
     if (bs_opt_double(o, no, "act-alpha", co.act_alpha, 0, 4, &alpha))
         return BS_EXIT_USAGE;
     co.act_alpha = (float)alpha;
+    double fbpw;
+    long fpaths;
+    if (bs_opt_double(o, no, "floor-bpw", 0, 0, 16, &fbpw) || bs_opt_int(o, no, "floor-paths", 1, 1, 2, &fpaths))
+        return BS_EXIT_USAGE;
+    co.floor_bpw = fbpw;
+    co.floor_paths = (int)fpaths;
     co.act_order = bs_opt_get(o, no, "act-order") != NULL;
     if (bs_opt_get(o, no, "clip-search"))
         co.clip_search = 1;

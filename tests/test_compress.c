@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "model/calib.h"
 #include "model/compress.h"
+#include "model/floor.h"
 #include "model/load.h"
 #include "model/stacked.h"
 #include "model/store_eval.h"
@@ -163,6 +164,55 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
     }
     bs_stacked_free(&sm);
     free(stack);
+    bs_engine_close(&eng);
+    bs_store_close(&s);
+}
+
+/* A floor under the stack: version 2, prefix 0 is the floor alone (a working model, the
+ * smallest), the budget table starts at base + floor, the floor's bytes are what the paper's
+ * count gives (plus byte rounding of the sign rows), the full stack still matches float,
+ * and the floor alone is a model, if a bad one before training (Dual-SVID only). */
+static void test_floor_stack(fixture *f, const char *path)
+{
+    bs_compress_opts o;
+    /* saq: gq's restart planes are sized by the mean residual and never reach the outliers
+     * the floor leaves (measured: gq's full stack over a floor stays 0.5% above float here) */
+    bs_compress_defaults(&o, BS_KIND_SAQ);
+    o.calib_windows = 32;
+    o.quiet = 1;
+    o.floor_bpw = 0.55;
+    bs_err e = {{0}};
+    REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
+    bs_store s;
+    REQUIRE(bs_store_open(&s, path, &e) == 0);
+    CHECK(s.floor && s.min_blocks == 0);
+    CHECK(s.resident[0] == s.base_bytes + s.floor_bytes);
+    double bits = 0.0;
+    for (int i = 0; i < s.n_matrices; i++) {
+        CHECK(s.mats[i].floor_rank >= 1 && s.mats[i].floor_paths == 1);
+        bits += bs_floor_bits(s.mats[i].rows, s.mats[i].cols, s.mats[i].floor_rank, 1);
+    }
+    double bpw0 = bs_store_bpw(&s, 0);
+    CHECKF(bits / (double)s.linear_params <= 0.55 && bpw0 >= bits / (double)s.linear_params && bpw0 < 0.62,
+           "floor: counted %.4f, stored %.4f bpw", bits / (double)s.linear_params, bpw0);
+    uint32_t version;
+    FILE *fp = fopen(path, "rb");
+    REQUIRE(fp && fseek(fp, 4, SEEK_SET) == 0 && fread(&version, 4, 1, fp) == 1);
+    fclose(fp);
+    CHECK(version == BS_STORE_VERSION_FLOOR);
+    int n;
+    REQUIRE(bs_engine_budget_n(&s, "min", &n, &e) == 0);
+    CHECK(n == 0);
+    bs_engine eng;
+    REQUIRE(bs_engine_open(&eng, path, &e) == 0);
+    bs_ppl_result r0, rf;
+    double pf = ppl_model(f, &f->m, 6);
+    REQUIRE(bs_engine_ppl(&eng, 0, f->ids, f->nids, 256, 6, &r0, &e) == 0);
+    REQUIRE(bs_engine_ppl(&eng, s.n_blocks, f->ids, f->nids, 256, 6, &rf, &e) == 0);
+    fprintf(stderr, "%s floor 0.55 bpw (Dual-SVID): %.2f; floor + full stack %.5f, float %.5f\n", f->model, r0.ppl,
+            rf.ppl, pf);
+    CHECK(isfinite(r0.ppl) && r0.ppl > pf);
+    CHECKF(fabs(rf.ppl / pf - 1) < 0.001, "floor + full stack %.5f vs float %.5f", rf.ppl, pf);
     bs_engine_close(&eng);
     bs_store_close(&s);
 }
@@ -345,6 +395,7 @@ int main(void)
     test_stack(&a, BS_KIND_SAQ, BS_SORT_PPL, 4, path);
     test_stack(&a, BS_KIND_AVD, BS_SORT_LEVEL, 3, path);
     test_bad_models(&a);
+    test_floor_stack(&a, path);
     fx_close(&a);
 
     fixture b = {0};

@@ -138,6 +138,19 @@ int main(void)
         REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
         check_store(path, bs_kind_name(kinds[k]));
     }
+    /* with a LittleBit floor under gq and avd blocks (two paths): the floor alone (prefix 0)
+     * and floor + blocks */
+    for (int k = 0; k < 3; k += 2) {
+        bs_compress_opts o;
+        bs_compress_defaults(&o, kinds[k]);
+        o.levels = 4;
+        o.calib_windows = 2;
+        o.quiet = 1;
+        o.floor_bpw = k ? 1.2 : 0.8;
+        o.floor_paths = k ? 2 : 1;
+        REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
+        check_store(path, k ? "avd over a 2-path floor" : "gq over a floor");
+    }
     REQUIRE(bs_quantize_baseline(&m, t, calib, len, BS_BASE_GPTQ, 3, 256, 2, 1, path, NULL, &e) == 0);
     check_store(path, "qasym (gptq 3-bit)");
     /* matrices large enough to be split over the team (stories260K's are not) */
