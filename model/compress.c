@@ -38,6 +38,8 @@ void bs_compress_defaults(bs_compress_opts *o, int kind)
     o->act_alpha = 1.0f;
     o->clip_search = kind == BS_KIND_GQ;
     o->floor_paths = 1;
+    bs_train_defaults(&o->qat);
+    o->qat.minutes = 0;
 }
 
 int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_err *e)
@@ -409,9 +411,10 @@ static int check_opts(const bs_compress_opts *o, bs_err *e)
 }
 
 /* The floor of every matrix of `work`: ranks for floor_bpw, Dual-SVID with residual
- * compensation for a second path, packed in store order. mats get their floor ranks. */
+ * compensation for a second path, trained when asked (on ids), packed in store order.
+ * mats get their floor ranks. */
 static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store_matrix *mats, int nm,
-                       uint8_t **out, json_t *info, bs_err *e)
+                       const int *ids, int nids, int bos, uint8_t **out, json_t *info, bs_err *e)
 {
     int *rows = malloc(sizeof(int) * (size_t)nm), *cols = malloc(sizeof(int) * (size_t)nm);
     int *rank = malloc(sizeof(int) * (size_t)nm);
@@ -459,12 +462,26 @@ static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store
                 goto out;
             }
             bs_floor_f_subtract(fp, A);   /* a second path fits what this one misses */
-            bs_floor_f_pack(fp, buf + at[i] + (uint64_t)p * bs_floor_path_bytes(rows[i], cols[i], rank[i]));
         }
     }
-    json_object_set_new(info, "floor", json_pack("{s:f, s:i, s:f, s:I}", "bpw_asked", o->floor_bpw, "paths",
-                                                 o->floor_paths, "bpw_counted", bits / weights, "bytes",
-                                                 (json_int_t)len));
+    json_t *qat = NULL;
+    if (o->qat.minutes > 0 || o->qat.max_steps > 0) {
+        qat = json_object();
+        if (bs_train_floor(work, ids, nids, bos, f, o->floor_paths, &o->qat, qat, e)) {
+            json_decref(qat);
+            bs_err_wrap(e, "floor training");
+            goto out;
+        }
+    }
+    for (int i = 0; i < nm; i++)
+        for (int p = 0; p < o->floor_paths; p++)
+            bs_floor_f_pack(&f[(size_t)i * o->floor_paths + p],
+                            buf + at[i] + (uint64_t)p * bs_floor_path_bytes(rows[i], cols[i], rank[i]));
+    json_t *fi = json_pack("{s:f, s:i, s:f, s:I}", "bpw_asked", o->floor_bpw, "paths", o->floor_paths, "bpw_counted",
+                           bits / weights, "bytes", (json_int_t)len);
+    if (qat)
+        json_object_set_new(fi, "qat", qat);
+    json_object_set_new(info, "floor", fi);
     *out = buf;
     buf = NULL;
     rc = 0;
@@ -525,8 +542,11 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
             bs_lin_shape(c, fm[i].which, &fm[i].rows, &fm[i].cols);
             snprintf(fm[i].name, sizeof fm[i].name, "layers.%d.%s", fm[i].layer, bs_lin_name(fm[i].which));
         }
-        bs_progress_start(&pg, "floor (Dual-SVID)", 1, o->quiet);
-        int frc = build_floor(&work, o, fm, nm, &floor, floor_info, e);
+        int frc = 0;
+        if ((o->qat.minutes > 0 || o->qat.max_steps > 0) && !ids)
+            frc = bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e);
+        bs_progress_start(&pg, "floor", 1, o->quiet);
+        frc = frc ? frc : build_floor(&work, o, fm, nm, ids, nids, bs_tok_bos(tok), &floor, floor_info, e);
         for (int i = 0; i < nm && !frc; i++) {
             xs[i].m.floor_rank = fm[i].floor_rank;
             xs[i].m.floor_paths = fm[i].floor_paths;
@@ -592,7 +612,7 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     }
     bs_progress_end(&pg);
 
-    if (o->sort == BS_SORT_PPL && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
+    if (o->sort == BS_SORT_PPL && !ids && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
         goto out;
     if (order_stack(xs, nm, o, &work, ids, nids, bs_tok_bos(tok), &blocks, &nblocks, e))
         goto out;

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "model/model.h"
+#include "model/train.h"
 #include "model/tokenizer.h"
 
 enum { BS_SORT_LEVEL = 0, BS_SORT_PPL = 1 };
@@ -43,6 +44,9 @@ typedef struct {
                            weight (counted as the paper does) under the stack, whose blocks then
                            decompose W − W_floor */
     int floor_paths;    /* 1 or 2 (the second fits what the first misses) */
+    bs_train_opts qat;  /* training of the floor (model/train.h) when qat.minutes > 0 or
+                           qat.max_steps > 0; on the calibration text, the scaled float model
+                           as teacher; its progress callback reports */
 } bs_compress_opts;
 
 /* Defaults for a block kind: levels 16 for avd, 12 for planes; gq K = 4 with clip
