@@ -57,7 +57,7 @@ int bs_cmd_compress(int argc, char **argv)
                         "         [--floor-bpw X [--floor-paths 1|2]]   (a LittleBit floor of X bits per weight under the stack)\n"
                         "         [--qat-minutes M] [--qat-steps S] [--qat-batch 8] [--qat-seq 64] [--qat-lr 2e-3]\n"
                         "         [--qat-checkpoint F]   (train the floor against the float model; resumes from F,\n"
-                        "                                 by default OUT.qat)\n");
+                        "                                 by default OUT.qat, removed once the store is written)\n");
         return BS_EXIT_USAGE;
     }
     bs_compress_opts co;
@@ -125,8 +125,9 @@ int bs_cmd_compress(int argc, char **argv)
     json_t *rep = json_object();
     int rc = 1;
     if (text && bs_compress(&m, t, text, len, &co, out, rep, &e) == 0) {
-        /* the store holds the trained floor: the checkpoint was only for an interruption */
-        if (co.floor_bpw > 0 && (co.qat.minutes > 0 || co.qat.max_steps > 0))
+        /* the store holds the trained floor: the default checkpoint was only for an
+         * interruption (one named with --qat-checkpoint is kept: it can seed other stacks) */
+        if (co.floor_bpw > 0 && (co.qat.minutes > 0 || co.qat.max_steps > 0) && !ck)
             unlink(co.qat.checkpoint);
         printf("wrote %s: %s blocks, %d levels, sort %s, in %.2f s\n", out, bs_kind_name(kind), co.levels,
                co.sort == BS_SORT_PPL ? "ppl" : "level", json_real_value(json_object_get(rep, "seconds")));
