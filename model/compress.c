@@ -431,7 +431,7 @@ static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store
         rows[i] = mats[i].rows;
         cols[i] = mats[i].cols;
     }
-    if (bs_floor_solve_ranks(rows, cols, nm, o->floor_bpw, o->floor_paths, rank, e))
+    if (bs_floor_solve_ranks(rows, cols, nm, o->floor_bpw, o->floor_paths, rank, NULL, e))
         goto out;
     double bits = 0.0, weights = 0.0;
     for (int i = 0; i < nm; i++) {

@@ -59,19 +59,25 @@ void bs_floor_add_dense(const bs_floor_view *v, float *w)
         bs_kernel_lb_add_dense(&v->path[p], w);
 }
 
+int bs_floor_rank_for(double c, int rows, int cols)
+{
+    int mx = rows < cols ? rows : cols;
+    long r = lround(c * (double)rows * cols / (rows + cols + 16.0));
+    return r < 1 ? 1 : r > mx ? mx : (int)r;
+}
+
 static double total_bits(const int *rows, const int *cols, int n, double c, int paths, int *rank)
 {
     double bits = 0.0;
     for (int i = 0; i < n; i++) {
-        int mx = rows[i] < cols[i] ? rows[i] : cols[i];
-        long r = lround(c * (double)rows[i] * cols[i] / (rows[i] + cols[i] + 16.0));
-        rank[i] = r < 1 ? 1 : r > mx ? mx : (int)r;
+        rank[i] = bs_floor_rank_for(c, rows[i], cols[i]);
         bits += bs_floor_bits(rows[i], cols[i], rank[i], paths);
     }
     return bits;
 }
 
-int bs_floor_solve_ranks(const int *rows, const int *cols, int n, double bpw, int paths, int *rank, bs_err *e)
+int bs_floor_solve_ranks(const int *rows, const int *cols, int n, double bpw, int paths, int *rank, double *c,
+                         bs_err *e)
 {
     if (n < 1 || paths < 1 || paths > BS_FLOOR_MAX_PATHS || !(bpw > 0.0))
         return bs_err_set(e, "floor: bad request (%d matrices, %d paths, %.3f bits per weight)", n, paths, bpw);
@@ -95,6 +101,8 @@ int bs_floor_solve_ranks(const int *rows, const int *cols, int n, double bpw, in
             hi = mid;
     }
     total_bits(rows, cols, n, lo, paths, rank);
+    if (c)
+        *c = lo;
     return 0;
 }
 

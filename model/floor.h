@@ -46,8 +46,13 @@ void bs_floor_add_dense(const bs_floor_view *v, float *w);
 /* Ranks for a whole model at `bpw` bits per linear weight with `paths` paths: one constant
  * c with r_i = round(c · m_i n_i / (m_i + n_i + 16)), clamped to [1, min(m_i, n_i)], chosen
  * (bisection) so the counted bits come as close to bpw · Σ m_i n_i as they can without
- * passing it. rows/cols/rank: n entries. Fails when even rank 1 everywhere exceeds it. */
-int bs_floor_solve_ranks(const int *rows, const int *cols, int n, double bpw, int paths, int *rank, bs_err *e);
+ * passing it. rows/cols/rank: n entries; *c (may be NULL) gets the constant. Fails when even
+ * rank 1 everywhere exceeds it. */
+int bs_floor_solve_ranks(const int *rows, const int *cols, int n, double bpw, int paths, int *rank, double *c,
+                         bs_err *e);
+
+/* The rank that constant c gives a rows × cols matrix (what the solve assigns it). */
+int bs_floor_rank_for(double c, int rows, int cols);
 
 /* One path as floats: U rows × rank, V cols × rank (latent: only their signs are stored). */
 typedef struct {

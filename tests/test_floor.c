@@ -31,10 +31,10 @@ static void test_solve(void)
         for (int t = 0; t < 3; t++) {
             if (paths == 2 && t == 0) {
                 /* two paths' h and g alone cost ~0.5 bpw at this width */
-                CHECK(bs_floor_solve_ranks(rows, cols, 35, targets[t], paths, rank, &e) != 0);
+                CHECK(bs_floor_solve_ranks(rows, cols, 35, targets[t], paths, rank, NULL, &e) != 0);
                 continue;
             }
-            REQUIRE(bs_floor_solve_ranks(rows, cols, 35, targets[t], paths, rank, &e) == 0);
+            REQUIRE(bs_floor_solve_ranks(rows, cols, 35, targets[t], paths, rank, NULL, &e) == 0);
             double bits = 0.0, step = 0.0;
             for (int i = 0; i < 35; i++) {
                 bits += bs_floor_bits(rows[i], cols[i], rank[i], paths);
@@ -47,7 +47,7 @@ static void test_solve(void)
             CHECK(rank[BS_W1] > rank[BS_WQ]);
         }
     }
-    CHECK(bs_floor_solve_ranks(rows, cols, 35, 0.01, 1, rank, &e) != 0 && strstr(e.msg, "below"));
+    CHECK(bs_floor_solve_ranks(rows, cols, 35, 0.01, 1, rank, NULL, &e) != 0 && strstr(e.msg, "below"));
 }
 
 static void test_pack(void)
