@@ -129,6 +129,33 @@ static void encode_saq_from(enc *x, float *R, int from, const float *floor)
     free(M);
 }
 
+/* lsq: every level the least-squares sign plane of what is left, per group: step
+ * α = mean |R_g| (stored as M = 2α, the plane adds sign · M / 2), so no level ever adds
+ * error to its matrix (over a floor, saq's and gq's first max-sized steps were measured to
+ * make the model far worse than the floor alone). */
+static void encode_lsq(enc *x, float *R)
+{
+    const bs_store_matrix *m = &x->m;
+    size_t G = bs_block_groups(m), ng = (size_t)m->rows * G;
+    uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
+    float *M = malloc(sizeof(float) * ng);
+    for (int l = 0; l < m->levels && M16 && M; l++) {
+        for (size_t g = 0; g < ng; g++) {
+            size_t r = g / G, j0 = (g % G) * (size_t)m->group;
+            size_t j1 = j0 + (size_t)m->group < (size_t)m->cols ? j0 + (size_t)m->group : (size_t)m->cols;
+            double sum = 0.0;
+            for (size_t j = j0; j < j1; j++)
+                sum += fabsf(R[r * (size_t)m->cols + j]);
+            M16[g] = bs_f32_to_fp16((float)(2.0 * sum / (double)(j1 - j0)));
+            M[g] = bs_fp16_to_f32(M16[g]);
+        }
+        put_scales(x, l, M16);
+        bs_saq_plane(R, m->rows, m->cols, m->group, M, 0, block_bits(x, l), R);
+    }
+    free(M16);
+    free(M);
+}
+
 static int encode_gq(enc *x, float *R, const bs_compress_opts *o, bs_err *e)
 {
     const bs_store_matrix *m = &x->m;
@@ -298,6 +325,10 @@ static int encode_matrix(enc *x, const bs_compress_opts *o, int idx, bs_err *e)
         rc = encode_gq(x, R, o, e);
     else if (m->kind == BS_KIND_AVD)
         rc = encode_avd(x, R, 0x5eed0000ull + (uint64_t)idx * 1000, e);
+    else if (m->kind == BS_KIND_LSQ) {
+        encode_lsq(x, R);
+        rc = 0;
+    }
     else {
         encode_saq_from(x, R, 0, NULL);
         rc = 0;
@@ -394,7 +425,7 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
 
 static int check_opts(const bs_compress_opts *o, bs_err *e)
 {
-    if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD)
+    if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD && o->kind != BS_KIND_LSQ)
         return bs_err_set(e, "unknown block kind %d", o->kind);
     if (o->levels < 1 || o->levels > 64)
         return bs_err_set(e, "levels must lie in 1..64 (got %d)", o->levels);

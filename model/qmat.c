@@ -146,7 +146,7 @@ typedef struct {
     const uint8_t *bits[BS_KERNEL_MAX_PLANES];
 } plane_set;
 
-#define MAX_SETS 8
+#define MAX_SETS 64   /* lsq: every level is a set of its own */
 
 /* The sets for q's depth, or -1 when it has more planes than MAX_SETS sets hold. */
 static int plane_sets(const bs_qmat *q, plane_set *sets)
@@ -324,7 +324,7 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
             memset(y, 0, sizeof(float) * (size_t)ntok * (size_t)m->rows);
         return 0;
     }
-    if (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ) {
+    if (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ || m->kind == BS_KIND_LSQ) {
         plane_set sets[MAX_SETS];
         int ns = plane_sets(q, sets);
         if (ns < 0)

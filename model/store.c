@@ -16,16 +16,17 @@
 #define HEADER_BYTES 64
 #define META_MAX (256u << 20)   /* a metadata object beyond this is corrupt, not large */
 
-static const char *const kind_names[] = {"saq", "gq", "avd", "qasym"};
+static const char *const kind_names[] = {"saq", "gq", "avd", "qasym", "lsq"};
+#define N_KINDS 5
 
 const char *bs_kind_name(int kind)
 {
-    return kind >= 0 && kind < 4 ? kind_names[kind] : "?";
+    return kind >= 0 && kind < N_KINDS ? kind_names[kind] : "?";
 }
 
 int bs_kind_parse(const char *s)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_KINDS; i++)
         if (!strcmp(s, kind_names[i]))
             return i;
     return -1;
