@@ -217,6 +217,47 @@ static void test_floor_stack(fixture *f, const char *path)
     bs_store_close(&s);
 }
 
+/* lsq over a floor: every level is the least-squares sign plane of what is left, so the
+ * weight error of every matrix falls with every level. */
+static void test_lsq(fixture *f, const char *path)
+{
+    bs_compress_opts o;
+    bs_compress_defaults(&o, BS_KIND_LSQ);
+    o.levels = 6;
+    o.calib_windows = 4;
+    o.quiet = 1;
+    o.floor_bpw = 0.8;
+    bs_err e = {{0}};
+    REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
+    bs_store s;
+    REQUIRE(bs_store_open(&s, path, &e) == 0);
+    uint8_t *stack = malloc(bs_store_prefix_end(&s, s.n_blocks));
+    REQUIRE(bs_store_read_prefix(&s, s.n_blocks, stack, &e) == 0);
+    bs_stacked sm;
+    REQUIRE(bs_stacked_init(&sm, &s, stack, s.n_blocks, &e) == 0);
+    int rising = 0;
+    for (int i = 0; i < s.n_matrices; i++) {
+        const bs_linear *lin = &f->m.layers[s.mats[i].layer].lin[s.mats[i].which];
+        size_t n = (size_t)lin->rows * lin->cols;
+        float *W = malloc(sizeof(float) * n);
+        double prev = INFINITY;
+        for (int d = 0; d <= o.levels; d++) {
+            sm.q[i].depth = d;
+            bs_qmat_materialize(&sm.q[i], W);
+            double err = 0.0;
+            for (size_t k = 0; k < n; k++)
+                err += ((double)W[k] - lin->w[k]) * ((double)W[k] - lin->w[k]);
+            rising += err > prev * (1 + 1e-6);
+            prev = err;
+        }
+        free(W);
+    }
+    CHECKF(rising == 0, "lsq: %d levels raised their matrix's error", rising);
+    bs_stacked_free(&sm);
+    free(stack);
+    bs_store_close(&s);
+}
+
 static void write_bytes(const char *path, const uint8_t *b, size_t n)
 {
     FILE *fp = fopen(path, "wb");
@@ -396,6 +437,7 @@ int main(void)
     test_stack(&a, BS_KIND_AVD, BS_SORT_LEVEL, 3, path);
     test_bad_models(&a);
     test_floor_stack(&a, path);
+    test_lsq(&a, path);
     fx_close(&a);
 
     fixture b = {0};
