@@ -16,6 +16,19 @@
 #include "model/store.h"
 #include "model/store_eval.h"
 
+/* The floor's training progress: a redrawn line on a terminal, a line every report
+ * otherwise. */
+static void qat_progress(void *ctx, const bs_train_status *st)
+{
+    (void)ctx;
+    int tty = isatty(2);
+    fprintf(stderr, "%sqat: step %ld  loss %.4f (kl %.4f, mse %.4f)  lr %.2e  %.0f tok/s  %.0fs elapsed, ETA %.0fs%s%s",
+            tty ? "\r\033[K" : "", st->step, st->loss, st->kl, st->mse, st->lr, st->tok_per_s, st->elapsed, st->eta,
+            st->resumed ? "  (resumed)" : "", tty ? "" : "\n");
+    if (tty && st->eta <= 0)
+        fputc('\n', stderr);
+}
+
 int bs_cmd_compress(int argc, char **argv)
 {
     bs_opt o[] = {
@@ -24,7 +37,10 @@ int bs_cmd_compress(int argc, char **argv)
         {"sort", 0, 0, NULL}, {"ctx", 0, 0, NULL}, {"calib-windows", 0, 0, NULL}, {"ppl-windows", 0, 0, NULL},
         {"act-scale", 0, 1, NULL}, {"no-act-scale", 0, 1, NULL}, {"act-alpha", 0, 0, NULL},
         {"act-order", 0, 1, NULL}, {"clip-search", 0, 1, NULL}, {"no-clip-search", 0, 1, NULL},
-        {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL},
+        {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL}, {"floor-bpw", 0, 0, NULL}, {"floor-paths", 0, 0, NULL},
+        {"qat-minutes", 0, 0, NULL}, {"qat-steps", 0, 0, NULL}, {"qat-batch", 0, 0, NULL}, {"qat-seq", 0, 0, NULL},
+        {"qat-lr", 0, 0, NULL}, {"qat-checkpoint", 0, 0, NULL}, {"group", 0, 0, NULL},
+        {"qat-mse", 0, 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -36,9 +52,13 @@ int bs_cmd_compress(int argc, char **argv)
     if (!model || !calib || !out || kind < 0 || kind == BS_KIND_QASYM ||
         (sort && strcmp(sort, "level") && strcmp(sort, "ppl"))) {
         fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT --out S.bstk\n"
-                        "         [--blocks gq|saq|avd] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
+                        "         [--blocks gq|saq|avd|lsq] [--group G] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
                         "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
-                        "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n");
+                        "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n"
+                        "         [--floor-bpw X [--floor-paths 1|2]]   (a LittleBit floor of X bits per weight under the stack)\n"
+                        "         [--qat-minutes M] [--qat-steps S] [--qat-batch 8] [--qat-seq 64] [--qat-lr 2e-3] [--qat-mse 10]\n"
+                        "         [--qat-checkpoint F]   (train the floor against the float model; resumes from F,\n"
+                        "                                 by default OUT.qat, removed once the store is written)\n");
         return BS_EXIT_USAGE;
     }
     bs_compress_opts co;
@@ -49,6 +69,7 @@ int bs_cmd_compress(int argc, char **argv)
         bs_opt_int(o, no, "gq-restart", co.gq_restart, -1, 64, &v) || (co.gq_restart = (int)v, 0) ||
         bs_opt_int(o, no, "k", 0, 0, 4096, &v) || (co.k = (int)v, 0) ||
         bs_opt_int(o, no, "ctx", co.ctx, 2, 1 << 16, &v) || (co.ctx = (int)v, 0) ||
+        bs_opt_int(o, no, "group", co.group, 8, 1 << 16, &v) || (co.group = (int)v, 0) ||
         bs_opt_int(o, no, "calib-windows", co.calib_windows, 1, 1 << 20, &v) || (co.calib_windows = (int)v, 0) ||
         bs_opt_int(o, no, "ppl-windows", co.ppl_windows, 1, 1 << 20, &v) || (co.ppl_windows = (int)v, 0) ||
         bs_opt_int(o, no, "threads", 0, 0, 1024, &threads))
@@ -62,6 +83,34 @@ int bs_cmd_compress(int argc, char **argv)
     if (bs_opt_double(o, no, "act-alpha", co.act_alpha, 0, 4, &alpha))
         return BS_EXIT_USAGE;
     co.act_alpha = (float)alpha;
+    double fbpw;
+    long fpaths;
+    if (bs_opt_double(o, no, "floor-bpw", 0, 0, 16, &fbpw) || bs_opt_int(o, no, "floor-paths", 1, 1, 2, &fpaths))
+        return BS_EXIT_USAGE;
+    co.floor_bpw = fbpw;
+    co.floor_paths = (int)fpaths;
+    double qmin, qlr, qmse;
+    long qsteps, qbatch, qseq;
+    if (bs_opt_double(o, no, "qat-minutes", 0, 0, 100000, &qmin) || bs_opt_int(o, no, "qat-steps", 0, 0, 1L << 40, &qsteps) ||
+        bs_opt_int(o, no, "qat-batch", co.qat.batch, 1, 4096, &qbatch) ||
+        bs_opt_int(o, no, "qat-seq", co.qat.seq, 2, 1 << 16, &qseq) || bs_opt_double(o, no, "qat-lr", co.qat.lr, 0, 1, &qlr) ||
+        bs_opt_double(o, no, "qat-mse", co.qat.mse_weight, 0, 1e6, &qmse))
+        return BS_EXIT_USAGE;
+    co.qat.minutes = qmin;
+    co.qat.max_steps = qsteps;
+    co.qat.batch = (int)qbatch;
+    co.qat.seq = (int)qseq;
+    co.qat.lr = (float)qlr;
+    co.qat.mse_weight = (float)qmse;
+    char ckpt[4096];
+    const char *ck = bs_opt_get(o, no, "qat-checkpoint");
+    snprintf(ckpt, sizeof ckpt, "%s.qat", out);
+    co.qat.checkpoint = ck ? ck : ckpt;
+    co.qat.progress = bs_opt_get(o, no, "quiet") ? NULL : qat_progress;
+    if ((qmin > 0 || qsteps > 0) && fbpw <= 0) {
+        fprintf(stderr, "bitstackctl: --qat-minutes and --qat-steps train a floor: give --floor-bpw too\n");
+        return BS_EXIT_USAGE;
+    }
     co.act_order = bs_opt_get(o, no, "act-order") != NULL;
     if (bs_opt_get(o, no, "clip-search"))
         co.clip_search = 1;
@@ -80,6 +129,10 @@ int bs_cmd_compress(int argc, char **argv)
     json_t *rep = json_object();
     int rc = 1;
     if (text && bs_compress(&m, t, text, len, &co, out, rep, &e) == 0) {
+        /* the store holds the trained floor: the default checkpoint was only for an
+         * interruption (one named with --qat-checkpoint is kept: it can seed other stacks) */
+        if (co.floor_bpw > 0 && (co.qat.minutes > 0 || co.qat.max_steps > 0) && !ck)
+            unlink(co.qat.checkpoint);
         printf("wrote %s: %s blocks, %d levels, sort %s, in %.2f s\n", out, bs_kind_name(kind), co.levels,
                co.sort == BS_SORT_PPL ? "ppl" : "level", json_real_value(json_object_get(rep, "seconds")));
         rc = 0;

@@ -14,6 +14,8 @@ int bs_block_has_scales(const bs_store_matrix *m, int level)
 {
     if (m->kind == BS_KIND_SAQ)
         return level == 0;
+    if (m->kind == BS_KIND_LSQ)
+        return 1;
     if (m->kind == BS_KIND_GQ)
         return level == 0 || (m->restart > 0 && level == m->restart);
     return 0;
@@ -31,6 +33,7 @@ uint64_t bs_block_bytes(const bs_store_matrix *m, int level)
     switch (m->kind) {
     case BS_KIND_SAQ:
     case BS_KIND_GQ:
+    case BS_KIND_LSQ:
         return plane + bs_block_scales_bytes(m, level);
     case BS_KIND_AVD:
         return plane + (rows + cols) * (uint64_t)m->k * 2;
@@ -43,6 +46,8 @@ uint64_t bs_block_bytes(const bs_store_matrix *m, int level)
 
 int bs_block_scale_level(const bs_store_matrix *m, int level)
 {
+    if (m->kind == BS_KIND_LSQ)
+        return level;
     return m->kind == BS_KIND_GQ && m->restart > 0 && level >= m->restart ? m->restart : 0;
 }
 

@@ -17,6 +17,7 @@ enum {
     BS_KIND_GQ = 1,    /* GPTQ-seeded sign planes, then saq planes */
     BS_KIND_AVD = 2,   /* sign(R) x rank-k |R| (BitStack paper) */
     BS_KIND_QASYM = 3, /* one block: b-bit asymmetric codes with fp16 scale and min (RTN/GPTQ baselines) */
+    BS_KIND_LSQ = 4,   /* sign planes, each level with its own least-squares group scales (over a floor) */
 };
 const char *bs_kind_name(int kind);
 int bs_kind_parse(const char *s);   /* -1 when unknown */
@@ -33,6 +34,8 @@ typedef struct {
                            levels (0: none) */
     int k;              /* avd rank */
     int bits;           /* qasym code bits */
+    int floor_rank;     /* LittleBit floor rank (model/floor.h); 0: no floor */
+    int floor_paths;    /* floor paths (1 or 2) */
 } bs_store_matrix;
 
 

@@ -13,6 +13,7 @@
 #include "kernels/half.h"
 #include "kernels/svd.h"
 #include "model/calib.h"
+#include "model/floor.h"
 #include "model/ppl.h"
 #include "model/progress.h"
 #include "model/qmat.h"
@@ -36,6 +37,9 @@ void bs_compress_defaults(bs_compress_opts *o, int kind)
     o->act_scale = kind == BS_KIND_AVD;
     o->act_alpha = 1.0f;
     o->clip_search = kind == BS_KIND_GQ;
+    o->floor_paths = 1;
+    bs_train_defaults(&o->qat);
+    o->qat.minutes = 0;
 }
 
 int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_err *e)
@@ -61,7 +65,10 @@ int bs_compress_check_model(const bs_model *m, char *zero_name, size_t zlen, bs_
 /* One matrix on its way into the stack. */
 typedef struct {
     bs_store_matrix m;
-    const float *w;     /* the (scaled) float weights */
+    const float *w;     /* what the blocks encode: the (scaled) float weights, less the floor */
+    const float *full;  /* the (scaled) float weights */
+    float *res;         /* owned: W − W_floor when there is a floor */
+    const uint8_t *floor;  /* the floor payload, or NULL */
     float *H;           /* cols x cols, mean over calibration tokens */
     uint8_t **payload;  /* levels blocks */
     double *err;        /* levels + 1: output-error proxy at each depth */
@@ -76,6 +83,7 @@ static void enc_free(enc *x)
     free(x->payload);
     free(x->err);
     free(x->H);
+    free(x->res);
 }
 
 static uint8_t *block_bits(enc *x, int level)
@@ -117,6 +125,33 @@ static void encode_saq_from(enc *x, float *R, int from, const float *floor)
     put_scales(x, from, M16);
     for (int l = from; l < m->levels; l++)
         bs_saq_plane(R, m->rows, m->cols, m->group, M, l - from, block_bits(x, l), R);
+    free(M16);
+    free(M);
+}
+
+/* lsq: every level the least-squares sign plane of what is left, per group: step
+ * α = mean |R_g| (stored as M = 2α, the plane adds sign · M / 2), so no level ever adds
+ * error to its matrix (over a floor, saq's and gq's first max-sized steps were measured to
+ * make the model far worse than the floor alone). */
+static void encode_lsq(enc *x, float *R)
+{
+    const bs_store_matrix *m = &x->m;
+    size_t G = bs_block_groups(m), ng = (size_t)m->rows * G;
+    uint16_t *M16 = malloc(sizeof(uint16_t) * ng);
+    float *M = malloc(sizeof(float) * ng);
+    for (int l = 0; l < m->levels && M16 && M; l++) {
+        for (size_t g = 0; g < ng; g++) {
+            size_t r = g / G, j0 = (g % G) * (size_t)m->group;
+            size_t j1 = j0 + (size_t)m->group < (size_t)m->cols ? j0 + (size_t)m->group : (size_t)m->cols;
+            double sum = 0.0;
+            for (size_t j = j0; j < j1; j++)
+                sum += fabsf(R[r * (size_t)m->cols + j]);
+            M16[g] = bs_f32_to_fp16((float)(2.0 * sum / (double)(j1 - j0)));
+            M[g] = bs_fp16_to_f32(M16[g]);
+        }
+        put_scales(x, l, M16);
+        bs_saq_plane(R, m->rows, m->cols, m->group, M, 0, block_bits(x, l), R);
+    }
     free(M16);
     free(M);
 }
@@ -247,12 +282,12 @@ static int measure_errors(enc *x, bs_err *e)
         free(DH);
         return bs_err_set(e, "out of memory");
     }
-    bs_qmat q = {m, 0, (const uint8_t **)x->payload};
+    bs_qmat q = {m, 0, (const uint8_t **)x->payload, x->floor};
     for (int d = 0; d <= m->levels; d++) {
         q.depth = d;
         bs_qmat_materialize(&q, W);
         for (size_t i = 0; i < n; i++)
-            W[i] = x->w[i] - W[i];
+            W[i] = x->full[i] - W[i];
         x->err[d] = out_error(W, x->H, m->rows, m->cols, DH);
     }
     free(W);
@@ -290,6 +325,10 @@ static int encode_matrix(enc *x, const bs_compress_opts *o, int idx, bs_err *e)
         rc = encode_gq(x, R, o, e);
     else if (m->kind == BS_KIND_AVD)
         rc = encode_avd(x, R, 0x5eed0000ull + (uint64_t)idx * 1000, e);
+    else if (m->kind == BS_KIND_LSQ) {
+        encode_lsq(x, R);
+        rc = 0;
+    }
     else {
         encode_saq_from(x, R, 0, NULL);
         rc = 0;
@@ -323,7 +362,7 @@ static double calib_ppl(const bs_model *work, const int *ids, int n, int bos, in
 
 static void set_depth(bs_model *work, const enc *x, int depth)
 {
-    bs_qmat q = {&x->m, depth, (const uint8_t **)x->payload};
+    bs_qmat q = {&x->m, depth, (const uint8_t **)x->payload, x->floor};
     bs_qmat_materialize(&q, work->layers[x->m.layer].lin[x->m.which].w);
 }
 
@@ -386,7 +425,7 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
 
 static int check_opts(const bs_compress_opts *o, bs_err *e)
 {
-    if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD)
+    if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD && o->kind != BS_KIND_LSQ)
         return bs_err_set(e, "unknown block kind %d", o->kind);
     if (o->levels < 1 || o->levels > 64)
         return bs_err_set(e, "levels must lie in 1..64 (got %d)", o->levels);
@@ -394,10 +433,95 @@ static int check_opts(const bs_compress_opts *o, bs_err *e)
         return bs_err_set(e, "gq levels must lie in 1..8 (got %d)", o->gq_levels);
     if (o->kind == BS_KIND_GQ && o->gq_restart > 0 && (o->gq_restart < o->gq_levels || o->gq_restart >= o->levels))
         return bs_err_set(e, "gq restart level %d must lie in %d..%d", o->gq_restart, o->gq_levels, o->levels - 1);
+    if (o->floor_bpw < 0 || o->floor_bpw > 16 || o->floor_paths < 1 || o->floor_paths > BS_FLOOR_MAX_PATHS)
+        return bs_err_set(e, "bad floor options (%.3f bits per weight, %d paths)", o->floor_bpw, o->floor_paths);
     if (o->group < 1 || o->ctx < 2 || o->calib_windows < 1 || o->k < 0)
         return bs_err_set(e, "bad compression options (group %d, ctx %d, windows %d, k %d)", o->group, o->ctx,
                           o->calib_windows, o->k);
     return 0;
+}
+
+/* The floor of every matrix of `work`: ranks for floor_bpw, Dual-SVID with residual
+ * compensation for a second path, trained when asked (on ids), packed in store order.
+ * mats get their floor ranks. */
+static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store_matrix *mats, int nm,
+                       const int *ids, int nids, int bos, uint8_t **out, json_t *info, bs_err *e)
+{
+    int *rows = malloc(sizeof(int) * (size_t)nm), *cols = malloc(sizeof(int) * (size_t)nm);
+    int *rank = malloc(sizeof(int) * (size_t)nm);
+    uint64_t *at = malloc(sizeof(uint64_t) * (size_t)nm);
+    bs_floor_f *f = calloc((size_t)nm * (size_t)o->floor_paths, sizeof *f);
+    float *A = NULL;
+    uint8_t *buf = NULL;
+    int rc = -1;
+    if (!rows || !cols || !rank || !at || !f) {
+        bs_err_set(e, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nm; i++) {
+        rows[i] = mats[i].rows;
+        cols[i] = mats[i].cols;
+    }
+    if (bs_floor_solve_ranks(rows, cols, nm, o->floor_bpw, o->floor_paths, rank, NULL, e))
+        goto out;
+    double bits = 0.0, weights = 0.0;
+    for (int i = 0; i < nm; i++) {
+        mats[i].floor_rank = rank[i];
+        mats[i].floor_paths = o->floor_paths;
+        bits += bs_floor_bits(rows[i], cols[i], rank[i], o->floor_paths);
+        weights += (double)rows[i] * cols[i];
+    }
+    uint64_t len = bs_store_floor_layout(mats, nm, at);
+    if (!(buf = calloc(1, len ? len : 1))) {
+        bs_err_set(e, "out of memory for a floor of %llu bytes", (unsigned long long)len);
+        goto out;
+    }
+    for (int i = 0; i < nm; i++) {
+        const float *w = work->layers[mats[i].layer].lin[mats[i].which].w;
+        size_t n = (size_t)rows[i] * cols[i];
+        free(A);
+        if (!(A = malloc(sizeof(float) * n))) {
+            bs_err_set(e, "out of memory");
+            goto out;
+        }
+        memcpy(A, w, sizeof(float) * n);
+        for (int p = 0; p < o->floor_paths; p++) {
+            bs_floor_f *fp = &f[(size_t)i * o->floor_paths + p];
+            if (bs_floor_f_alloc(fp, rows[i], cols[i], rank[i], e) ||
+                bs_floor_dual_svid(fp, A, 0xf1000ull + (uint64_t)i * 16 + (uint64_t)p, e)) {
+                bs_err_wrap(e, "%s: floor", mats[i].name);
+                goto out;
+            }
+            bs_floor_f_subtract(fp, A);   /* a second path fits what this one misses */
+        }
+    }
+    json_t *qat = NULL;
+    if (o->qat.minutes > 0 || o->qat.max_steps > 0) {
+        qat = json_object();
+        if (bs_train_floor(work, ids, nids, bos, f, o->floor_paths, &o->qat, qat, e)) {
+            json_decref(qat);
+            bs_err_wrap(e, "floor training");
+            goto out;
+        }
+    }
+    for (int i = 0; i < nm; i++)
+        for (int p = 0; p < o->floor_paths; p++)
+            bs_floor_f_pack(&f[(size_t)i * o->floor_paths + p],
+                            buf + at[i] + (uint64_t)p * bs_floor_path_bytes(rows[i], cols[i], rank[i]));
+    json_t *fi = json_pack("{s:f, s:i, s:f, s:I}", "bpw_asked", o->floor_bpw, "paths", o->floor_paths, "bpw_counted",
+                           bits / weights, "bytes", (json_int_t)len);
+    if (qat)
+        json_object_set_new(fi, "qat", qat);
+    json_object_set_new(info, "floor", fi);
+    *out = buf;
+    buf = NULL;
+    rc = 0;
+out:
+    if (f)
+        for (int i = 0; i < nm * o->floor_paths; i++)
+            bs_floor_f_free(&f[i]);
+    free(f); free(rows); free(cols); free(rank); free(at); free(A); free(buf);
+    return rc;
 }
 
 int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
@@ -420,6 +544,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     enc *xs = calloc((size_t)nm, sizeof *xs);
     bs_model work = {0};
     bs_calib cb = {0};
+    uint8_t *floor = NULL;
+    uint64_t *floor_at = NULL;
+    json_t *floor_info = json_object();
     if (!xs)
         return bs_err_set(e, "out of memory");
 
@@ -432,6 +559,37 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     if (o->act_scale && bs_calib_fold(&cb, &work, o->act_alpha, e))
         goto out;
     double t_calib = bs_now() - t0;
+    if (o->floor_bpw > 0) {
+        bs_store_matrix *fm = calloc((size_t)nm, sizeof *fm);
+        floor_at = malloc(sizeof(uint64_t) * (size_t)nm);
+        if (!fm || !floor_at) {
+            free(fm);
+            bs_err_set(e, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < nm; i++) {
+            fm[i].layer = i / BS_NLIN;
+            fm[i].which = i % BS_NLIN;
+            bs_lin_shape(c, fm[i].which, &fm[i].rows, &fm[i].cols);
+            snprintf(fm[i].name, sizeof fm[i].name, "layers.%d.%s", fm[i].layer, bs_lin_name(fm[i].which));
+        }
+        int frc = 0;
+        if ((o->qat.minutes > 0 || o->qat.max_steps > 0) && !ids)
+            frc = bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e);
+        bs_progress_start(&pg, "floor", 1, o->quiet);
+        frc = frc ? frc : build_floor(&work, o, fm, nm, ids, nids, bs_tok_bos(tok), &floor, floor_info, e);
+        for (int i = 0; i < nm && !frc; i++) {
+            xs[i].m.floor_rank = fm[i].floor_rank;
+            xs[i].m.floor_paths = fm[i].floor_paths;
+        }
+        if (!frc)
+            bs_store_floor_layout(fm, nm, floor_at);
+        free(fm);
+        if (frc)
+            goto out;
+        bs_progress_tick(&pg, 1, "");
+        bs_progress_end(&pg);
+    }
 
     int dead_total = 0;
     bs_progress_start(&pg, "encode", nm, o->quiet);
@@ -439,7 +597,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         enc *x = &xs[i];
         int l = i / BS_NLIN, w = i % BS_NLIN;
         bs_linear *lin = &work.layers[l].lin[w];
+        int frank = x->m.floor_rank, fpaths = x->m.floor_paths;
         x->m = (bs_store_matrix){.layer = l, .which = w, .rows = lin->rows, .cols = lin->cols, .kind = o->kind,
+                                 .floor_rank = frank, .floor_paths = fpaths,
                                  .levels = o->levels, .group = o->group,
                                  .gq_levels = o->kind == BS_KIND_GQ ? o->gq_levels : 0,
                                  .restart = o->kind != BS_KIND_GQ ? 0
@@ -449,7 +609,22 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         if (x->m.k > lin->rows || x->m.k > lin->cols)
             x->m.k = lin->rows < lin->cols ? lin->rows : lin->cols;
         snprintf(x->m.name, sizeof x->m.name, "layers.%d.%s", l, bs_lin_name(w));
-        x->w = lin->w;
+        x->w = x->full = lin->w;
+        if (floor) {
+            /* the blocks encode what the floor, as stored, leaves */
+            size_t n = (size_t)lin->rows * lin->cols;
+            x->floor = floor + floor_at[i];
+            if (!(x->res = calloc(n, sizeof(float)))) {
+                bs_err_set(e, "out of memory");
+                goto out;
+            }
+            bs_floor_view fv;
+            bs_floor_view_of(&x->m, x->floor, &fv);
+            bs_floor_add_dense(&fv, x->res);
+            for (size_t k = 0; k < n; k++)
+                x->res[k] = lin->w[k] - x->res[k];
+            x->w = x->res;
+        }
         x->H = malloc(sizeof(float) * (size_t)lin->cols * lin->cols);
         if (!x->H) {
             bs_err_set(e, "out of memory");
@@ -468,7 +643,7 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     }
     bs_progress_end(&pg);
 
-    if (o->sort == BS_SORT_PPL && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
+    if (o->sort == BS_SORT_PPL && !ids && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
         goto out;
     if (order_stack(xs, nm, o, &work, ids, nids, bs_tok_bos(tok), &blocks, &nblocks, e))
         goto out;
@@ -491,8 +666,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
                              "calib_seconds", t_calib, "seconds", t_total, "dead_inputs", dead_total);
     json_object_set_new(info, "act_alpha", json_real(o->act_alpha));
     json_object_set_new(info, "gq_restart", json_integer(xs[0].m.restart));
+    json_object_update(info, floor_info);
     bs_store_out so = {.model = &work, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nblocks,
-                       .blocks = blocks, .payload = payload, .info = info};
+                       .blocks = blocks, .payload = payload, .info = info, .floor = floor};
     rc = bs_store_write(out_path, &so, e);
     if (!rc && report)
         json_object_update(report, info);
@@ -507,5 +683,8 @@ out:
     free(mats);
     bs_model_free(&work);
     bs_calib_free(&cb);
+    free(floor);
+    free(floor_at);
+    json_decref(floor_info);
     return rc;
 }

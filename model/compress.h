@@ -8,6 +8,8 @@
  *     output-error reduction per byte (sort=level), or by calibration perplexity with
  *     only that matrix one level deeper (sort=ppl, the paper's);
  *  5. the store is written (model/store.h).
+ * With a floor, step 2 is followed by the floor's Dual-SVID initialisation (and training,
+ * when asked) on the scaled model, and steps 3-4 work on W − W_floor.
  * Baselines (round-to-nearest and GPTQ, asymmetric, group 32) write a store whose
  * matrices are one qasym block each. */
 #ifndef BS_COMPRESS_H
@@ -16,6 +18,7 @@
 #include <jansson.h>
 
 #include "model/model.h"
+#include "model/train.h"
 #include "model/tokenizer.h"
 
 enum { BS_SORT_LEVEL = 0, BS_SORT_PPL = 1 };
@@ -37,6 +40,13 @@ typedef struct {
     int act_order;      /* GPTQ act-order */
     int clip_search;    /* gq: search a clip factor per group */
     int quiet;          /* no progress display */
+    double floor_bpw;   /* > 0: a LittleBit floor (model/floor.h) of this many bits per linear
+                           weight (counted as the paper does) under the stack, whose blocks then
+                           decompose W − W_floor */
+    int floor_paths;    /* 1 or 2 (the second fits what the first misses) */
+    bs_train_opts qat;  /* training of the floor (model/train.h) when qat.minutes > 0 or
+                           qat.max_steps > 0; on the calibration text, the scaled float model
+                           as teacher; its progress callback reports */
 } bs_compress_opts;
 
 /* Defaults for a block kind: levels 16 for avd, 12 for planes; gq K = 4 with clip

@@ -8,6 +8,8 @@
 #include "kernels/ops.h"
 #include "kernels/bitplane.h"
 #include "kernels/team.h"
+#include "kernels/littlebit.h"
+#include "model/floor.h"
 
 static inline int bit_at(const uint8_t *row, int j)
 {
@@ -34,6 +36,8 @@ size_t bs_qmat_scratch_floats(int max_cols, int threads)
     /* one prepared input shared by every thread, then per thread: the kernels' batch
      * scratch, or a chunk of rows of W for the reference path */
     size_t per = kernel_floats(max_cols, BS_QMAT_MAX_BATCH);
+    if (per < 3 * (size_t)max_cols)   /* the floor's scratch: cols + 2 rank floats */
+        per = 3 * (size_t)max_cols;
     if (per < (size_t)BS_QMAT_ROW_CHUNK * (size_t)max_cols)
         per = (size_t)BS_QMAT_ROW_CHUNK * (size_t)max_cols;
     per = (per + 15) / 16 * 16;
@@ -98,11 +102,28 @@ static void add_qasym(const bs_qmat *q, int r0, int r1, float *w)
     }
 }
 
-/* Rows [r0, r1) of W at the matrix's depth. */
-static void materialize_rows(const bs_qmat *q, int r0, int r1, float *w)
+/* Rows [r0, r1) of the floor added into w: the view of those rows is a floor itself. */
+static void add_floor(const bs_qmat *q, int r0, int r1, float *w)
+{
+    bs_floor_view v;
+    bs_floor_view_of(q->m, q->floor, &v);
+    for (int p = 0; p < v.paths; p++) {
+        bs_kernel_lb k = v.path[p];
+        k.rows = r1 - r0;
+        k.h += r0;
+        k.u += (size_t)r0 * (((size_t)k.rank + 7) / 8);
+        bs_kernel_lb_add_dense(&k, w);
+    }
+}
+
+/* Rows [r0, r1) of the blocks at the matrix's depth, with the floor or without it (the
+ * product path runs the floor on its own). */
+static void materialize_rows(const bs_qmat *q, int r0, int r1, float *w, bool with_floor)
 {
     const bs_store_matrix *m = q->m;
     memset(w, 0, sizeof(float) * (size_t)(r1 - r0) * m->cols);
+    if (q->floor && with_floor)
+        add_floor(q, r0, r1, w);
     for (int l = 0; l < q->depth; l++) {
         if (m->kind == BS_KIND_AVD)
             add_avd(q, l, r0, r1, w);
@@ -115,7 +136,7 @@ static void materialize_rows(const bs_qmat *q, int r0, int r1, float *w)
 
 void bs_qmat_materialize(const bs_qmat *q, float *w)
 {
-    materialize_rows(q, 0, q->m->rows, w);
+    materialize_rows(q, 0, q->m->rows, w, true);
 }
 
 /* The plane blocks of a matrix at its depth as kernel descriptors: runs of consecutive
@@ -125,7 +146,7 @@ typedef struct {
     const uint8_t *bits[BS_KERNEL_MAX_PLANES];
 } plane_set;
 
-#define MAX_SETS 8
+#define MAX_SETS 64   /* lsq: every level is a set of its own */
 
 /* The sets for q's depth, or -1 when it has more planes than MAX_SETS sets hold. */
 static int plane_sets(const bs_qmat *q, plane_set *sets)
@@ -174,7 +195,7 @@ static void reference_part(apply_job *j, int r0, int r1, float *w)
     const bs_store_matrix *m = j->q->m;
     for (int a = r0; a < r1; a += BS_QMAT_ROW_CHUNK) {
         int b = a + BS_QMAT_ROW_CHUNK < r1 ? a + BS_QMAT_ROW_CHUNK : r1;
-        materialize_rows(j->q, a, b, w);
+        materialize_rows(j->q, a, b, w, false);
         bs_matmul_ld(j->y + a, m->rows, j->x, w, j->ntok, b - a, m->cols, j->accumulate);
     }
 }
@@ -283,12 +304,27 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
     if (j.per < (size_t)BS_QMAT_ROW_CHUNK * (size_t)m->cols)
         j.per = (size_t)BS_QMAT_ROW_CHUNK * (size_t)m->cols;
     j.per = (j.per + 15) / 16 * 16;
+    if (q->floor) {
+        /* the floor first, on the caller (rank (m + n) per token: small next to the blocks),
+         * in the first part's scratch, which nothing else uses until the blocks run */
+        bs_floor_view v;
+        bs_floor_view_of(m, q->floor, &v);
+        for (int t = 0; t < ntok; t++)
+            for (int p = 0; p < v.paths; p++) {
+                int rc = bs_kernel_lb_matvec(run->isa, &v.path[p], x + (size_t)t * m->cols, y + (size_t)t * m->rows,
+                                             accumulate || p > 0, chunks);
+                if (rc)
+                    return kernel_error(m, rc, e);
+            }
+        accumulate = 1;
+        j.accumulate = 1;
+    }
     if (q->depth == 0) {
         if (!accumulate)
             memset(y, 0, sizeof(float) * (size_t)ntok * (size_t)m->rows);
         return 0;
     }
-    if (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ) {
+    if (m->kind == BS_KIND_SAQ || m->kind == BS_KIND_GQ || m->kind == BS_KIND_LSQ) {
         plane_set sets[MAX_SETS];
         int ns = plane_sets(q, sets);
         if (ns < 0)

@@ -1,4 +1,5 @@
-/* bs_qmat: one linear weight as the sum of its resident stack blocks.
+/* bs_qmat: one linear weight as the sum of its floor (if any) and its resident stack blocks.
+ * The floor runs through kernels/littlebit.h one token at a time (its cost is rank·(m+n)).
  * W is never stored whole: plane blocks (saq, gq) and one token of avd blocks run through
  * the kernels of kernels/bitplane.h (the planes of a matrix as one bit-sliced code, int8
  * activations on AVX2/AVX-512); a batch of plane blocks uses the kernels' matmul; the
@@ -21,6 +22,8 @@ typedef struct bs_qmat {
     const bs_store_matrix *m;
     int depth;                 /* resident blocks used, 0..m->levels */
     const uint8_t **blk;       /* blk[l]: payload of level l (valid for l < depth) */
+    const uint8_t *floor;      /* the matrix's LittleBit floor payload (model/floor.h), or NULL:
+                                * W = W_floor + the blocks */
 } bs_qmat;
 
 struct bs_team;

@@ -22,6 +22,7 @@ int bs_stacked_init(bs_stacked *sm, const bs_store *s, const uint8_t *stack, int
     for (int i = 0; i < s->n_matrices; i++) {
         sm->q[i].m = &s->mats[i];
         sm->q[i].blk = sm->ptrs + at;
+        sm->q[i].floor = s->floor ? s->floor + s->floor_at[i] : NULL;
         at += (size_t)s->mats[i].levels;
     }
     for (int b = 0; b < s->n_blocks; b++)

@@ -11,20 +11,22 @@
 
 #include "kernels/crc32c.h"
 #include "kernels/half.h"
+#include "model/floor.h"
 
 #define HEADER_BYTES 64
 #define META_MAX (256u << 20)   /* a metadata object beyond this is corrupt, not large */
 
-static const char *const kind_names[] = {"saq", "gq", "avd", "qasym"};
+static const char *const kind_names[] = {"saq", "gq", "avd", "qasym", "lsq"};
+#define N_KINDS 5
 
 const char *bs_kind_name(int kind)
 {
-    return kind >= 0 && kind < 4 ? kind_names[kind] : "?";
+    return kind >= 0 && kind < N_KINDS ? kind_names[kind] : "?";
 }
 
 int bs_kind_parse(const char *s)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_KINDS; i++)
         if (!strcmp(s, kind_names[i]))
             return i;
     return -1;
@@ -36,6 +38,17 @@ static uint64_t align_up(uint64_t x, uint64_t a)
 }
 
 /* ---------------------------------------------------------------- writing */
+
+uint64_t bs_store_floor_layout(const bs_store_matrix *mats, int n, uint64_t *at)
+{
+    uint64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (at)
+            at[i] = off;
+        off += bs_floor_bytes(&mats[i]);
+    }
+    return off;
+}
 
 static json_t *config_json(const bs_config *c, int shared)
 {
@@ -185,7 +198,8 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
      * so the metadata written at the end is never longer than the room kept for it. */
     uint64_t off = 0, max_bytes = 0;
     json_t *stack = json_array(), *budget = json_array(), *mats = json_array();
-    uint64_t resident = base_len;
+    uint64_t floor_len = o->floor ? bs_store_floor_layout(o->mats, o->n_matrices, NULL) : 0;
+    uint64_t resident = base_len + floor_len;
     json_array_append_new(budget, json_integer((json_int_t)resident));
     for (int i = 0; i < o->n_blocks; i++) {
         bs_store_block *b = &o->blocks[i];
@@ -210,9 +224,14 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
                                               "levels", mt->levels, "group", mt->group, "gq_levels", mt->gq_levels,
                                               "k", mt->k, "bits", mt->bits));
         json_object_set_new(json_array_get(mats, (size_t)i), "restart", json_integer(mt->restart));
+        if (o->floor) {
+            json_object_set_new(json_array_get(mats, (size_t)i), "floor_rank", json_integer(mt->floor_rank));
+            json_object_set_new(json_array_get(mats, (size_t)i), "floor_paths", json_integer(mt->floor_paths));
+        }
     }
+    uint32_t version = o->floor ? BS_STORE_VERSION_FLOOR : BS_STORE_VERSION;
     meta = json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "format", "bitstack-store",
-                     "version", BS_STORE_VERSION, "config", config_json(&m->cfg, shared), "tokenizer", tok,
+                     "version", (int)version, "config", config_json(&m->cfg, shared), "tokenizer", tok,
                      "base", base_desc, "matrices", mats, "stack", stack, "budget", budget,
                      "linear_params", (json_int_t)bs_model_linear_params(&m->cfg));
     tok = base_desc = NULL;
@@ -230,8 +249,30 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
     uint64_t meta_room = strlen(js);
     free(js);
     uint64_t meta_off = HEADER_BYTES;
-    uint64_t base_off = align_up(meta_off + meta_room, BS_STORE_PAGE);
-    uint64_t stack_off = align_up(base_off + base_len, BS_STORE_PAGE);
+    /* the floor's entry is the same length before and after its crc is known: room for it
+     * is measured with the widest values */
+    uint64_t base_off, floor_off, stack_off;
+    for (int pass = 0; pass < 2; pass++) {
+        base_off = align_up(meta_off + meta_room, BS_STORE_PAGE);
+        floor_off = align_up(base_off + base_len, BS_STORE_PAGE);
+        stack_off = floor_len ? align_up(floor_off + floor_len, BS_STORE_PAGE) : floor_off;
+        if (!o->floor)
+            break;
+        json_object_set_new(meta, "floor", json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)UINT32_MAX * 4096,
+                                                     "bytes", (json_int_t)floor_len, "crc32c", (json_int_t)UINT32_MAX));
+        if (pass == 0) {
+            if (!(js = json_dumps(meta, JSON_COMPACT))) {
+                bs_err_set(e, "%s: cannot serialise the metadata", path);
+                goto out;
+            }
+            meta_room = strlen(js);
+            free(js);
+        }
+    }
+    if (o->floor)
+        json_object_set_new(meta, "floor", json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)floor_off,
+                                                     "bytes", (json_int_t)floor_len, "crc32c",
+                                                     (json_int_t)bs_crc32c(0, o->floor, floor_len)));
 
     if (!o->payload && !(scratch = malloc(max_bytes ? max_bytes : 1))) {
         bs_err_set(e, "%s: out of memory for a block of %llu bytes", path, (unsigned long long)max_bytes);
@@ -264,7 +305,7 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
     if (!bad) {
         uint64_t meta_len = strlen(js);
         uint8_t hdr[HEADER_BYTES] = {0};
-        uint32_t version = BS_STORE_VERSION, meta_crc = bs_crc32c(0, js, meta_len),
+        uint32_t meta_crc = bs_crc32c(0, js, meta_len),
                  base_crc = bs_crc32c(0, base, base_len);
         memcpy(hdr, "BSTK", 4);
         memcpy(hdr + 4, &version, 4);
@@ -275,7 +316,9 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         bad = (lseek(fd, 0, SEEK_SET) < 0 ? bs_err_set(e, "%s: seek failed: %s", tmp, strerror(errno)) : 0) ||
               write_all(fd, hdr, sizeof hdr, tmp, e) || write_all(fd, js, meta_len, tmp, e) ||
               write_zeros(fd, base_off - meta_off - meta_len, tmp, e) || write_all(fd, base, base_len, tmp, e) ||
-              write_zeros(fd, stack_off - base_off - base_len, tmp, e);
+              write_zeros(fd, floor_off - base_off - base_len, tmp, e) ||
+              (floor_len && (write_all(fd, o->floor, floor_len, tmp, e) ||
+                             write_zeros(fd, stack_off - floor_off - floor_len, tmp, e)));
         free(js);
     }
     if (!bad && fsync(fd) != 0)
@@ -418,6 +461,13 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
         if (json_object_get(o, "restart") && get_int(o, "restart", 0, levels - 1, &restart, s->path, m->name, e))
             return -1;
         m->restart = (int)restart;
+        long long frank = 0, fpaths = 0;   /* optional: absent means no floor */
+        if (json_object_get(o, "floor_rank") &&
+            (get_int(o, "floor_rank", 0, 1 << 20, &frank, s->path, m->name, e) ||
+             get_int(o, "floor_paths", frank ? 1 : 0, BS_FLOOR_MAX_PATHS, &fpaths, s->path, m->name, e)))
+            return -1;
+        m->floor_rank = (int)frank;
+        m->floor_paths = frank ? (int)fpaths : 0;
         m->layer = (int)layer; m->levels = (int)levels; m->group = (int)group;
         m->gq_levels = (int)gq; m->k = (int)k; m->bits = (int)bits;
         m->kind = bs_kind_parse(kind);
@@ -434,6 +484,9 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
         if (r != m->rows || c != m->cols)
             return bs_err_set(e, "%s: matrix %s is %lldx%lld but the config makes it %dx%d", s->path, m->name, r, c,
                               m->rows, m->cols);
+        if (m->floor_rank > m->rows || m->floor_rank > m->cols || (i > 0 && !m->floor_rank != !s->mats[0].floor_rank))
+            return bs_err_set(e, "%s: matrix %s: a floor of rank %d (every matrix has a floor or none does, of rank "
+                              "at most min(rows, cols))", s->path, m->name, m->floor_rank);
         if ((m->kind == BS_KIND_AVD && (m->k < 1 || m->k > m->rows || m->k > m->cols)) ||
             (m->kind == BS_KIND_QASYM && (m->bits < 1 || m->bits > 8 || m->levels != 1)) ||
             (m->kind == BS_KIND_GQ && m->gq_levels < 1) ||
@@ -443,6 +496,38 @@ static int parse_matrices(bs_store *s, json_t *arr, bs_err *e)
             if (s->mats[j].layer == m->layer && s->mats[j].which == m->which)
                 return bs_err_set(e, "%s: matrix %s appears twice", s->path, m->name);
     }
+    return 0;
+}
+
+/* Reads the floor section (fd open) and checks it against the metadata and the file. */
+static int parse_floor(bs_store *s, int fd, json_t *fl, uint32_t version, bs_err *e)
+{
+    int want = s->n_matrices > 0 && s->mats[0].floor_rank > 0;
+    if (!fl && !want)
+        return 0;
+    if (!fl || !want || version != BS_STORE_VERSION_FLOOR)
+        return bs_err_set(e, "%s: the floor section and the matrices' floor ranks disagree (or the version, %u, "
+                          "is not %d)", s->path, version, BS_STORE_VERSION_FLOOR);
+    s->floor_at = calloc((size_t)s->n_matrices, sizeof *s->floor_at);
+    if (!s->floor_at)
+        return bs_err_set(e, "%s: out of memory", s->path);
+    uint64_t need = bs_store_floor_layout(s->mats, s->n_matrices, s->floor_at);
+    long long off = 0, bytes = 0, crc = 0;
+    if (get_int(fl, "offset", 0, (long long)s->file_size, &off, s->path, "floor", e) ||
+        get_int(fl, "bytes", 0, (long long)s->file_size, &bytes, s->path, "floor", e) ||
+        get_int(fl, "crc32c", 0, 0xffffffffLL, &crc, s->path, "floor", e))
+        return -1;
+    if ((uint64_t)bytes != need || (uint64_t)(off + bytes) > s->stack_off)
+        return bs_err_set(e, "%s: the floor section (%lld bytes at %lld) does not match its matrices (%llu bytes) or "
+                          "overlaps the stack", s->path, bytes, off, (unsigned long long)need);
+    s->floor_bytes = need;
+    s->floor = aligned_alloc(64, (need + 63) / 64 * 64);
+    if (!s->floor)
+        return bs_err_set(e, "%s: out of memory for the floor (%llu bytes)", s->path, (unsigned long long)need);
+    if (pread_all(fd, s->floor, need, (uint64_t)off, s->path, e))
+        return -1;
+    if (bs_crc32c(0, s->floor, need) != (uint32_t)crc)
+        return bs_err_set(e, "%s: the floor section fails its crc32c check", s->path);
     return 0;
 }
 
@@ -460,7 +545,7 @@ static int parse_stack(bs_store *s, json_t *arr, bs_err *e)
         return bs_err_set(e, "%s: out of memory", s->path);
     }
     uint64_t end = 0;
-    s->resident[0] = s->base_bytes;
+    s->resident[0] = s->base_bytes + s->floor_bytes;
     s->min_blocks = -1;
     int have = 0;
     for (size_t i = 0; i < n; i++) {
@@ -593,8 +678,9 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
         bs_err_set(e, "%s: not a bitstack store (bad magic)", path);
         goto out;
     }
-    if (version != BS_STORE_VERSION) {
-        bs_err_set(e, "%s: store version %u; this build reads version %d", path, version, BS_STORE_VERSION);
+    if (version != BS_STORE_VERSION && version != BS_STORE_VERSION_FLOOR) {
+        bs_err_set(e, "%s: store version %u; this build reads versions %d and %d", path, version, BS_STORE_VERSION,
+                   BS_STORE_VERSION_FLOOR);
         goto out;
     }
     uint64_t meta_off = f[0], meta_len = f[1], base_off = f[2], base_len = f[3];
@@ -633,10 +719,13 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
     if (parse_config(s, json_object_get(s->meta, "config"), e) ||
         parse_tokenizer(s, json_object_get(s->meta, "tokenizer"), e) ||
         parse_matrices(s, json_object_get(s->meta, "matrices"), e) ||
+        parse_floor(s, fd, json_object_get(s->meta, "floor"), version, e) ||
         parse_stack(s, json_object_get(s->meta, "stack"), e) ||
         parse_base(s, json_object_get(s->meta, "base"), base, base_len, e))
         goto out;
     s->linear_params = bs_model_linear_params(&s->cfg);
+    if (s->floor)
+        s->min_blocks = 0;   /* the floor alone is a working model */
     if (s->min_blocks < 0) {
         bs_err_set(e, "%s: some matrix has no block", path);
         goto out;
@@ -657,6 +746,8 @@ void bs_store_close(bs_store *s)
     free(s->mats);
     free(s->blocks);
     free(s->resident);
+    free(s->floor);
+    free(s->floor_at);
     json_decref(s->meta);
     if (s->tok)
         bs_tok_free(s->tok);

@@ -1,12 +1,15 @@
 /* bs_store: the stacked store (.bstk), docs/store-format.md.
  *
- *   header (64 bytes) | JSON metadata | base section | stack section
+ *   header (64 bytes) | JSON metadata | base section | [floor section] | stack section
  *
  * The base holds what every size of the model needs (embeddings and classifier in
  * fp16, norms in fp32). The stack holds every residual block of every linear, in
  * stack order, contiguous, each starting on a 64-byte boundary; the stack section
  * starts on a 4096-byte boundary so page-aligned runs of it can be read with O_DIRECT.
- * A prefix of N blocks is a working model; its resident bytes are recorded. */
+ * A prefix of N blocks is a working model; its resident bytes are recorded.
+ * The optional floor section (version 2) holds every matrix's LittleBit floor
+ * (model/floor.h); it is always resident, like the base, and the stack's blocks then
+ * decompose W − W_floor: prefix 0 is the floor alone, a working model. */
 #ifndef BS_STORE_H
 #define BS_STORE_H
 
@@ -17,7 +20,8 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 
-#define BS_STORE_VERSION 1
+#define BS_STORE_VERSION 1         /* a store without a floor: readers of version 1 read it */
+#define BS_STORE_VERSION_FLOOR 2   /* a store with a LittleBit floor section */
 #define BS_STORE_ALIGN 64        /* every block starts on this boundary */
 #define BS_STORE_PAGE 4096       /* the stack section starts on this boundary */
 
@@ -38,7 +42,10 @@ typedef struct {
     bs_store_block *blocks;
     uint64_t *resident;    /* n_blocks + 1 entries: resident bytes of each prefix */
     uint64_t base_bytes;   /* embeddings, classifier, norms */
-    int min_blocks;        /* the shortest prefix in which every matrix has a block */
+    uint8_t *floor;        /* the floor section (owned, read and checked at open), or NULL */
+    uint64_t floor_bytes;  /* its length: counted in every resident[] entry */
+    uint64_t *floor_at;    /* per matrix: its floor payload's offset in `floor` */
+    int min_blocks;        /* the shortest working prefix: every matrix has a block, or 0 with a floor */
     uint64_t stack_off, stack_len, file_size;
     size_t linear_params;
     json_t *meta;          /* the whole metadata object (owned) */
@@ -91,7 +98,13 @@ typedef struct {
     json_t *info;                   /* extra metadata (compression settings, eval results); borrowed */
     bs_store_fill_fn fill;          /* used when payload is NULL */
     void *fill_ctx;
+    const uint8_t *floor;           /* optional: every matrix's floor payload in matrix order,
+                                     * bs_store_floor_bytes() long (mats give the ranks) */
 } bs_store_out;
+
+/* Bytes of the floor section of these matrices, and each one's offset in it (at may be
+ * NULL): payloads in matrix order, back to back (each has even length). */
+uint64_t bs_store_floor_layout(const bs_store_matrix *mats, int n, uint64_t *at);
 
 /* Writes path.tmp, fsyncs, renames over path. The stack is written first (a block's
  * crc is known once its bytes are), then the metadata in the room reserved before it,

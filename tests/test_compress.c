@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "model/calib.h"
 #include "model/compress.h"
+#include "model/floor.h"
 #include "model/load.h"
 #include "model/stacked.h"
 #include "model/store_eval.h"
@@ -164,6 +165,96 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
     bs_stacked_free(&sm);
     free(stack);
     bs_engine_close(&eng);
+    bs_store_close(&s);
+}
+
+/* A floor under the stack: version 2, prefix 0 is the floor alone (a working model, the
+ * smallest), the budget table starts at base + floor, the floor's bytes are what the paper's
+ * count gives (plus byte rounding of the sign rows), the full stack still matches float,
+ * and the floor alone is a model, if a bad one before training (Dual-SVID only). */
+static void test_floor_stack(fixture *f, const char *path)
+{
+    bs_compress_opts o;
+    /* saq: gq's restart planes are sized by the mean residual and never reach the outliers
+     * the floor leaves (measured: gq's full stack over a floor stays 0.5% above float here) */
+    bs_compress_defaults(&o, BS_KIND_SAQ);
+    o.calib_windows = 32;
+    o.quiet = 1;
+    o.floor_bpw = 0.55;
+    bs_err e = {{0}};
+    REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
+    bs_store s;
+    REQUIRE(bs_store_open(&s, path, &e) == 0);
+    CHECK(s.floor && s.min_blocks == 0);
+    CHECK(s.resident[0] == s.base_bytes + s.floor_bytes);
+    double bits = 0.0;
+    for (int i = 0; i < s.n_matrices; i++) {
+        CHECK(s.mats[i].floor_rank >= 1 && s.mats[i].floor_paths == 1);
+        bits += bs_floor_bits(s.mats[i].rows, s.mats[i].cols, s.mats[i].floor_rank, 1);
+    }
+    double bpw0 = bs_store_bpw(&s, 0);
+    CHECKF(bits / (double)s.linear_params <= 0.55 && bpw0 >= bits / (double)s.linear_params && bpw0 < 0.62,
+           "floor: counted %.4f, stored %.4f bpw", bits / (double)s.linear_params, bpw0);
+    uint32_t version;
+    FILE *fp = fopen(path, "rb");
+    REQUIRE(fp && fseek(fp, 4, SEEK_SET) == 0 && fread(&version, 4, 1, fp) == 1);
+    fclose(fp);
+    CHECK(version == BS_STORE_VERSION_FLOOR);
+    int n;
+    REQUIRE(bs_engine_budget_n(&s, "min", &n, &e) == 0);
+    CHECK(n == 0);
+    bs_engine eng;
+    REQUIRE(bs_engine_open(&eng, path, &e) == 0);
+    bs_ppl_result r0, rf;
+    double pf = ppl_model(f, &f->m, 6);
+    REQUIRE(bs_engine_ppl(&eng, 0, f->ids, f->nids, 256, 6, &r0, &e) == 0);
+    REQUIRE(bs_engine_ppl(&eng, s.n_blocks, f->ids, f->nids, 256, 6, &rf, &e) == 0);
+    fprintf(stderr, "%s floor 0.55 bpw (Dual-SVID): %.2f; floor + full stack %.5f, float %.5f\n", f->model, r0.ppl,
+            rf.ppl, pf);
+    CHECK(isfinite(r0.ppl) && r0.ppl > pf);
+    CHECKF(fabs(rf.ppl / pf - 1) < 0.001, "floor + full stack %.5f vs float %.5f", rf.ppl, pf);
+    bs_engine_close(&eng);
+    bs_store_close(&s);
+}
+
+/* lsq over a floor: every level is the least-squares sign plane of what is left, so the
+ * weight error of every matrix falls with every level. */
+static void test_lsq(fixture *f, const char *path)
+{
+    bs_compress_opts o;
+    bs_compress_defaults(&o, BS_KIND_LSQ);
+    o.levels = 6;
+    o.calib_windows = 4;
+    o.quiet = 1;
+    o.floor_bpw = 0.8;
+    bs_err e = {{0}};
+    REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
+    bs_store s;
+    REQUIRE(bs_store_open(&s, path, &e) == 0);
+    uint8_t *stack = malloc(bs_store_prefix_end(&s, s.n_blocks));
+    REQUIRE(bs_store_read_prefix(&s, s.n_blocks, stack, &e) == 0);
+    bs_stacked sm;
+    REQUIRE(bs_stacked_init(&sm, &s, stack, s.n_blocks, &e) == 0);
+    int rising = 0;
+    for (int i = 0; i < s.n_matrices; i++) {
+        const bs_linear *lin = &f->m.layers[s.mats[i].layer].lin[s.mats[i].which];
+        size_t n = (size_t)lin->rows * lin->cols;
+        float *W = malloc(sizeof(float) * n);
+        double prev = INFINITY;
+        for (int d = 0; d <= o.levels; d++) {
+            sm.q[i].depth = d;
+            bs_qmat_materialize(&sm.q[i], W);
+            double err = 0.0;
+            for (size_t k = 0; k < n; k++)
+                err += ((double)W[k] - lin->w[k]) * ((double)W[k] - lin->w[k]);
+            rising += err > prev * (1 + 1e-6);
+            prev = err;
+        }
+        free(W);
+    }
+    CHECKF(rising == 0, "lsq: %d levels raised their matrix's error", rising);
+    bs_stacked_free(&sm);
+    free(stack);
     bs_store_close(&s);
 }
 
@@ -345,6 +436,8 @@ int main(void)
     test_stack(&a, BS_KIND_SAQ, BS_SORT_PPL, 4, path);
     test_stack(&a, BS_KIND_AVD, BS_SORT_LEVEL, 3, path);
     test_bad_models(&a);
+    test_floor_stack(&a, path);
+    test_lsq(&a, path);
     fx_close(&a);
 
     fixture b = {0};

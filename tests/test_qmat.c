@@ -138,6 +138,21 @@ int main(void)
         REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
         check_store(path, bs_kind_name(kinds[k]));
     }
+    /* with a LittleBit floor under gq, avd (two paths) and lsq blocks: the floor alone
+     * (prefix 0) and floor + blocks */
+    int fkinds[3] = {BS_KIND_GQ, BS_KIND_AVD, BS_KIND_LSQ};
+    for (int k = 0; k < 3; k++) {
+        bs_compress_opts o;
+        bs_compress_defaults(&o, fkinds[k]);
+        o.levels = 4;
+        o.calib_windows = 2;
+        o.quiet = 1;
+        o.floor_bpw = k == 1 ? 1.2 : 0.8;
+        o.floor_paths = k == 1 ? 2 : 1;
+        o.group = k == 2 ? 64 : o.group;
+        REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
+        check_store(path, k == 1 ? "avd over a 2-path floor" : k ? "lsq (group 64) over a floor" : "gq over a floor");
+    }
     REQUIRE(bs_quantize_baseline(&m, t, calib, len, BS_BASE_GPTQ, 3, 256, 2, 1, path, NULL, &e) == 0);
     check_store(path, "qasym (gptq 3-bit)");
     /* matrices large enough to be split over the team (stories260K's are not) */
