@@ -240,11 +240,13 @@ int bs_cmd_inspect(int argc, char **argv)
     printf("resident    min %s (%.3f bpw) .. max %s (%.3f bpw); %zu linear weights\n", b,
            bs_store_bpw(&s, s.min_blocks), d, bs_store_bpw(&s, s.n_blocks), s.linear_params);
     printf("blocks      %s\n", o[1].value ? "not verified (--no-verify)" : "all read, every crc32c checked");
-    json_t *info = json_object_get(s.meta, "info");
+    json_t *info = json_copy(json_object_get(s.meta, "info"));
     if (info) {
+        json_object_del(info, "errors");   /* per-matrix numbers: --json shows them */
         char *js = json_dumps(info, JSON_COMPACT);
         printf("made with   %s\n", js ? js : "?");
         free(js);
+        json_decref(info);
     }
     printf("\n%-18s %-6s %9s %6s %4s %4s\n", "matrix", "kind", "shape", "levels", "k", "bits");
     for (int i = 0; i < s.n_matrices; i++) {

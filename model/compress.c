@@ -667,9 +667,20 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     json_object_set_new(info, "act_alpha", json_real(o->act_alpha));
     json_object_set_new(info, "gq_restart", json_integer(xs[0].m.restart));
     json_object_update(info, floor_info);
+    /* the error each matrix keeps at each depth: a reader sums them along the stack into
+     * the loss every prefix reaches (bs_store.loss) */
+    json_t *errs = json_object();
+    for (int i = 0; i < nm; i++) {
+        json_t *a = json_array();
+        for (int d = 0; d <= xs[i].m.levels; d++)
+            json_array_append_new(a, json_real(xs[i].err[d]));
+        json_object_set_new(errs, xs[i].m.name, a);
+    }
+    json_object_set_new(info, "errors", errs);
     bs_store_out so = {.model = &work, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nblocks,
                        .blocks = blocks, .payload = payload, .info = info, .floor = floor};
     rc = bs_store_write(out_path, &so, e);
+    json_object_del(info, "errors");   /* the store's; too long for a report */
     if (!rc && report)
         json_object_update(report, info);
     json_decref(info);

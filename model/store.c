@@ -646,6 +646,52 @@ static int parse_base(bs_store *s, json_t *desc, const uint8_t *base, uint64_t l
     return 0;
 }
 
+/* info.errors (optional): per matrix, the calibration output error left at each depth.
+ * Summed over matrices along the stack it gives the loss each prefix reaches: what
+ * several models under one budget are split by. */
+static int parse_errors(bs_store *s, const json_t *errs, bs_err *e)
+{
+    if (!errs)
+        return 0;
+    if (!json_is_object(errs))
+        return bs_err_set(e, "%s: info.errors is not an object", s->path);
+    int *depth = calloc((size_t)s->n_matrices, sizeof *depth);
+    s->loss = malloc(sizeof *s->loss * ((size_t)s->n_blocks + 1));
+    if (!depth || !s->loss) {
+        free(depth);
+        return bs_err_set(e, "out of memory");
+    }
+    double total = 0;
+    int rc = 0;
+    for (int m = 0; m < s->n_matrices && !rc; m++) {
+        const json_t *a = json_object_get(errs, s->mats[m].name);
+        if (!json_is_array(a) || json_array_size(a) != (size_t)s->mats[m].levels + 1)
+            rc = bs_err_set(e, "%s: info.errors.%s: expected %d numbers", s->path, s->mats[m].name,
+                            s->mats[m].levels + 1);
+        for (int d = 0; !rc && d <= s->mats[m].levels; d++)
+            if (!json_is_number(json_array_get(a, (size_t)d)))
+                rc = bs_err_set(e, "%s: info.errors.%s[%d] is not a number", s->path, s->mats[m].name, d);
+        if (!rc)
+            total += json_number_value(json_array_get(a, 0));
+    }
+    if (!rc) {
+        s->loss[0] = total;
+        for (int b = 0; b < s->n_blocks; b++) {
+            const bs_store_block *k = &s->blocks[b];
+            const json_t *a = json_object_get(errs, s->mats[k->matrix].name);
+            int d = depth[k->matrix]++;
+            total -= json_number_value(json_array_get(a, (size_t)d)) - json_number_value(json_array_get(a, (size_t)d + 1));
+            s->loss[b + 1] = total;
+        }
+    }
+    free(depth);
+    if (rc) {
+        free(s->loss);
+        s->loss = NULL;
+    }
+    return rc;
+}
+
 int bs_store_open(bs_store *s, const char *path, bs_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -723,6 +769,8 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
         parse_stack(s, json_object_get(s->meta, "stack"), e) ||
         parse_base(s, json_object_get(s->meta, "base"), base, base_len, e))
         goto out;
+    if (parse_errors(s, json_object_get(json_object_get(s->meta, "info"), "errors"), e))
+        goto out;
     s->linear_params = bs_model_linear_params(&s->cfg);
     if (s->floor)
         s->min_blocks = 0;   /* the floor alone is a working model */
@@ -746,6 +794,7 @@ void bs_store_close(bs_store *s)
     free(s->mats);
     free(s->blocks);
     free(s->resident);
+    free(s->loss);
     free(s->floor);
     free(s->floor_at);
     json_decref(s->meta);

@@ -41,6 +41,8 @@ typedef struct {
     int n_blocks;
     bs_store_block *blocks;
     uint64_t *resident;    /* n_blocks + 1 entries: resident bytes of each prefix */
+    double *loss;          /* n_blocks + 1: the calibration output error left at each prefix
+                            * (summed over matrices), or NULL when the store does not record it */
     uint64_t base_bytes;   /* embeddings, classifier, norms */
     uint8_t *floor;        /* the floor section (owned, read and checked at open), or NULL */
     uint64_t floor_bytes;  /* its length: counted in every resident[] entry */

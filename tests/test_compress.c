@@ -110,6 +110,12 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
     CHECK(s.min_blocks == f->m.cfg.n_layers * BS_NLIN);
     for (int i = 1; i <= s.n_blocks; i++)
         CHECK(s.resident[i] > s.resident[i - 1]);
+    /* the loss each prefix reaches (for splitting one budget over several models): the
+     * full stack keeps a small fraction of what the empty one does, and the working prefix
+     * less than the empty one */
+    REQUIRE(s.loss);
+    CHECKF(s.loss[s.n_blocks] < 0.05 * s.loss[0] && s.loss[s.min_blocks] < s.loss[0], "loss %g .. %g .. %g",
+           s.loss[0], s.loss[s.min_blocks], s.loss[s.n_blocks]);
     int windows = 6;
     double pf = ppl_model(f, &f->m, windows);
     bs_engine eng;
