@@ -47,6 +47,8 @@ void bs_jsonl_adopt(bs_server *srv, int fd, const bs_peer *peer);
 /* The server's timer: drops connections whose clients hung up after a half close, and
  * closes those that sent no request within the idle timeout. */
 void bs_jsonl_tick(bs_server *srv);
+/* Bytes the connections' output buffers hold (allocated, not only filled). */
+uint64_t bs_jsonl_held(const bs_server *srv);
 /* Closes each connection once its last lines are out (the server is stopping). */
 void bs_jsonl_stop(bs_server *srv);
 void bs_jsonl_drop_all(bs_server *srv, const char *why);

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/frontend.h"
 #include "daemon/memory.h"
 
 static json_t *int_or_null(int64_t v)
@@ -91,6 +92,7 @@ json_t *bs_info_metrics(bs_server *srv)
     SET_U("kv_bytes", srv->sizer->kv_bytes);
     SET_U("psi_triggers", srv->sizer->triggers);
     SET_U("bytes_dropped", m->bytes_dropped);
+    SET_U("output_bytes_held", bs_jsonl_held(srv));
     SET_U("bytes_in", m->bytes_in);
     SET_U("bytes_out", m->bytes_out);
     SET_U("sessions", srv->n_sessions);
@@ -149,7 +151,7 @@ static bool is_counter(const char *k)
 {
     static const char *const gauges[] = {"stack_n", "resident_bytes", "target_bytes", "kv_bytes", "sessions",
                                          "connections", "psi_some_avg10", "memory_current", "memory_max",
-                                         "mem_available", "headroom_bytes"};
+                                         "mem_available", "headroom_bytes", "output_bytes_held"};
     for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
         if (!strcmp(k, gauges[i]))
             return false;

@@ -528,6 +528,14 @@ void bs_jsonl_tick(bs_server *srv)
     }
 }
 
+uint64_t bs_jsonl_held(const bs_server *srv)
+{
+    uint64_t held = 0;
+    for (const bs_conn *c = srv->conns; c; c = c->next)
+        held += c->out.cap + c->wbuf.cap;
+    return held;
+}
+
 void bs_jsonl_stop(bs_server *srv)
 {
     for (bs_conn *c = srv->conns, *next; c; c = next) {

@@ -311,6 +311,43 @@ static void test_users(void)
     CHECK(td_daemon_stop(&d));
 }
 
+/* Clients that do not read: what their output holds in the daemon is counted (buffers,
+ * not only lines), stays within twice --max-output per connection, and is given back
+ * when they leave. */
+static void test_output_held(void)
+{
+    td_daemon d;
+    const char *args[] = {"--max-output", "1048576", "--max-sessions", "64", "--max-sessions-per-conn", "8", NULL};
+    td_start(&F, &d, "held", args);
+    enum { CONNS = 6, EACH = 8 };
+    td_conn c[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        REQUIRE(td_open(&c[i], d.sock));
+        for (int j = 0; j < EACH; j++)
+            REQUIRE(td_sendf(&c[i], "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":4000,"
+                                    "\"stream\":true}", j));
+    }
+    /* until every session ended (or its connection was dropped): nobody reads */
+    double end = td_now_ms() + 60000;
+    long long held_max = 0;
+    while (td_now_ms() < end) {
+        long long held = td_metric(d.sock, "output_bytes_held");
+        if (held > held_max)
+            held_max = held;
+        if (td_status_int(d.sock, "sessions") == 0)
+            break;
+        td_sleep_ms(50);
+    }
+    long long dropped = td_metric(d.sock, "connections_dropped");
+    fprintf(stderr, "output held: at most %lld bytes over %d connections; %lld dropped\n", held_max, CONNS, dropped);
+    CHECKF(held_max > 0 && held_max <= (long long)CONNS * 2 * (1 << 20), "held %lld", held_max);
+    for (int i = 0; i < CONNS; i++)
+        td_close(&c[i]);
+    CHECK(td_wait_status(d.sock, "connections", 1));   /* the asking one */
+    CHECK(td_metric(d.sock, "output_bytes_held") == 0);
+    CHECK(td_daemon_stop(&d));
+}
+
 int main(int argc, char **argv)
 {
     td_fixture_init(&F, argc, argv, bs_shared(""));
@@ -320,6 +357,7 @@ int main(int argc, char **argv)
     test_refusal_log();
     test_emfile();
     test_users();
+    test_output_held();
     td_fixture_free(&F, bs_t_failed > 0);
     TEST_MAIN_END();
 }
