@@ -170,10 +170,12 @@ int bs_info_prometheus(bs_server *srv, bs_proto_buf *b)
         if (!json_is_number(v))
             continue;   /* null: not known on this machine */
         bool counter = is_counter(k);
+        size_t kl = strlen(k);
+        /* a counter's name ends in _total once (sessions_total is already so named) */
+        const char *suffix = counter && !(kl >= 6 && !strcmp(k + kl - 6, "_total")) ? "_total" : "";
         char line[256];
-        int n = snprintf(line, sizeof line, "# TYPE bitstack_%s%s %s\nbitstack_%s%s %.17g\n", k,
-                         counter ? "_total" : "", counter ? "counter" : "gauge", k, counter ? "_total" : "",
-                         json_number_value(v));
+        int n = snprintf(line, sizeof line, "# TYPE bitstack_%s%s %s\nbitstack_%s%s %.17g\n", k, suffix,
+                         counter ? "counter" : "gauge", k, suffix, json_number_value(v));
         if (n < 0 || (size_t)n >= sizeof line || bs_proto_buf_append(b, line, (size_t)n, NULL)) {
             rc = -1;
             break;

@@ -357,7 +357,12 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
             continue;
         }
         peer.use->conns++;
-        sniff_start(srv, fd, &peer);
+        /* TCP is HTTP only: straight to MHD, whose idle timeout then closes a client that
+         * never speaks */
+        if (l->tcp)
+            bs_http_adopt(srv, fd, &peer);
+        else
+            sniff_start(srv, fd, &peer);
     }
 }
 

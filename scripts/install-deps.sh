@@ -6,8 +6,13 @@ set -euo pipefail
 PKGS=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libjansson-dev libopenblas-dev liburing-dev libmicrohttpd-dev
-  gnuplot-nox socat systemd bc
+  gnuplot-nox socat systemd bc curl
+  nodejs chromium
 )
+# The HTTP tests (tests/http) run the official openai npm package and playwright-core,
+# pinned in tests/http/package-lock.json and installed by `npm ci` (.ci/run). npm comes from
+# Debian's npm package unless the installed nodejs already brings its own (NodeSource's
+# builds do, and conflict with Debian's npm).
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -18,6 +23,10 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+
+if ! command -v npm >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' npm 2>/dev/null | grep -q "install ok installed"; then
+  missing+=(npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all packages present"
