@@ -150,6 +150,7 @@ int bs_cmd_eval(int argc, char **argv)
     bs_opt o[] = {
         {"model", 'm', 0, NULL}, {"tokenizer", 't', 0, NULL}, {"text", 0, 0, NULL},
         {"ctx", 0, 0, NULL}, {"max-chunks", 0, 0, NULL}, {"threads", 0, 0, NULL},
+        {"protocol", 0, 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -159,7 +160,14 @@ int bs_cmd_eval(int argc, char **argv)
         return BS_EXIT_USAGE;
     const char *model = bs_opt_get(o, no, "model"), *text = bs_opt_get(o, no, "text");
     if (!model || !text) {
-        fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]\n");
+        fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]"
+                        " [--protocol bitstack|llama.cpp]\n");
+        return BS_EXIT_USAGE;
+    }
+    const char *proto_name = bs_opt_get(o, no, "protocol");
+    int protocol = proto_name ? bs_ppl_protocol_parse(proto_name) : BS_PPL_BITSTACK;
+    if (protocol < 0) {
+        fprintf(stderr, "bitstackctl: --protocol is bitstack (the default) or llama.cpp, not '%s'\n", proto_name);
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);
@@ -172,9 +180,13 @@ int bs_cmd_eval(int argc, char **argv)
     char *buf = bs_read_file(text, &len, &e);
     bs_ppl_result r;
     int rc = 1;
-    if (buf && bs_ppl_text(&m, t, buf, len, (int)ctx, (int)chunks, &r, &e) == 0) {
-        printf("perplexity %.4f over %ld tokens (%d windows of %ld, ctx %ld) in %.2f s\n", r.ppl, r.tokens,
-               r.windows, ctx - 1, ctx, r.seconds);
+    if (buf && bs_ppl_text_protocol(&m, t, buf, len, protocol, (int)ctx, (int)chunks, &r, &e) == 0) {
+        if (protocol == BS_PPL_LLAMACPP)
+            printf("perplexity %.4f over %ld tokens (llama.cpp protocol: %d windows of %ld, second halves scored)"
+                   " in %.2f s\n", r.ppl, r.tokens, r.windows, ctx, r.seconds);
+        else
+            printf("perplexity %.4f over %ld tokens (%d windows of %ld, ctx %ld) in %.2f s\n", r.ppl, r.tokens,
+                   r.windows, ctx - 1, ctx, r.seconds);
         rc = 0;
     } else {
         fprintf(stderr, "bitstackctl: %s\n", e.msg);

@@ -129,23 +129,25 @@ static int rd_value(cursor *c, bs_gguf_kv *kv)
     return 0;
 }
 
+/* Sizes a tensor of any ggml type; whether it can be dequantized is the loader's
+ * question, so a file with one exotic tensor still opens (for its vocabulary, say). */
 static int tensor_bytes(const bs_gguf *g, bs_gguf_tensor *t, bs_err *e)
 {
-    uint64_t elt;
-    switch (t->type) {
-    case BS_GGML_F32: elt = 4; break;
-    case BS_GGML_F16: case BS_GGML_BF16: elt = 2; break;
-    default:
-        return bs_err_set(e, "%s: tensor '%.*s' has type %u; only F32, F16 and BF16 are supported",
+    const bs_ggml_type_info *ti = bs_ggml_type(t->type);
+    if (!ti)
+        return bs_err_set(e, "%s: tensor '%.*s' has unknown ggml type %u",
                           g->path, (int)t->name.len, t->name.s, t->type);
-    }
     uint64_t n = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
         if (t->dims[d] == 0 || t->dims[d] > (1ull << 40) || n > (1ull << 40) / t->dims[d])
             return bs_err_set(e, "%s: tensor '%.*s' has an absurd shape", g->path, (int)t->name.len, t->name.s);
         n *= t->dims[d];
     }
-    t->nbytes = n * elt;
+    if (t->dims[0] % ti->block)
+        return bs_err_set(e, "%s: tensor '%.*s' of type %s has rows of %llu values, not a multiple of its block of %u",
+                          g->path, (int)t->name.len, t->name.s, ti->name,
+                          (unsigned long long)t->dims[0], ti->block);
+    t->nbytes = n / ti->block * ti->bytes;
     return 0;
 }
 

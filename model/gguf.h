@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/dequant.h"
 #include "kernels/err.h"
 
 enum {
@@ -15,9 +16,6 @@ enum {
     BS_GGUF_STRING = 8, BS_GGUF_ARRAY = 9, BS_GGUF_U64 = 10, BS_GGUF_I64 = 11,
     BS_GGUF_F64 = 12,
 };
-
-/* ggml tensor types this project reads. */
-enum { BS_GGML_F32 = 0, BS_GGML_F16 = 1, BS_GGML_BF16 = 30 };
 
 typedef struct {
     const char *s;    /* points into the mapping: NOT NUL-terminated */
@@ -45,7 +43,7 @@ typedef struct {
     bs_gguf_str name;
     uint32_t n_dims;
     uint64_t dims[4];            /* ne[0] is the fastest-moving (row length) */
-    uint32_t type;               /* BS_GGML_* */
+    uint32_t type;               /* BS_GGML_* (any ggml type; see bs_ggml_type) */
     uint64_t offset;             /* from the data section */
     uint64_t nbytes;
     const void *data;            /* inside the mapping, checked */

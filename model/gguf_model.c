@@ -1,6 +1,6 @@
 /* GGUF files of the `llama` architecture onto bs_model. llama.cpp stores Q and K
  * already in the adjacent-pair RoPE order this forward pass uses, so no permutation. */
-#include "kernels/half.h"
+#include "kernels/dequant.h"
 #include "model/gguf.h"
 #include "model/model.h"
 
@@ -31,18 +31,11 @@ static int load_tensor(const bs_gguf *g, const char *name, int rows, int cols, f
     if (t->dims[0] != (uint64_t)cols || r != (uint64_t)rows || t->dims[2] != 1 || t->dims[3] != 1)
         return bs_err_set(e, "%s: tensor %s has shape [%llu, %llu], expected [%d, %d]", g->path, name,
                           (unsigned long long)t->dims[0], (unsigned long long)r, cols, rows);
-    size_t n = (size_t)rows * (size_t)cols;
-    if (t->type == BS_GGML_F32)
-        memcpy(dst, t->data, n * sizeof(float));
-    else if (t->type == BS_GGML_F16 || t->type == BS_GGML_BF16) {
-        const uint8_t *p = t->data;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);  /* tensors are aligned, but copy to stay strict */
-            dst[i] = t->type == BS_GGML_F16 ? bs_fp16_to_f32(h) : bs_bf16_to_f32(h);
-        }
-    } else
-        return bs_err_set(e, "%s: tensor %s has unsupported type %u", g->path, name, t->type);
+    /* each tensor's own type counts: quantizers fall back per tensor, so
+     * general.file_type does not say what a tensor holds */
+    if (bs_dequant(t->type, t->data, dst, (size_t)rows * (size_t)cols))
+        return bs_err_set(e, "%s: tensor %s has type %s (%u), which bitstack cannot dequantize",
+                          g->path, name, bs_ggml_type_name(t->type), t->type);
     return 0;
 }
 

@@ -84,6 +84,72 @@ int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size
     return rc;
 }
 
+int bs_ppl_ids_llamacpp(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+                        bs_ppl_result *r, bs_err *e)
+{
+    memset(r, 0, sizeof *r);
+    if (ctx < 4 || ctx > 1 << 20)
+        return bs_err_set(e, "context %d must be at least 4", ctx);
+    int windows = n / ctx;
+    if (max_chunks > 0 && windows > max_chunks)
+        windows = max_chunks;
+    if (windows == 0)
+        return bs_err_set(e, "the text has %d tokens, fewer than one window of %d", n, ctx);
+    bs_state s;
+    if (bs_state_init(&s, &m->cfg, ctx, ctx, e))
+        return -1;
+    int *in = malloc(sizeof(int) * (size_t)ctx);
+    if (!in) {
+        bs_state_free(&s);
+        return bs_err_set(e, "out of memory");
+    }
+    int first = ctx / 2;
+    double t0 = bs_now();
+    for (int w = 0; w < windows; w++) {
+        memcpy(in, ids + (size_t)w * ctx, sizeof(int) * (size_t)ctx);
+        in[0] = bos;
+        const float *lg = bs_forward(m, &s, in, ctx, 0, 1, e);
+        if (!lg) {
+            free(in);
+            bs_state_free(&s);
+            return -1;
+        }
+        for (int j = first; j < ctx - 1; j++) {
+            const float *row = lg + (size_t)j * m->cfg.vocab_size;
+            r->nll_sum += bs_logsumexp(row, m->cfg.vocab_size) - row[in[j + 1]];
+        }
+        r->tokens += ctx - 1 - first;
+    }
+    r->windows = windows;
+    r->seconds = bs_now() - t0;
+    r->ppl = exp(r->nll_sum / (double)r->tokens);
+    free(in);
+    bs_state_free(&s);
+    return 0;
+}
+
+int bs_ppl_protocol_parse(const char *name)
+{
+    if (!strcmp(name, "bitstack"))
+        return BS_PPL_BITSTACK;
+    if (!strcmp(name, "llama.cpp"))
+        return BS_PPL_LLAMACPP;
+    return -1;
+}
+
+int bs_ppl_text_protocol(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len,
+                         int protocol, int ctx, int max_chunks, bs_ppl_result *r, bs_err *e)
+{
+    if (protocol == BS_PPL_BITSTACK)
+        return bs_ppl_text(m, t, text, len, ctx, max_chunks, r, e);
+    int *ids = NULL, n = 0;
+    if (bs_tok_encode(t, text, len, 1, bs_tok_add_space_prefix(t), &ids, &n, e))
+        return -1;
+    int rc = bs_ppl_ids_llamacpp(m, ids, n, bs_tok_bos(t), ctx, max_chunks, r, e);
+    free(ids);
+    return rc;
+}
+
 char *bs_read_file(const char *path, size_t *len, bs_err *e)
 {
     FILE *f = fopen(path, "rb");

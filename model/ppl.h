@@ -30,6 +30,24 @@ int bs_ppl_ids_decode(const bs_model *m, const int *ids, int n, int bos, int ctx
 int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
                 int max_chunks, bs_ppl_result *r, bs_err *e);
 
+/* llama.cpp's llama-perplexity protocol, for comparing figures with it:
+ * ids = BOS + the whole text (dummy-prefix space); consecutive windows of ctx ids
+ * (no overlap), the first id of each replaced by BOS; each window runs from position
+ * 0 and only its second half is scored: logits at positions ctx/2 .. ctx-2 against
+ * the ids after them (ctx - 1 - ctx/2 per window). ctx may exceed the model's
+ * seq_len, as llama.cpp allows. max_chunks > 0 takes that many windows. */
+int bs_ppl_ids_llamacpp(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
+                        bs_ppl_result *r, bs_err *e);
+
+enum { BS_PPL_BITSTACK = 0, BS_PPL_LLAMACPP = 1 };
+
+/* "bitstack" or "llama.cpp" to BS_PPL_*; -1 for anything else. */
+int bs_ppl_protocol_parse(const char *name);
+
+/* Tokenizes text as the protocol wants it and runs that protocol. */
+int bs_ppl_text_protocol(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len,
+                         int protocol, int ctx, int max_chunks, bs_ppl_result *r, bs_err *e);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated). */
 char *bs_read_file(const char *path, size_t *len, bs_err *e);
 

@@ -11,6 +11,7 @@
 #include "model/tokenizer.h"
 
 #include "model/gguf.h"
+#include "model/tokenizer_bpe.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +38,7 @@ struct bs_tokenizer {
     uint64_t adjacent[256 * 256 / 64];
     int single[256];      /* lookup() of each one-byte text, the commonest characters */
     unsigned char bytes[256]; /* bytes[b] == b: what byte pieces decode to */
+    bs_bpe *bpe;          /* set for a byte-level BPE vocabulary: it encodes and decodes */
 };
 
 /* SentencePiece's surface for <unk> when decoding (" ⁇ "). */
@@ -106,6 +108,7 @@ void bs_tok_free(bs_tokenizer *t)
     free(t->score);
     free(t->type);
     free(t->slot);
+    bs_bpe_free(t->bpe);
     free(t);
 }
 
@@ -329,12 +332,15 @@ out:
 bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e)
 {
     bs_gguf_str model;
-    if (bs_gguf_get_str(g, "tokenizer.ggml.model", &model) == 0 &&
-        !bs_gguf_str_eq(model, "llama")) {
-        bs_err_set(e, "%s: tokenizer.ggml.model is '%.*s'; only SentencePiece ('llama') "
-                   "is supported",
-                   g->path, (int)(model.len > 32 ? 32 : model.len), model.s);
-        return NULL;
+    int bpe = 0;
+    if (bs_gguf_get_str(g, "tokenizer.ggml.model", &model) == 0) {
+        bpe = bs_gguf_str_eq(model, "gpt2");
+        if (!bpe && !bs_gguf_str_eq(model, "llama")) {
+            bs_err_set(e, "%s: tokenizer.ggml.model is '%.*s'; bitstack reads 'llama' (SentencePiece) "
+                       "and 'gpt2' (byte-level BPE)",
+                       g->path, (int)(model.len > 32 ? 32 : model.len), model.s);
+            return NULL;
+        }
     }
     const bs_gguf_kv *tok = bs_gguf_find(g, "tokenizer.ggml.tokens");
     if (!tok || tok->type != BS_GGUF_ARRAY || tok->v.arr.type != BS_GGUF_STRING) {
@@ -395,6 +401,15 @@ bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e)
         goto out;
     }
     t->add_space_prefix = prefix != 0;
+    if (bpe) {
+        /* byte-level BPE spells spaces itself: there is no dummy prefix */
+        t->add_space_prefix = 0;
+        t->bpe = bs_bpe_new(t->n, pieces, lens, t->type, bs_gguf_find(g, "tokenizer.ggml.merges"), g->path, e);
+        if (!t->bpe) {
+            bs_tok_free(t);
+            t = NULL;
+        }
+    }
 out:
     free(pieces);
     free(lens);
@@ -528,6 +543,8 @@ static uint32_t utf8_len(const unsigned char *p, size_t n)
 int bs_tok_encode(const bs_tokenizer *t, const char *text, size_t len,
                   int add_bos, int add_prefix, int **ids, int *n, bs_err *e)
 {
+    if (t->bpe)
+        return bs_bpe_encode(t->bpe, text, len, add_bos ? t->bos : -1, ids, n, e);
     *ids = NULL;
     *n = 0;
     /* SentencePiece adds no dummy prefix to an empty text: "" encodes to nothing. */
@@ -624,6 +641,8 @@ const char *bs_tok_piece(const bs_tokenizer *t, int prev, int id, size_t *len)
 {
     const char *p;
     size_t n;
+    if (t->bpe)
+        return bs_bpe_piece(t->bpe, id, len);
     if (id < 0 || id >= t->n || t->type[id] == BS_TOK_CONTROL) {
         *len = 0;
         return "";

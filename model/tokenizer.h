@@ -7,7 +7,12 @@
  * Decode: byte pieces become raw bytes; the dummy-prefix space is stripped.
  *
  * Vocabularies come from llama2.c tokenizer.bin files or from a GGUF file's
- * tokenizer.ggml.* metadata; both yield the same ids for the same pieces. */
+ * tokenizer.ggml.* metadata; both yield the same ids for the same pieces.
+ *
+ * A GGUF whose tokenizer.ggml.model is "gpt2" gets byte-level BPE instead
+ * (model/tokenizer_bpe.h: GPT-2's pre-tokenizer, then tokenizer.ggml.merges by rank)
+ * behind the same functions: add_prefix is then ignored (bs_tok_add_space_prefix
+ * says 0), every byte is encodable, and decoding gives back the exact bytes. */
 #ifndef BS_TOKENIZER_H
 #define BS_TOKENIZER_H
 
@@ -36,7 +41,9 @@ bs_tokenizer *bs_tok_new(int n, const char *const *pieces, const size_t *lens,
 bs_tokenizer *bs_tok_load_llama2c(const char *path, int vocab_size, bs_err *e);
 
 struct bs_gguf;
-/* tokenizer.ggml.tokens / scores / token_type / bos_token_id / eos_token_id ... of a GGUF. */
+/* tokenizer.ggml.tokens / scores / token_type / bos_token_id / eos_token_id ... of a GGUF;
+ * tokenizer.ggml.model picks the algorithm ("llama": SentencePiece, "gpt2": byte-level BPE
+ * with tokenizer.ggml.merges); any other model is an error naming it. */
 bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e);
 
 void bs_tok_free(bs_tokenizer *t);

@@ -65,14 +65,32 @@ static void expect_fail(const char *tmp, const uint8_t *b, size_t n, const char 
         CHECKF(strstr(e.msg, tmp) != NULL, "%s: message does not name the file: %s", what, e.msg);
 }
 
+/* Where a GGUF's last tensor ends: quantizers pad the file past it, and a cut in
+ * that padding loses nothing. Other formats end with their last weight. */
+static size_t data_end(const char *src, size_t n)
+{
+    bs_gguf g;
+    bs_err e = {{0}};
+    if (bs_gguf_open(&g, src, &e))
+        return n;
+    uint64_t end = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        uint64_t x = g.data_off + g.tensors[i].offset + g.tensors[i].nbytes;
+        end = x > end ? x : end;
+    }
+    bs_gguf_close(&g);
+    return (size_t)end;
+}
+
 static void damage_tests(const char *src, const char *tag)
 {
     size_t n;
     uint8_t *b = slurp(src, &n);
+    size_t end = data_end(src, n);
     char tmp[256];
     snprintf(tmp, sizeof tmp, "/tmp/bs_test_damaged_%d_%s", (int)getpid(), tag);
     /* truncated at many points, including inside the header and tensor table */
-    size_t cuts[] = {0, 3, 4, 10, 27, 28, 100, 1000, 5000, n / 3, n / 2, n - 1};
+    size_t cuts[] = {0, 3, 4, 10, 27, 28, 100, 1000, 5000, n / 3, n / 2, end - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
         expect_fail(tmp, b, cuts[i], "truncated");
     /* flips in the header bytes: each either still loads the same shape or fails cleanly */
@@ -237,6 +255,8 @@ int main(void)
     CHECK(bs_model_load(&a, "/nonexistent/model.bin", &e) != 0 && strstr(e.msg, "/nonexistent/model.bin"));
     damage_tests(bs_shared("models/stories260K.bin"), "bin");
     damage_tests(bs_shared("models/stories260K.gguf"), "gguf");
+    /* quantized tensors (IQ4_NL, Q8_0) are sized from their blocks: the same cuts fail */
+    damage_tests(bs_shared("models/gguf-quant/stories260K-Q3_K_S.gguf"), "gguf_iq4nl");
     gguf_table_tests();
     TEST_MAIN_END();
 }

@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <stdint.h>
+#include <unistd.h>
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -287,11 +288,14 @@ static void check_same_ids(const bs_tokenizer *a, const bs_tokenizer *b, const c
 
 /* llama.cpp's own vectors: strings separated by "\n__ggml_vocab_test__\n" (each string,
  * the last included, is followed by one), one line of expected ids per string. */
-static void check_vocab_tests(const bs_tokenizer *t)
+static void check_vocab_tests(const bs_tokenizer *t, const char *vocab)
 {
     size_t il, ol;
-    char *inp = read_file(bs_shared("models/vocab-tests/ggml-vocab-llama-spm.gguf.inp"), &il);
-    char *out = read_file(bs_shared("models/vocab-tests/ggml-vocab-llama-spm.gguf.out"), &ol);
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/vocab-tests/ggml-vocab-%s.gguf.inp", vocab);
+    char *inp = read_file(bs_shared(rel), &il);
+    snprintf(rel, sizeof rel, "models/vocab-tests/ggml-vocab-%s.gguf.out", vocab);
+    char *out = read_file(bs_shared(rel), &ol);
     REQUIRE(inp && out);
     const char *sep = "\n__ggml_vocab_test__\n";
     size_t sl = strlen(sep);
@@ -328,7 +332,7 @@ static void check_vocab_tests(const bs_tokenizer *t)
         s = end + sl;
         line = eol + 1;
     }
-    fprintf(stderr, "llama.cpp llama-spm vocab tests: %d of %d pass\n", pass, total);
+    fprintf(stderr, "llama.cpp %s vocab tests: %d of %d pass\n", vocab, pass, total);
     CHECKF(total == 46, "%d vectors read", total);
     CHECK(pass == total);
     CHECKF(line == out + ol, "%zu bytes of .out left over", ol - (size_t)(line - out));
@@ -579,6 +583,39 @@ static void check_synthetic(void)
     CHECK(bs_tok_new(N, pieces, lens, scores, types, -1, -1, -1, &e) == NULL && e.msg[0]);
 }
 
+/* Byte-level BPE, chosen by tokenizer.ggml.model = "gpt2": llama.cpp's vectors, round
+ * trips of any bytes, and the pre-tokenizer's edges checked against GPT-2's ids. */
+static void check_gpt2(void)
+{
+    bs_tokenizer *g = load_gguf("models/vocab-tests/ggml-vocab-gpt-2.gguf");
+    CHECK(bs_tok_vocab_size(g) == 50257 && bs_tok_bos(g) == 50256 && bs_tok_eos(g) == 50256);
+    CHECK(bs_tok_add_space_prefix(g) == 0);
+    check_vocab_tests(g, "gpt-2");
+    /* "Hello world" and BOS; add_prefix means nothing to byte-level BPE */
+    check_ids(g, "Hello world", 1, (const int[]){ 50256, 15496, 995 }, 3);
+    check_round_trips(g, "gpt-2 gguf");
+    static const char bad[] = "\xff\xfe caf\xc3\xa9 \xe2\x82 x\x00y  \t\n";
+    CHECK(round_trip(g, bad, sizeof bad - 1));
+    size_t len;
+    char *text = read_file(bs_shared("data/wiki.test.raw"), &len);
+    REQUIRE(text);
+    if (len > 200000)
+        len = 200000;
+    CHECK(round_trip(g, text, len));
+    int *ids;
+    int n = enc(g, text, len, 0, 0, &ids);
+    CHECKF(n > (int)(len / 8) && n < (int)(len / 2), "wiki.test.raw: %d ids for %zu bytes", n, len);
+    free(ids);
+    free(text);
+    /* decoding: a piece spelled with U+0120 decodes to a space */
+    size_t pl;
+    const char *p = bs_tok_piece(g, -1, 995, &pl);
+    CHECKF(pl == 6 && memcmp(p, " world", 6) == 0, "piece 995 is '%.*s'", (int)pl, p);
+    p = bs_tok_piece(g, -1, 50256, &pl);
+    CHECK(pl == 0);
+    bs_tok_free(g);
+}
+
 int main(void)
 {
     bs_tokenizer *t512 = load_bin("models/tok512.bin", 512);
@@ -619,7 +656,8 @@ int main(void)
     check_same_ids(t512, g260, "data/wiki.test.raw", 50000);
     check_same_ids(t512, g260, "data/tinystories_valid_head.txt", 50000);
 
-    check_vocab_tests(gspm);
+    check_vocab_tests(gspm, "llama-spm");
+    check_gpt2();
 
     check_against_naive(t512, "data/tinystories_valid_head.txt", "tok512");
     check_against_naive(t32k, "data/wiki.test.raw", "tokenizer.bin");
@@ -667,11 +705,39 @@ int main(void)
         bs_tokenizer *all = bs_tok_load_llama2c(bs_shared("models/tok512.bin"), 0, &e);
         CHECK(all && bs_tok_vocab_size(all) == 512);
         bs_tok_free(all);
+        /* a vocabulary model other than llama/gpt2, and gpt2 without its merges: edited copies */
         bs_gguf g;
         REQUIRE(bs_gguf_open(&g, bs_shared("models/vocab-tests/ggml-vocab-gpt-2.gguf"), &e) == 0);
-        e.msg[0] = '\0';
-        CHECK(bs_tok_from_gguf(&g, &e) == NULL && strstr(e.msg, "gpt2"));
+        const bs_gguf_kv *model = bs_gguf_find(&g, "tokenizer.ggml.model");
+        const bs_gguf_kv *merges = bs_gguf_find(&g, "tokenizer.ggml.merges");
+        REQUIRE(model && merges);
+        size_t model_at = (size_t)((const uint8_t *)model->v.str.s - g.map);
+        size_t merges_key_at = (size_t)((const uint8_t *)merges->key.s - g.map);
+        size_t size = g.size;
+        char *copy = malloc(size);
+        REQUIRE(copy);
+        memcpy(copy, g.map, size);
         bs_gguf_close(&g);
+        char tmp[128];
+        snprintf(tmp, sizeof tmp, "/tmp/bs_test_tok_%d.gguf", (int)getpid());
+        for (int k = 0; k < 2; k++) {
+            if (k == 0)
+                memcpy(copy + model_at, "bert", 4);
+            else {
+                memcpy(copy + model_at, "gpt2", 4);
+                copy[merges_key_at + strlen("tokenizer.ggml.merges") - 1] = 'z';
+            }
+            FILE *f = fopen(tmp, "wb");
+            REQUIRE(f && fwrite(copy, 1, size, f) == size);
+            fclose(f);
+            REQUIRE(bs_gguf_open(&g, tmp, &e) == 0);
+            e.msg[0] = '\0';
+            CHECK(bs_tok_from_gguf(&g, &e) == NULL);
+            CHECKF(strstr(e.msg, k == 0 ? "'bert'" : "tokenizer.ggml.merges"), "message: %s", e.msg);
+            bs_gguf_close(&g);
+        }
+        unlink(tmp);
+        free(copy);
     }
 
     bs_tok_free(t512);
