@@ -2,16 +2,27 @@
  * TinyLlama-1.1B's shape with random weights, at 1 and 2 BLAS threads, and how far
  * decode sits from the memory roofline: the time to stream every weight a decode step
  * reads once from RAM, at a read bandwidth measured in the same run.
+ * With --store: a stacked store at d planes per matrix (each d of --planes: the prefix
+ * of the blocks of levels < d) through the bit-plane kernels, rows split over a team of
+ * 1 and 2 threads (OpenBLAS, for the classifier, set to the same count), against the
+ * fp32 model of the same shape (random weights) in the same run.
  *
  * Usage: bench_forward [--quick] [--reps N] [--decode N] [--model PATH]
+ *                      [--store S.bstk [--planes 2,3,4,8]] [--prompt N]
  *   --quick   a small synthetic shape and a small bandwidth buffer (smoke test, seconds)
  *   --reps    timed repeats per model and thread count (min and median are printed)
  *   --decode  single-token steps after the prompt
  *   --model   the stories260K file (default $BS_SHARED/models/stories260K.bin)
+ *   --store   a store (e.g. bs-synth-store --shape tinyllama-1.1b --levels 8): it and the
+ *             fp32 model of its shape replace stories260K and the synthetic model
+ *   --prompt  prompt tokens, one bs_forward call (default 128; 64 with --store)
  * Exits non-zero when a forward call fails or returns a non-finite logit. */
 #include "bench/common.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "model/stacked.h"
+#include "model/store.h"
+#include "kernels/team.h"
 #include "kernels/ops.h"
 
 #include <cblas.h>
@@ -26,13 +37,16 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { PROMPT = 128, MAX_REPS = 64, N_THREADS = 2 };
+enum { MAX_PROMPT = 512, MAX_REPS = 64, N_THREADS = 2, MAX_PLANES = 8 };
 
 typedef struct {
     int quick;
     int reps;
     int decode;
+    int prompt;
     const char *model_path;
+    const char *store;
+    int planes[MAX_PLANES], n_planes;
 } bench_opts;
 
 /* One model at one thread count. */
@@ -43,6 +57,7 @@ typedef struct {
     double decode_best, decode_med;     /* seconds per token */
     double weight_bytes;                /* read by one decode step */
     double prefill_flops;
+    int prompt;
 } bench_row;
 
 /* Smallest and median of v[0..n); sorts v. */
@@ -253,15 +268,20 @@ static int run_once(const bs_model *m, bs_state *s, const int *prompt, int nprom
 }
 
 static int bench_model(const bs_model *m, const char *name, const bench_opts *o, int threads,
-                       bench_row *row, bs_err *e)
+                       bs_team *team, bench_row *row, bs_err *e)
 {
     const bs_config *c = &m->cfg;
     bs_state s;
-    if (bs_state_init(&s, c, PROMPT + o->decode, PROMPT, e))
+    int P = o->prompt;
+    if (bs_state_init(&s, c, P + o->decode, P, e))
         return -1;
-    int prompt[PROMPT];
+    if (team && bs_state_use_team(&s, team, e)) {
+        bs_state_free(&s);
+        return -1;
+    }
+    int prompt[MAX_PROMPT];
     uint64_t x = 0x2545f4914f6cdd1dull;
-    for (int i = 0; i < PROMPT; i++) {
+    for (int i = 0; i < P; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         prompt[i] = 1 + (int)((x >> 33) % (uint64_t)(c->vocab_size - 1));
     }
@@ -271,17 +291,18 @@ static int bench_model(const bs_model *m, const char *name, const bench_opts *o,
     int rc = run_once(m, &s, prompt, 8, 2, &pf[0], &d0, e);
     for (int r = 0; rc == 0 && r < o->reps; r++) {
         fprintf(stderr, "%s, %d thread%s: repeat %d/%d\n", name, threads, threads > 1 ? "s" : "", r + 1, o->reps);
-        rc = run_once(m, &s, prompt, PROMPT, o->decode, &pf[r], &dc[r], e);
+        rc = run_once(m, &s, prompt, P, o->decode, &pf[r], &dc[r], e);
     }
     bs_state_free(&s);
     if (rc)
         return bs_err_wrap(e, "%s at %d threads", name, threads);
     row->name = name;
     row->threads = threads;
+    row->prompt = P;
     min_median(pf, o->reps, &row->prefill_best, &row->prefill_med);
     min_median(dc, o->reps, &row->decode_best, &row->decode_med);
     row->weight_bytes = decode_weight_bytes(m);
-    row->prefill_flops = prefill_flops(c, PROMPT);
+    row->prefill_flops = prefill_flops(c, P);
     return 0;
 }
 
@@ -298,15 +319,102 @@ static void print_shape(const bs_model *m, const char *name, const char *origin)
            params * 4.0 / 1e6, decode_weight_bytes(m) / 1e6);
 }
 
-static int bench_all_threads(const bs_model *m, const char *name, const bench_opts *o, bench_row *rows,
-                             int *nrows, bs_err *e)
+/* stacked: split the rows over a team of each thread count (OpenBLAS, for the dense
+ * classifier, gets the same count; the team sleeps on a condition variable between
+ * products and OpenBLAS runs only between them, so the two never oversubscribe). */
+static int bench_all_threads(const bs_model *m, const char *name, const bench_opts *o, int stacked,
+                             bench_row *rows, int *nrows, bs_err *e)
 {
     for (int t = 1; t <= N_THREADS; t++) {
-        if (bench_model(m, name, o, t, &rows[*nrows], e))
+        bs_team *team = NULL;
+        if (stacked && t > 1 && !(team = bs_team_new(t, e)))
+            return -1;
+        int rc = bench_model(m, name, o, t, team, &rows[*nrows], e);
+        bs_team_free(team);
+        if (rc)
             return -1;
         (*nrows)++;
     }
     return 0;
+}
+
+/* Blocks [0, n) of s with every matrix at exactly d levels, or -1 (the stack is not
+ * level by level, or has fewer levels). */
+static int prefix_of_planes(const bs_store *s, int d)
+{
+    int n = 0;
+    while (n < s->n_blocks && s->blocks[n].level < d)
+        n++;
+    int *depth = calloc((size_t)s->n_matrices, sizeof(int));
+    if (!depth)
+        return -1;
+    for (int i = 0; i < n; i++)
+        depth[s->blocks[i].matrix]++;
+    int ok = 1;
+    for (int i = 0; i < s->n_matrices; i++)
+        ok &= depth[i] == d;
+    free(depth);
+    return ok ? n : -1;
+}
+
+/* Every byte one decode step of a stacked prefix reads: its blocks, the classifier and
+ * the norms (fp32). */
+static double stacked_weight_bytes(const bs_store *s, int n)
+{
+    const bs_config *c = &s->cfg;
+    return (double)bs_store_prefix_end(s, n) +
+           ((double)c->vocab_size * c->dim + (double)(2 * c->n_layers + 1) * c->dim) * sizeof(float);
+}
+
+/* The store at each --planes depth, then the fp32 model of its shape. */
+static int bench_store(const bench_opts *o, bench_row *rows, int *nrows, char names[][32], bs_err *e)
+{
+    bs_store s;
+    if (bs_store_open(&s, o->store, e))
+        return -1;
+    int nmax = 0;
+    for (int i = 0; i < o->n_planes; i++) {
+        int n = prefix_of_planes(&s, o->planes[i]);
+        if (n < 0) {
+            bs_store_close(&s);
+            return bs_err_set(e, "%s: no prefix with every matrix at %d planes", o->store, o->planes[i]);
+        }
+        nmax = n > nmax ? n : nmax;
+    }
+    uint8_t *buf = malloc(bs_store_prefix_end(&s, nmax) + 64);
+    bs_stacked sm;
+    int rc = -1;
+    fprintf(stderr, "reading %d blocks of %s...\n", nmax, o->store);
+    if (!buf)
+        bs_err_set(e, "out of memory for the store's blocks");
+    else if (bs_store_read_prefix(&s, nmax, buf, e) == 0 && bs_stacked_init(&sm, &s, buf, nmax, e) == 0) {
+        rc = 0;
+        print_shape(&sm.model, "store", o->store);
+        for (int i = 0; rc == 0 && i < o->n_planes; i++) {
+            int n = prefix_of_planes(&s, o->planes[i]);
+            bs_stacked_set_prefix(&sm, n);
+            snprintf(names[i], 32, "stack %dp (%.2f bpw)", o->planes[i], bs_store_bpw(&s, n));
+            printf("%s: %d blocks, %.1f MB read per decode step\n", names[i], n, stacked_weight_bytes(&s, n) / 1e6);
+            int first = *nrows;
+            rc = bench_all_threads(&sm.model, names[i], o, 1, rows, nrows, e);
+            for (int r = first; r < *nrows; r++)
+                rows[r].weight_bytes = stacked_weight_bytes(&s, n);
+        }
+        bs_stacked_free(&sm);
+    }
+    free(buf);
+    bs_config c = s.cfg;
+    bs_store_close(&s);
+    if (rc)
+        return -1;
+    bs_model m;
+    if (bs_model_alloc(&m, &c, 0, e))
+        return -1;
+    fprintf(stderr, "fp32: filling random weights of the store's shape...\n");
+    bs_model_randomize(&m, 20240601);
+    rc = bench_all_threads(&m, "fp32 (same shape)", o, 0, rows, nrows, e);
+    bs_model_free(&m);
+    return rc;
 }
 
 /* TinyLlama-1.1B's shape, or a small one for --quick. */
@@ -337,12 +445,29 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_forward [--quick] [--reps N (1..%d)] [--decode N] [--model PATH]\n", MAX_REPS);
+    fprintf(stderr, "usage: bench_forward [--quick] [--reps N (1..%d)] [--decode N] [--model PATH]\n"
+                    "                     [--store S.bstk [--planes 2,3,4,8]] [--prompt N (1..%d)]\n",
+            MAX_REPS, MAX_PROMPT);
+}
+
+static int parse_planes(const char *arg, bench_opts *o)
+{
+    o->n_planes = 0;
+    for (const char *p = arg; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 16 || o->n_planes == MAX_PLANES || (*end && *end != ','))
+            return -1;
+        o->planes[o->n_planes++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return o->n_planes ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
-    bench_opts o = { .quick = 0, .reps = -1, .decode = -1, .model_path = NULL };
+    bench_opts o = { .quick = 0, .reps = -1, .decode = -1, .prompt = -1, .model_path = NULL,
+                     .planes = {2, 3, 4, 8}, .n_planes = 4 };
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             o.quick = 1;
@@ -354,6 +479,14 @@ int main(int argc, char **argv)
                 return usage(), 2;
         } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
             o.model_path = argv[++i];
+        } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+            o.store = argv[++i];
+        } else if (strcmp(argv[i], "--planes") == 0 && i + 1 < argc) {
+            if (parse_planes(argv[++i], &o))
+                return usage(), 2;
+        } else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) {
+            if (parse_int(argv[++i], 1, MAX_PROMPT, &o.prompt))
+                return usage(), 2;
         } else {
             return usage(), 2;
         }
@@ -362,6 +495,8 @@ int main(int argc, char **argv)
         o.reps = o.quick ? 2 : 3;
     if (o.decode < 0)
         o.decode = o.quick ? 8 : 32;
+    if (o.prompt < 0)
+        o.prompt = o.store ? 64 : 128;
     char pathbuf[1024];
     if (!o.model_path) {
         const char *root = getenv("BS_SHARED");
@@ -379,12 +514,17 @@ int main(int argc, char **argv)
     if (measure_bandwidth(&o, "before", bw))
         return 1;
     printf("prompt %d tokens in one bs_forward call (max_batch %d), then %d single-token decode steps "
-           "(greedy); %d timed repeats after a warm-up\n", PROMPT, PROMPT, o.decode, o.reps);
+           "(greedy); %d timed repeats after a warm-up\n", o.prompt, o.prompt, o.decode, o.reps);
 
     bs_err e = {{0}};
-    bench_row rows[2 * N_THREADS];
+    bench_row rows[(MAX_PLANES + 2) * N_THREADS];
     int nrows = 0, rc = 0;
     bs_model m;
+    char names[MAX_PLANES][32];
+    if (o.store) {
+        rc = bench_store(&o, rows, &nrows, names, &e);
+        goto report;
+    }
 
     fprintf(stderr, "loading %s...\n", o.model_path);
     if (bs_model_load(&m, o.model_path, &e)) {
@@ -392,16 +532,17 @@ int main(int argc, char **argv)
         return 1;
     }
     print_shape(&m, "stories260K", o.model_path);
-    rc = bench_all_threads(&m, "stories260K", &o, rows, &nrows, &e);
+    rc = bench_all_threads(&m, "stories260K", &o, 0, rows, &nrows, &e);
     bs_model_free(&m);
 
     const char *syn = o.quick ? "synthetic-small" : "synthetic-tinyllama";
     if (rc == 0 && (rc = make_synthetic(&m, o.quick, &e)) == 0) {
         print_shape(&m, syn, o.quick ? "synthetic random weights, small shape (--quick)"
                                      : "synthetic random weights, TinyLlama-1.1B shape");
-        rc = bench_all_threads(&m, syn, &o, rows, &nrows, &e);
+        rc = bench_all_threads(&m, syn, &o, 0, rows, &nrows, &e);
         bs_model_free(&m);
     }
+report:
     if (rc) {
         fprintf(stderr, "bench_forward: %s\n", e.msg);
         return 1;
@@ -418,13 +559,34 @@ int main(int argc, char **argv)
         const bench_row *r = &rows[i];
         double ideal = r->weight_bytes / bw_best, ideal_thr = r->weight_bytes / bw[r->threads];
         printf("%-20s %3d | %9.1f %9.1f %7.1f | %9.2f %9.2f %8.3f | %8.3f %6.2f %6.2f\n", r->name, r->threads,
-               PROMPT / r->prefill_best, PROMPT / r->prefill_med, r->prefill_flops / r->prefill_best / 1e9,
+               r->prompt / r->prefill_best, r->prompt / r->prefill_med, r->prefill_flops / r->prefill_best / 1e9,
                1.0 / r->decode_best, 1.0 / r->decode_med, r->decode_best * 1e3, ideal * 1e3,
                r->decode_best / ideal, r->decode_best / ideal_thr);
     }
     printf("ideal ms/tok = bytes read per decode step / best bandwidth measured (%.2f GB/s; bw@thr: %.2f and %.2f GB/s at 1 and 2 threads); ratio = best decode "
            "time per token / ideal (1.00 = at the memory roofline; below 1 means the weights were served "
            "from cache)\n", bw_best / 1e9, bw[1] / 1e9, bw[2] / 1e9);
+    if (o.store) {
+        /* each stacked row against the fp32 rows of the same thread count, same run */
+        const bench_row *f[N_THREADS + 1] = {0};
+        for (int i = 0; i < nrows; i++)
+            if (!strncmp(rows[i].name, "fp32", 4))
+                f[rows[i].threads] = &rows[i];
+        printf("\n%-24s %3s | %9s %8s %9s %9s %8s | %9s\n", "vs fp32, same run", "thr", "decode", "MB/tok",
+               "GB/s", "of bw", "x fp32", "prefill x");
+        for (int i = 0; i < nrows; i++) {
+            const bench_row *r = &rows[i], *d = f[r->threads];
+            if (!d || r == d)
+                continue;
+            double gbs = r->weight_bytes / r->decode_best / 1e9;
+            printf("%-24s %3d | %9.2f %8.1f %9.2f %9.2f %8.2f | %9.2f\n", r->name, r->threads, 1.0 / r->decode_best,
+                   r->weight_bytes / 1e6, gbs, gbs / (bw_best / 1e9), d->decode_best / r->decode_best,
+                   d->prefill_best / r->prefill_best);
+        }
+        printf("of bw = effective GB/s (bytes read per decode step / time) / the best read bandwidth measured "
+               "in this run; x fp32 = fp32 time / stack time (decode: per token, prefill: %d-token prompt)\n",
+               o.prompt);
+    }
     print_load("at end");
     return 0;
 }

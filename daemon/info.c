@@ -105,7 +105,15 @@ json_t *bs_info_metrics(bs_server *srv)
     SET_U("connections_dropped", m->connections_dropped);
     SET_U("connections_idle_closed", m->connections_idle_closed);
     SET_U("slices", srv->sched.slices);
+    SET_U("batched_slices", srv->sched.batched_slices);
+    SET_U("batched_steps", srv->sched.batched_steps);
+    SET_U("batched_rows", srv->sched.batched_rows);
 #undef SET_U
+    /* slices by sessions in them: 1, 2-3, 4-7, 8-15, 16-31, 32 */
+    json_t *hist = json_array();
+    for (int i = 0; hist && i < 6; i++)
+        json_array_append_new(hist, json_integer((json_int_t)srv->sched.batch_sizes[i]));
+    json_object_set_new(o, "batch_sizes", hist ? hist : json_null());
     json_object_set_new(o, "psi_some_avg10", num_or_null(mf.psi_some_avg10));
     json_object_set_new(o, "memory_current", int_or_null(mf.memory_current));
     json_object_set_new(o, "memory_max", int_or_null(mf.memory_max));

@@ -11,12 +11,14 @@ static void run_slice(bs_pool_job *job)
     bs_sched *s = it->sched;
     s->work(it);
     pthread_mutex_lock(&s->mu);
-    it->done_next = NULL;
-    if (s->done_tail)
-        s->done_tail->done_next = it;
-    else
-        s->done_head = it;
-    s->done_tail = it;
+    for (bs_sched_item *m = it; m; m = m->batch_next) {
+        m->done_next = NULL;
+        if (s->done_tail)
+            s->done_tail->done_next = m;
+        else
+            s->done_head = m;
+        s->done_tail = m;
+    }
     pthread_mutex_unlock(&s->mu);
     uv_async_send(&s->async);
 }
@@ -36,6 +38,7 @@ static bs_sched_item *pick(bs_sched *s)
     return best;
 }
 
+/* Out of the ready FIFO. */
 static void unlink_ready(bs_sched *s, bs_sched_item *it)
 {
     if (it->prev)
@@ -50,18 +53,58 @@ static void unlink_ready(bs_sched *s, bs_sched_item *it)
     s->n_ready--;
 }
 
+static int size_bucket(int n)
+{
+    int b = 0;
+    while (b < 5 && n >= (2 << b))
+        b++;
+    return b;
+}
+
+/* A slice for it's group: the fair share's count. */
+static void charge(bs_sched_item *it)
+{
+    (*served_of(it))++;
+}
+
 static void dispatch(bs_sched *s)
 {
-    while (s->open && s->running < s->max_running && s->ready_head) {
+    while (s->open && !s->in_after && s->running < s->max_running && s->ready_head) {
+        /* the least served user's first ready session leads; sessions decoding on the same
+         * view ride along in its pass (each charged a slice of its own user's share) */
         bs_sched_item *it = pick(s);
+        /* an even share of the ready items per free thread, so no thread idles while
+         * another runs a big batch */
+        int free = s->max_running - s->running;
+        int cap = (s->n_ready + free - 1) / free;
+        if (cap > s->max_batch)
+            cap = s->max_batch;
         unlink_ready(s, it);
-        uint64_t *sv = served_of(it);
-        s->vtime = *sv;
-        (*sv)++;
-        it->where = BS_SCHED_RUNNING;
+        s->vtime = *served_of(it);
+        charge(it);
+        it->batch = 1;
+        it->batch_next = NULL;
+        bs_sched_item **tail = &it->batch_next;
+        for (bs_sched_item *c = s->ready_head, *next; c && it->batch_key && it->batch < cap; c = next) {
+            next = c->next;
+            if (c->batch_key != it->batch_key)
+                continue;
+            unlink_ready(s, c);
+            charge(c);
+            c->batch = 0;
+            c->batch_next = NULL;
+            *tail = c;
+            tail = &c->batch_next;
+            it->batch++;
+        }
         s->running++;
         s->slices++;
+        s->batch_sizes[size_bucket(it->batch)]++;
+        if (it->batch > 1)
+            s->batched_slices++;
         it->job.fn = run_slice;
+        for (bs_sched_item *m = it; m; m = m->batch_next)
+            m->where = BS_SCHED_RUNNING;
         if (s->start)
             s->start(it, s->ctx);
         bs_pool_submit(s->pool, &it->job);
@@ -75,16 +118,24 @@ static void on_async(uv_async_t *a)
     bs_sched_item *it = s->done_head;
     s->done_head = s->done_tail = NULL;
     pthread_mutex_unlock(&s->mu);
-    /* one at a time: until its `after` ran, an item still counts as running, so the
-     * owner never sees "nothing running" with results not yet handed over */
+    /* one at a time: until the `after` of its last member ran, a slice still counts as
+     * running, so the owner never sees "nothing running" with results not yet handed
+     * over (a batch's members are consecutive in the list, lead first) */
+    /* the whole list first: a batch's members come back together and are regrouped by
+     * the one dispatch after them, not sent off one by one as they are pushed */
+    s->in_after = true;
     while (it) {
         bs_sched_item *next = it->done_next;
         it->done_next = NULL;
         it->where = BS_SCHED_IDLE;
-        s->running--;
+        if (!it->batch_next)
+            s->running--;
+        it->batch = 0;
+        it->batch_next = NULL;
         s->after(it, s->ctx);   /* may free it, push it again, or close the scheduler */
         it = next;
     }
+    s->in_after = false;
     dispatch(s);
 }
 
@@ -103,6 +154,7 @@ int bs_sched_init(bs_sched *s, uv_loop_t *loop, int threads, bs_sched_work_fn wo
     s->async.data = s;
     pthread_mutex_init(&s->mu, NULL);
     s->max_running = threads;
+    s->max_batch = BS_SCHED_MAX_BATCH;
     s->work = work;
     s->after = after;
     s->ctx = ctx;

@@ -4,13 +4,22 @@
  * session's prefill chunk, or a few decode steps; the owner keeps each slice short).
  * Ready items wait in one FIFO; the next to run is the first of the group (a user) that has
  * been served the fewest slices, so a user with sixteen sessions gets one user's share,
- * and within a group items take turns in FIFO order. At most `threads` slices run at once, so the pool never
- * holds a backlog and a newly ready item waits for at most one round. When a slice ends,
+ * and within a group items take turns in FIFO order. At most `threads` slices run at
+ * once, so the pool never holds a backlog and a newly ready item waits for at most one round. When a slice ends,
  * the item comes back to the loop thread through a uv_async and the owner's `after`
  * function decides: push it again (it goes to the tail: round robin) or drop it.
  *
+ * Batches: items whose owner set the same non-NULL batch_key (sessions decoding on one
+ * engine) may run as one slice: the item picked as above leads and takes the
+ * other ready items with its key, wherever they wait, up to max_batch and to an even
+ * share of the free threads (so two threads run two batches rather than one). The lead's
+ * job runs `work` once for all of them (members linked by batch_next, in FIFO order);
+ * `start` once, with the lead, `after` for every member, and the batch holds one thread. An
+ * item taken early loses nothing and delays nobody: the batch costs about one slice, and
+ * each member is charged a slice of its own group's share.
+ *
  * Threads: bs_sched_push/remove/close and `after` are loop-thread only; `work` runs on
- * a pool thread and must touch only its item's compute state. */
+ * a pool thread and must touch only its items' compute state. */
 #ifndef BS_SCHED_H
 #define BS_SCHED_H
 
@@ -30,12 +39,19 @@ typedef struct bs_sched_item {
     bs_pool_job job;
     struct bs_sched_item *prev, *next;   /* the ready FIFO */
     struct bs_sched_item *done_next;     /* slices ended, under the mutex */
+    struct bs_sched_item *batch_next;    /* the rest of the batch this item leads (or is in) */
+    const void *batch_key;               /* owner's: items with the same non-NULL key may batch */
+    int batch;                           /* the lead: items in its slice (1: alone); members 0 */
     bs_sched_where where;
     struct bs_sched *sched;
     uint64_t *served;                    /* its group's slice count (shared by the group's
                                           * items), or NULL: a group of its own */
     uint64_t own_served;
 } bs_sched_item;
+
+/* Slices of this many items at most. Below the int8 kernels' matmul crossover (48 rows)
+ * each member's linears are its lone pass's, bit for bit (model/forward.h). */
+#define BS_SCHED_MAX_BATCH 32
 
 typedef void (*bs_sched_work_fn)(bs_sched_item *it);
 typedef void (*bs_sched_start_fn)(bs_sched_item *it, void *ctx);
@@ -49,11 +65,18 @@ typedef struct bs_sched {
     bs_sched_item *ready_head, *ready_tail;
     int n_ready, running, max_running;
     uint64_t slices;                     /* slices run since start */
-    uint64_t vtime;                      /* the served count of the last group to run */
+    uint64_t vtime;                      /* the served count of the last group to lead */
+    uint64_t batched_slices;             /* of them, slices of more than one item */
+    uint64_t batch_sizes[6];             /* slices by items: 1, 2-3, 4-7, 8-15, 16-31, 32+ */
+    uint64_t batched_steps, batched_rows;    /* the owner's count: steps run for several
+                                              * items at once, and their rows */
+    int max_batch;                       /* BS_SCHED_MAX_BATCH; 1 turns batching off */
+    bool in_after;                       /* on_async is handing slices back: no dispatch yet */
     bs_sched_work_fn work;
     bs_sched_after_fn after;
     bs_sched_start_fn start;             /* optional: on the loop thread, as a slice is handed
-                                          * to a pool thread (e.g. to pin what it will read) */
+                                          * to a pool thread (e.g. to pin what it will read);
+                                          * with the lead of a batch (members: batch_next) */
     void *ctx;
     bool open;
 } bs_sched;

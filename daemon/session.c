@@ -222,10 +222,10 @@ static bool advance(bs_session *s)
     return true;
 }
 
-static bool step(bs_session *s)
+/* Samples the next token from the last logits and takes its text; true when the token
+ * is to be run (pending), false when the session finished (or failed) instead. */
+static bool sample_next(bs_session *s)
 {
-    if (s->pending)
-        return advance(s);
     int tok;
     int n = s->logits_n;   /* the token is sampled from these logits */
     if (bs_gen_sample(&s->gen, &tok) == 0) {
@@ -247,7 +247,20 @@ static bool step(bs_session *s)
     s->tok_n[s->n_tok] = n;
     s->tok_end[s->n_tok++] = s->safe;
     s->pending = !s->finished;
-    return s->pending ? advance(s) : false;
+    return s->pending;
+}
+
+static bool step(bs_session *s)
+{
+    if (!s->pending && !sample_next(s))
+        return false;
+    return advance(s);
+}
+
+/* Decoding, with nothing left to prefill: the sessions a batch may hold. */
+static bool decoding(const bs_session *s)
+{
+    return s->gen_ready && !s->finished && s->error == BS_PERR_NONE && s->prefilled == s->n_ids;
 }
 
 void bs_session_slice(bs_session *s)
@@ -279,6 +292,76 @@ void bs_session_slice(bs_session *s)
             break;
     }
     s->kv_bytes = bs_state_kv_bytes(&s->gen.st);
+    s->item.batch_key = decoding(s) ? s->eng : NULL;
+}
+
+/* Whether s goes on stepping in this batch slice: false once it ends (stop request,
+ * length, a finish while sampling). */
+static bool batch_wants(bs_session *s)
+{
+    if (s->finished)
+        return false;
+    int req = atomic_load_explicit(&s->stop_req, memory_order_relaxed);
+    if (req) {
+        bs_session_finish(s, (bs_finish)(req - 1));
+        return false;
+    }
+    if (s->generated >= s->max_tokens) {
+        bs_session_finish(s, BS_FINISH_LENGTH);
+        return false;
+    }
+    return s->pending || sample_next(s);
+}
+
+void bs_session_slice_batch(bs_session *const *ss, int n, bs_session_batch_stats *bst)
+{
+    memset(bst, 0, sizeof *bst);
+    if (n == 1) {
+        bs_session_slice(ss[0]);
+        return;
+    }
+    uint64_t t0 = uv_hrtime();
+    bs_session *run[BS_SCHED_MAX_BATCH];
+    bs_gen *gens[BS_SCHED_MAX_BATCH];
+    for (int i = 0; i < n; i++) {
+        bs_session *s = ss[i];
+        s->n_tok = 0;
+        s->gen.m = &s->view->sm.model;
+        s->gen.st.abort = &s->view->revoked;
+    }
+    for (;;) {
+        int k = 0, full = 0;
+        for (int i = 0; i < n; i++)
+            if (batch_wants(ss[i])) {
+                run[k] = ss[i];
+                gens[k++] = &ss[i]->gen;
+            }
+        if (k == 0)
+            break;
+        /* the first one's buffers hold the batch: every state has rows for 64 tokens
+         * (bs_gen_init), more than a batch */
+        bs_err e;
+        if (bs_gen_advance_batch(gens, k, &e)) {
+            /* a stop for a shrink leaves every token pending: the next slices run them */
+            if (!gens[0]->st.aborted)
+                for (int i = 0; i < k; i++)
+                    fail(run[i], BS_PERR_INTERNAL, e.msg);
+            break;
+        }
+        bst->steps++;
+        bst->rows += (uint64_t)k;
+        for (int i = 0; i < k; i++) {
+            run[i]->pending = false;
+            run[i]->logits_n = run[i]->view->n;
+            full |= run[i]->n_tok == BS_SESSION_SLICE_TOKENS;
+        }
+        if (full || uv_hrtime() - t0 >= BS_SESSION_SLICE_NS)
+            break;
+    }
+    for (int i = 0; i < n; i++) {
+        ss[i]->kv_bytes = bs_state_kv_bytes(&ss[i]->gen.st);
+        ss[i]->item.batch_key = decoding(ss[i]) ? ss[i]->eng : NULL;
+    }
 }
 
 void bs_session_stats(const bs_session *s, uint64_t now, bs_proto_stats *st)

@@ -36,6 +36,12 @@
 
 struct bs_session;
 
+/* What a batch slice did: decode steps run for more than one session, and their rows
+ * (session-tokens). */
+typedef struct {
+    uint64_t steps, rows;
+} bs_session_batch_stats;
+
 /* Who a session belongs to: a front end's grouping of sessions (a JSON-lines connection,
  * an HTTP connection), for the per-owner limits and for finding a session by id. */
 typedef struct bs_owner {
@@ -105,6 +111,7 @@ typedef struct bs_session {
     struct { int token, from, to; } resizes[BS_PROTO_MAX_RESIZES];
     size_t kv_bytes;                 /* what the KV cache holds after the last slice */
     size_t need;                     /* the most its state can come to (admission) */
+    bs_session_batch_stats batch;    /* the slice this session led (counted by the loop) */
     int generated;
     bool finished;
     bs_finish finish;
@@ -123,6 +130,15 @@ void bs_session_free(bs_session *s);
 
 /* One slice of compute. On a pool thread (or anywhere the session is not shared). */
 void bs_session_slice(bs_session *s);
+
+/* One slice for n sessions decoding on the same view (the scheduler's batch, n <=
+ * BS_SCHED_MAX_BATCH): each step samples a token for every one of them, then runs all
+ * the tokens as one pass (bs_gen_advance_batch), so each matrix is read once for the n.
+ * A session leaves the batch when it ends; a stop for a shrink ends the slice with every
+ * token pending, as for one session. n == 1 is bs_session_slice. Sessions mark
+ * themselves batchable (item.batch_key = their engine) at the end of each slice once
+ * they have nothing left to prefill. */
+void bs_session_slice_batch(bs_session *const *ss, int n, bs_session_batch_stats *st);
 
 /* Ends the session now, with its text so far (loop thread, between slices). */
 void bs_session_finish(bs_session *s, bs_finish why);

@@ -253,14 +253,22 @@ void bs_server_kv(void *ctx, uint64_t *kv_bytes, int *sessions)
 
 void bs_server_slice_work(bs_sched_item *it)
 {
-    bs_session_slice(SESSION_OF(it));
+    bs_session *ss[BS_SCHED_MAX_BATCH];
+    int n = 0;
+    for (bs_sched_item *m = it; m && n < BS_SCHED_MAX_BATCH; m = m->batch_next)
+        ss[n++] = SESSION_OF(m);
+    bs_session_slice_batch(ss, n, &ss[0]->batch);
 }
 
 void bs_server_slice_start(bs_sched_item *it, void *ctx)
 {
     bs_server *srv = ctx;
-    /* the slice runs one prefix from start to end, whatever is published meanwhile */
-    SESSION_OF(it)->view = bs_engine_acquire(srv->eng);
+    /* the slice runs one prefix from start to end, whatever is published meanwhile; a
+     * batch runs one for all its sessions (each holds it) */
+    bs_view *v = bs_engine_acquire(srv->eng);
+    SESSION_OF(it)->view = v;
+    for (bs_sched_item *m = it->batch_next; m; m = m->batch_next)
+        SESSION_OF(m)->view = v ? bs_engine_hold(srv->eng, v) : NULL;
 }
 
 /* A session whose owner went away (abandoned) leaves the registry here. */
@@ -279,6 +287,9 @@ void bs_server_slice_done(bs_sched_item *it, void *ctx)
     bs_session *s = SESSION_OF(it);
     bs_engine_release(srv->eng, s->view);
     s->view = NULL;
+    srv->sched.batched_steps += s->batch.steps;
+    srv->sched.batched_rows += s->batch.rows;
+    s->batch.steps = s->batch.rows = 0;
     bs_sizer_views_released(srv->sizer);
     if (gone(srv, s))
         goto out;

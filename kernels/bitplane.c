@@ -751,6 +751,13 @@ int bs_kernel_matmul_crossover(bs_kernel_isa isa)
                                                             : BS_KERNEL_MATMUL_CROSSOVER_C;
 }
 
+/* Bytes of one token's prepared input on the int8 paths, rounded for the next one. */
+static size_t int8_prep_bytes(int cols, int group)
+{
+    size_t a = plan(cols, group, BS_KERNEL_AVX2).total, b = plan(cols, group, BS_KERNEL_AVX512).total;
+    return up64(a > b ? a : b);
+}
+
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok)
 {
     size_t a = bs_kernel_planes_scratch(cols, group);
@@ -758,6 +765,11 @@ size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok)
     if (ntok < BS_KERNEL_MATMUL_CROSSOVER_C || a == 0)
         return a;
     size_t b = (size_t)BS_KERNEL_MATMUL_BLOCK * (size_t)cols * sizeof(float);
+    /* below the int8 crossover: every token's input prepared at once */
+    int pre = ntok < BS_KERNEL_MATMUL_CROSSOVER ? ntok : BS_KERNEL_MATMUL_CROSSOVER - 1;
+    size_t c = (size_t)pre * int8_prep_bytes(cols, group);
+    if (b < c)
+        b = c;
     return a > b ? a : b;
 }
 
@@ -771,13 +783,32 @@ int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int ro
         row1 > p->rows || row0 > row1)
         return BS_KERNEL_EINVAL;
     size_t cols = (size_t)p->cols, rows = (size_t)p->rows;
-    if (ntok < bs_kernel_matmul_crossover(isa)) {
+    if (ntok <= 1) {
         for (int t = 0; t < ntok; t++) {
             rc = bs_kernel_planes_prepare(isa, p, x + (size_t)t * cols, scratch);
             if (!rc)
                 rc = bs_kernel_planes_rows(isa, p, scratch, row0, row1, y + (size_t)t * rows, accumulate);
             if (rc)
                 return rc;
+        }
+        return 0;
+    }
+    if (ntok < bs_kernel_matmul_crossover(isa)) {   /* the int8 paths only: C's crossover is 2 */
+        /* A few tokens (sessions decoding together): every input prepared first, then
+         * BS_KERNEL_ROW_BLOCK rows at a time for all of them, so the block's plane bytes
+         * come from memory once and from cache for the other tokens. Each token's sums
+         * are those of its own matvec, bit for bit. */
+        size_t pb = int8_prep_bytes(p->cols, p->group);
+        uint8_t *sp = scratch;
+        for (int t = 0; t < ntok; t++)
+            if ((rc = bs_kernel_planes_prepare(isa, p, x + (size_t)t * cols, sp + (size_t)t * pb)))
+                return rc;
+        for (int r0 = row0; r0 < row1; r0 += BS_KERNEL_ROW_BLOCK) {
+            int r1 = r0 + BS_KERNEL_ROW_BLOCK < row1 ? r0 + BS_KERNEL_ROW_BLOCK : row1;
+            for (int t = 0; t < ntok; t++)
+                if ((rc = bs_kernel_planes_rows(isa, p, sp + (size_t)t * pb, r0, r1, y + (size_t)t * rows,
+                                                accumulate)))
+                    return rc;
         }
         return 0;
     }

@@ -77,6 +77,10 @@ enum {
 /* 64 rows, not more: the block lives in every session's scratch (5632 inputs: 1.4 MiB),
  * and sgemm on 64-row blocks loses little to 256-row ones. */
 #define BS_KERNEL_MATMUL_BLOCK 64
+/* Between 2 tokens and the crossover (int8 paths) the matvecs of all tokens walk W
+ * together, this many rows at a time: at 4 planes and 5632 inputs a block's bits are
+ * 45 KiB, in L2 while every token reads them. */
+#define BS_KERNEL_ROW_BLOCK 16
 
 typedef struct {
     int rows, cols;
@@ -121,9 +125,11 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
                                  int row1, float *w);
 
 /* Prefill: Y[t][r] (+)= (W X[t])[r], X ntok x cols, Y ntok x rows (row-major), for
- * row0 <= r < row1. Below bs_kernel_matmul_crossover(isa) tokens one matvec per token;
- * from it, W is built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm
- * (then the result is float-exact whatever the path: no int8 rounding). */
+ * row0 <= r < row1. Below bs_kernel_matmul_crossover(isa) tokens one matvec per token
+ * (bit for bit bs_kernel_planes_rows' sums; on the int8 paths the tokens walk W together,
+ * BS_KERNEL_ROW_BLOCK rows at a time, so W is read from memory once); from it, W is
+ * built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm (then the result is
+ * float-exact whatever the path: no int8 rounding). */
 int bs_kernel_matmul_crossover(bs_kernel_isa isa);
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok);
 int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int row0, int row1,

@@ -76,6 +76,14 @@ bs_view *bs_engine_acquire(bs_engine *eng)
     return v;
 }
 
+bs_view *bs_engine_hold(bs_engine *eng, bs_view *v)
+{
+    pthread_mutex_lock(&eng->mu);
+    v->refs++;
+    pthread_mutex_unlock(&eng->mu);
+    return v;
+}
+
 /* Unlinks and frees v when nobody holds it (lock held). */
 static void maybe_free(bs_engine *eng, bs_view *v)
 {

@@ -66,6 +66,7 @@ int bs_engine_open_at(bs_engine *eng, const char *path, const bs_budget *budget,
 
 bs_view *bs_engine_acquire(bs_engine *eng);          /* the current view, held */
 void bs_engine_release(bs_engine *eng, bs_view *v);  /* NULL is fine */
+bs_view *bs_engine_hold(bs_engine *eng, bs_view *v); /* one more hold on a held view; v */
 
 /* A new current view at n (n <= resident_n). */
 int bs_engine_publish(bs_engine *eng, int n, bs_err *e);

@@ -123,34 +123,36 @@ int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, in
     return 0;
 }
 
-/* Causal attention for n tokens whose q/k/v are in s->q/k/v, at positions pos.. */
-static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos)
+/* Causal attention of n tokens at positions pos.. over kv's cache: their q/k/v rows are
+ * q (dim apart), k and v (kv_dim apart); the output rows go to out (dim apart). */
+static void attention(const bs_config *c, bs_state *kv, int layer, const float *qs, const float *ks,
+                      const float *vs, float *outs, int n, int pos)
 {
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++) {
         int p = pos + t;
-        memcpy(s->key_cache + kv_at(s, p, layer), s->k + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
-        memcpy(s->value_cache + kv_at(s, p, layer), s->v + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+        memcpy(kv->key_cache + kv_at(kv, p, layer), ks + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
+        memcpy(kv->value_cache + kv_at(kv, p, layer), vs + (size_t)t * c->kv_dim, c->kv_dim * sizeof(float));
     }
     for (int t = 0; t < n; t++) {
         int p = pos + t;
         for (int h = 0; h < c->n_heads; h++) {
-            const float *q = s->q + (size_t)t * c->dim + h * hd;
+            const float *q = qs + (size_t)t * c->dim + h * hd;
             size_t kvo = (size_t)(h / group) * hd;
             for (int j = 0; j <= p; j++) {
-                const float *k = s->key_cache + kv_at(s, j, layer) + kvo;
+                const float *k = kv->key_cache + kv_at(kv, j, layer) + kvo;
                 float dot = 0.0f;
                 for (int i = 0; i < hd; i++)
                     dot += q[i] * k[i];
-                s->att[j] = dot * scale;
+                kv->att[j] = dot * scale;
             }
-            bs_softmax(s->att, p + 1);
-            float *out = s->xb2 + (size_t)t * c->dim + h * hd;
+            bs_softmax(kv->att, p + 1);
+            float *out = outs + (size_t)t * c->dim + h * hd;
             memset(out, 0, hd * sizeof(float));
             for (int j = 0; j <= p; j++) {
-                const float *v = s->value_cache + kv_at(s, j, layer) + kvo;
-                float a = s->att[j];
+                const float *v = kv->value_cache + kv_at(kv, j, layer) + kvo;
+                float a = kv->att[j];
                 for (int i = 0; i < hd; i++)
                     out[i] += a * v[i];
             }
@@ -158,7 +160,10 @@ static void attention(const bs_config *c, bs_state *s, int layer, int n, int pos
     }
 }
 
-static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, bs_err *e)
+/* The n rows in s's buffers are either n consecutive tokens of s itself at positions
+ * pos.. (kv NULL), or one token each of n sequences: row t of kv[t] at kvpos[t]. */
+static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, bs_state *const *kv,
+                         const int *kvpos, bs_err *e)
 {
     const bs_config *c = &m->cfg;
     const bs_layer *L = &m->layers[l];
@@ -175,10 +180,16 @@ static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, 
         bs_linear_apply(&L->lin[BS_WV], s->v, s->xb, n, 0, sc, e))
         return -1;
     for (int t = 0; t < n; t++) {
-        bs_rope(s->q + (size_t)t * c->dim, c->n_heads, c->head_dim, pos + t, c->rope_theta);
-        bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_theta);
+        int p = kv ? kvpos[t] : pos + t;
+        bs_rope(s->q + (size_t)t * c->dim, c->n_heads, c->head_dim, p, c->rope_theta);
+        bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, p, c->rope_theta);
     }
-    attention(c, s, l, n, pos);
+    if (!kv)
+        attention(c, s, l, s->q, s->k, s->v, s->xb2, n, pos);
+    else
+        for (int t = 0; t < n; t++)
+            attention(c, kv[t], l, s->q + (size_t)t * c->dim, s->k + (size_t)t * c->kv_dim,
+                      s->v + (size_t)t * c->kv_dim, s->xb2 + (size_t)t * c->dim, 1, kvpos[t]);
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_OUT, s->xb2, n, c->dim);
     if (bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1, sc, e))
@@ -221,7 +232,7 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
         for (int t = 0; t < n; t++)
             memcpy(s->x + (size_t)t * c->dim, m->tok_emb + (size_t)tokens[done + t] * c->dim, c->dim * sizeof(float));
         for (int l = 0; l < c->n_layers; l++) {
-            int rc = layer_forward(m, s, l, n, pos + done, e);
+            int rc = layer_forward(m, s, l, n, pos + done, NULL, NULL, e);
             if (rc == -2) {
                 s->aborted = 1;
                 return bs_err_set(e, "stopped: the weights it ran on are being withdrawn"), NULL;
@@ -238,5 +249,42 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
             bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, m->final_norm, c->dim, c->rms_eps);
         bs_matmul(s->logits, s->xb + (size_t)first * c->dim, m->cls, n - first, c->vocab_size, c->dim, 0);
     }
+    return s->logits;
+}
+
+const float *bs_forward_batch(const bs_model *m, bs_state *const *st, const int *tokens, const int *pos, int n,
+                              bs_err *e)
+{
+    const bs_config *c = &m->cfg;
+    bs_state *s = st[0];
+    if (n < 1 || n > s->max_batch || n > BS_QMAT_MAX_BATCH)
+        return bs_err_set(e, "a batch of %d sequences; the first state holds %d rows", n, s->max_batch), NULL;
+    for (int t = 0; t < n; t++) {
+        if (pos[t] < 0 || pos[t] >= st[t]->ctx)
+            return bs_err_set(e, "position %d does not fit the context of %d tokens", pos[t], st[t]->ctx), NULL;
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return bs_err_set(e, "token id %d is outside the vocabulary of %d", tokens[t], c->vocab_size), NULL;
+        if (kv_reserve(st[t], pos[t] + 1, e))
+            return NULL;
+        st[t]->aborted = 0;
+    }
+    for (int t = 0; t < n; t++)
+        memcpy(s->x + (size_t)t * c->dim, m->tok_emb + (size_t)tokens[t] * c->dim, c->dim * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        int rc = layer_forward(m, s, l, n, 0, st, pos, e);
+        if (rc == -2) {
+            for (int t = 0; t < n; t++)
+                st[t]->aborted = 1;
+            return bs_err_set(e, "stopped: the weights it ran on are being withdrawn"), NULL;
+        }
+        if (rc)
+            return NULL;
+    }
+    for (int t = 0; t < n; t++)
+        bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, m->final_norm, c->dim, c->rms_eps);
+    bs_matmul(s->logits, s->xb, m->cls, n, c->vocab_size, c->dim, 0);
+    /* each sequence's logits in its own state, where its next sample looks */
+    for (int t = 1; t < n; t++)
+        memcpy(st[t]->logits, s->logits + (size_t)t * c->vocab_size, c->vocab_size * sizeof(float));
     return s->logits;
 }

@@ -65,6 +65,21 @@ size_t bs_state_bytes_for(const bs_config *c, int ctx, int max_batch, int tokens
 const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int ntok, int pos,
                         int all_logits, bs_err *e);
 
+/* One token each for n independent sequences (sessions decoding together): tokens[t] at
+ * position pos[t] of st[t] (its own KV cache). The linears run once on an n-row matrix
+ * in st[0]'s buffers and with st[0]'s threads, so each matrix's bytes are read once for
+ * all n; attention runs per sequence. n <= st[0]->max_batch. Returns the logits, n rows
+ * of vocab (row t also copied into st[t]->logits, where bs_forward leaves one token's);
+ * NULL with e set on an error, or with every st[t]->aborted set when st[0]->abort asked
+ * it to stop (run it again to redo it).
+ * Exactness: plane blocks (gq, saq) give every row the sums its own one-token pass gives,
+ * bit for bit (bs_kernel_planes_matmul below its crossover, n < 48); dense products (the
+ * classifier) and avd/qasym blocks run as one sgemm instead of n matrix-vector products,
+ * which may round differently (~1e-7 relative), so a sampled token can differ from a lone
+ * run's only at a near-tie. */
+const float *bs_forward_batch(const bs_model *m, bs_state *const *st, const int *tokens, const int *pos, int n,
+                              bs_err *e);
+
 /* y (ntok x rows) = x (ntok x cols) W^T for one linear, dense or stacked;
  * adds into y when accumulate is set. run: the state's qrun. */
 int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,

@@ -72,6 +72,28 @@ int bs_gen_advance(bs_gen *g, bs_err *e)
     return 0;
 }
 
+int bs_gen_advance_batch(bs_gen *const *g, int n, bs_err *e)
+{
+    if (n == 1)
+        return bs_gen_advance(g[0], e);
+    bs_state *st[BS_QMAT_MAX_BATCH];
+    int tok[BS_QMAT_MAX_BATCH], pos[BS_QMAT_MAX_BATCH];
+    if (n < 1 || n > BS_QMAT_MAX_BATCH)
+        return bs_err_set(e, "a batch of %d generations, at most %d", n, BS_QMAT_MAX_BATCH);
+    for (int i = 0; i < n; i++) {
+        st[i] = &g[i]->st;
+        tok[i] = g[i]->prev;
+        pos[i] = g[i]->pos;
+    }
+    if (!bs_forward_batch(g[0]->m, st, tok, pos, n, e))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        g[i]->logits = g[i]->st.logits;
+        g[i]->pos++;
+    }
+    return 0;
+}
+
 int bs_gen_step(bs_gen *g, int *token, bs_err *e)
 {
     if (g->pos < g->st.ctx && !g->logits)

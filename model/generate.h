@@ -47,4 +47,8 @@ int bs_gen_step(bs_gen *g, int *token, bs_err *e);
 int bs_gen_sample(bs_gen *g, int *token);
 int bs_gen_advance(bs_gen *g, bs_err *e);
 
+/* bs_gen_advance for n generations at once (bs_forward_batch; same model, g[0]'s threads
+ * and buffers). 0, or -1: g[0]->st.aborted tells a stop (all of them are to be retried). */
+int bs_gen_advance_batch(bs_gen *const *g, int n, bs_err *e);
+
 #endif

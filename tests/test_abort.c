@@ -62,6 +62,31 @@ int main(void)
     /* a flag already up stops the pass before anything runs */
     atomic_store(&flag, 1);
     CHECK(bs_forward(&m, &b, &next[0], 1, 7, 0, &e) == NULL && b.aborted == 1);
+
+    /* a batch (two sequences stepped together) stopped and run again: both get the
+     * logits of a batch never stopped */
+    bs_state c[2], d[2];
+    bs_state *cp[2] = {&c[0], &c[1]}, *dp[2] = {&d[0], &d[1]};
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(bs_state_init(&c[i], &m.cfg, 64, 2, &e) == 0 && bs_state_init(&d[i], &m.cfg, 64, 2, &e) == 0);
+        REQUIRE(bs_forward(&m, &c[i], prompt, 3 + i, 0, 0, &e) && bs_forward(&m, &d[i], prompt, 3 + i, 0, 0, &e));
+    }
+    int bt[2] = {next[0], next[1]}, bpos[2] = {3, 4};
+    REQUIRE(bs_forward_batch(&m, cp, bt, bpos, 2, &e));
+    atomic_store(&flag, 0);
+    d[0].abort = &flag;
+    d[0].hook = stop_in_layer2;
+    CHECK(bs_forward_batch(&m, dp, bt, bpos, 2, &e) == NULL && d[0].aborted && d[1].aborted);
+    d[0].hook = NULL;
+    atomic_store(&flag, 0);
+    REQUIRE(bs_forward_batch(&m, dp, bt, bpos, 2, &e));
+    CHECK(!d[0].aborted && !d[1].aborted);
+    for (int i = 0; i < 2; i++) {
+        CHECK(!memcmp(c[i].logits, d[i].logits, sizeof(float) * (size_t)V));
+        bs_state_free(&c[i]);
+        bs_state_free(&d[i]);
+    }
+
     bs_state_free(&a);
     bs_state_free(&b);
     bs_model_free(&m);

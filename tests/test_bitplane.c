@@ -246,6 +246,21 @@ static void check_materialize_matmul(int rows, int cols, int group, int d, int s
             for (int t = 0; t < T; t++)
                 CHECK(compare(&m, isa, x + (size_t)t * cols, y + (size_t)t * rows,
                               y0 + (size_t)t * rows, acc, q8, "matmul") == 0);
+            /* below the crossover, every token's row is its own matvec's, bit for bit: a
+             * session decoding in a batch gets the sums it would get alone */
+            if (T < bs_kernel_matmul_crossover(isa)) {
+                float *y1 = malloc(sizeof(float) * rows);
+                REQUIRE(y1);
+                int diff = 0;
+                for (int t = 0; t < T; t++) {
+                    memcpy(y1, y0 + (size_t)t * rows, sizeof(float) * rows);
+                    CHECK(bs_kernel_planes_matvec_isa(isa, &m.p, x + (size_t)t * cols, y1, acc, scr) == 0);
+                    diff += memcmp(y1, y + (size_t)t * rows, sizeof(float) * rows) != 0;
+                }
+                CHECKF(diff == 0, "matmul %s, %d tokens: %d rows differ from the matvec's",
+                       bs_kernel_isa_name(isa), T, diff);
+                free(y1);
+            }
         }
         free(scr);
         free(x);

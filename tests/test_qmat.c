@@ -107,6 +107,49 @@ static void check_store_isa(const char *path, const char *what, bs_kernel_isa is
     CHECKF(wl < tol_l, "%s, %s: stacked decode logits differ from dense by %.2e", what, bs_kernel_isa_name(isa), wl);
     bs_state_free(&a);
     bs_state_free(&b);
+
+    /* sequences at different positions stepped together (bs_forward_batch) get the
+     * logits they get alone: plane blocks bit for bit, the classifier's sgemm within
+     * float rounding of its sgemv */
+    enum { NB = 3, STEPS = 4 };
+    bs_state one[NB], bat[NB];
+    bs_state *bp[NB];
+    for (int i = 0; i < NB; i++) {
+        REQUIRE(bs_state_init(&one[i], &s.cfg, 32, 1, &e) == 0);
+        REQUIRE(bs_state_init(&bat[i], &s.cfg, 32, i == 0 ? NB : 1, &e) == 0);
+        one[i].qrun.isa = bat[i].qrun.isa = isa;
+        bp[i] = &bat[i];
+        REQUIRE(bs_forward(&sm.model, &one[i], toks, i + 1, 0, 0, &e));
+        REQUIRE(bs_forward(&sm.model, &bat[i], toks, i + 1, 0, 0, &e));
+    }
+    REQUIRE(bs_state_use_team(&bat[0], team, &e) == 0);
+    double wb = 0;
+    int V = s.cfg.vocab_size;
+    for (int st = 0; st < STEPS; st++) {
+        int tk[NB], ps[NB];
+        for (int i = 0; i < NB; i++) {
+            tk[i] = toks[(st + 2 * i) % 6];
+            ps[i] = i + 1 + st;
+        }
+        const float *lb = bs_forward_batch(&sm.model, bp, tk, ps, NB, &e);
+        REQUIRE(lb);
+        for (int i = 0; i < NB; i++) {
+            const float *la = bs_forward(&sm.model, &one[i], &tk[i], 1, ps[i], 0, &e);
+            REQUIRE(la);
+            CHECK(!memcmp(bat[i].logits, lb + (size_t)i * V, sizeof(float) * (size_t)V));
+            double d = rel_diff(bat[i].logits, la, V);
+            wb = d > wb ? d : wb;
+        }
+    }
+    /* float rounding only (measured: < 1e-6 on every path and kind) */
+    double tol_b = 1e-5;
+    fprintf(stderr, "%s, %s: batch of %d vs alone: logits differ by %.2e\n", what, bs_kernel_isa_name(isa), NB, wb);
+    CHECKF(wb < tol_b, "%s, %s: batched decode logits differ from lone runs by %.2e", what,
+           bs_kernel_isa_name(isa), wb);
+    for (int i = 0; i < NB; i++) {
+        bs_state_free(&one[i]);
+        bs_state_free(&bat[i]);
+    }
     bs_model_free(&dense);
     bs_stacked_free(&sm);
     free(buf);
