@@ -80,14 +80,16 @@ static void dispatch(bs_sched *s)
         if (cap > s->max_batch)
             cap = s->max_batch;
         unlink_ready(s, it);
-        s->vtime = *served_of(it);
+        uint64_t lead = s->vtime = *served_of(it);
         charge(it);
         it->batch = 1;
         it->batch_next = NULL;
         bs_sched_item **tail = &it->batch_next;
         for (bs_sched_item *c = s->ready_head, *next; c && it->batch_key && it->batch < cap; c = next) {
             next = c->next;
-            if (c->batch_key != it->batch_key)
+            /* the lead's own group rides along freely; another group only if it has not
+             * been served more than the lead's (a ride is a slice of its share) */
+            if (c->batch_key != it->batch_key || (served_of(c) != served_of(it) && *served_of(c) > lead))
                 continue;
             unlink_ready(s, c);
             charge(c);
