@@ -1,11 +1,14 @@
-/* A keep-alive HTTP/1.1 load: K connections to 127.0.0.1:PORT, each sending GET PATH and
- * reading the whole answer before the next, for S seconds, from one thread (poll).
- * Prints requests per second and the latency median and 99th percentile.
- * Usage: load PORT PATH K SECONDS */
+/* A bounded load loop for the hello servers (bench/http): CONNS threads, each sends REQS
+ * requests to 127.0.0.1:PORT, one at a time, on one keep-alive connection (or a new
+ * connection per request with "close"), and reads each whole response. Prints requests per
+ * second and the median and 99th percentile latency.
+ * usage: load PORT CONNS REQS [close] */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +16,75 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAXK 256
+static int port, reqs;
+static bool fresh;
+static double *lat;
 
-typedef struct {
-    int fd;
-    char buf[8192];
-    size_t len;
-    double t0;
-} conn;
-
-static double now_s(void)
+static double now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        perror("connect");
+        exit(1);
+    }
+    return fd;
+}
+
+/* One response: headers, then Content-Length bytes of body. */
+static void read_response(int fd)
+{
+    char buf[4096];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0) {
+            fprintf(stderr, "the server closed the connection\n");
+            exit(1);
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *h = strstr(buf, "\r\n\r\n");
+        if (!h)
+            continue;
+        char *cl = strcasestr(buf, "\r\ncontent-length:");
+        size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+        if (len - (size_t)(h + 4 - buf) >= want)
+            return;
+    }
+}
+
+static void *worker(void *arg)
+{
+    double *my = arg;
+    const char *req = fresh ? "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" : "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t rl = strlen(req);
+    int fd = fresh ? -1 : dial();
+    for (int i = 0; i < reqs; i++) {
+        double t0 = now();
+        if (fresh)
+            fd = dial();
+        if (send(fd, req, rl, MSG_NOSIGNAL) != (ssize_t)rl) {
+            perror("send");
+            exit(1);
+        }
+        read_response(fd);
+        if (fresh)
+            close(fd);
+        my[i] = now() - t0;
+    }
+    if (!fresh)
+        close(fd);
+    return NULL;
 }
 
 static int cmp(const void *a, const void *b)
@@ -35,86 +93,27 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* A whole answer in c->buf? Its length, else 0. */
-static size_t complete(const conn *c)
-{
-    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-    if (!end)
-        return 0;
-    size_t head = (size_t)(end - c->buf) + 4, body = 0;
-    const char *cl = memmem(c->buf, head, "Content-Length:", 15);
-    if (!cl)
-        cl = memmem(c->buf, head, "content-length:", 15);
-    if (!cl) {
-        fprintf(stderr, "load: an answer without Content-Length (chunked?): not counted right\n");
-        exit(1);
-    }
-    body = (size_t)strtoul(cl + 15, NULL, 10);
-    return c->len >= head + body ? head + body : 0;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        printf("usage: load PORT PATH CONNECTIONS SECONDS\n");
-        return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
-    }
-    int port = atoi(argv[1]), k = atoi(argv[3]);
-    double secs = atof(argv[4]);
-    if (k < 1 || k > MAXK)
-        return fprintf(stderr, "load: 1..%d connections\n", MAXK), 2;
-    char req[256];
-    int rl = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", argv[2]);
-    static conn cs[MAXK];
-    struct pollfd pf[MAXK];
-    size_t cap = 1 << 22, n_lat = 0;
-    double *lat = malloc(sizeof *lat * cap);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (int i = 0; i < k; i++) {
-        cs[i].fd = socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        setsockopt(cs[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(cs[i].fd, (struct sockaddr *)&sa, sizeof sa))
-            return perror("connect"), 1;
-        pf[i] = (struct pollfd){.fd = cs[i].fd, .events = POLLIN};
-        cs[i].t0 = now_s();
-        if (write(cs[i].fd, req, (size_t)rl) != rl)
-            return perror("write"), 1;
-    }
-    double t_start = now_s(), t_end = t_start + secs;
-    long done = 0;
-    while (now_s() < t_end) {
-        if (poll(pf, (nfds_t)k, 100) <= 0)
-            continue;
-        for (int i = 0; i < k; i++) {
-            if (!(pf[i].revents & POLLIN))
-                continue;
-            conn *c = &cs[i];
-            ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-            if (r <= 0)
-                return fprintf(stderr, "load: connection %d closed after %ld answers\n", i, done), 1;
-            c->len += (size_t)r;
-            size_t whole = complete(c);
-            if (!whole)
-                continue;
-            double t = now_s();
-            if (n_lat < cap)
-                lat[n_lat++] = t - c->t0;
-            done++;
-            memmove(c->buf, c->buf + whole, c->len - whole);
-            c->len -= whole;
-            c->t0 = t;
-            if (write(c->fd, req, (size_t)rl) != rl)
-                return perror("write"), 1;
-        }
-    }
-    double el = now_s() - t_start;
-    qsort(lat, n_lat, sizeof *lat, cmp);
-    printf("%ld requests in %.2f s: %.0f req/s, latency median %.1f us, p99 %.1f us (%d connections)\n", done, el,
-           done / el, n_lat ? lat[n_lat / 2] * 1e6 : 0, n_lat ? lat[(size_t)(n_lat * 0.99)] * 1e6 : 0, k);
-    for (int i = 0; i < k; i++)
-        close(cs[i].fd);
+    if (argc < 4)
+        return fprintf(stderr, "usage: load PORT CONNS REQS [close]\n"), 2;
+    port = atoi(argv[1]);
+    int conns = atoi(argv[2]);
+    reqs = atoi(argv[3]);
+    fresh = argc > 4 && !strcmp(argv[4], "close");
+    lat = malloc(sizeof *lat * (size_t)conns * (size_t)reqs);
+    pthread_t *t = malloc(sizeof *t * (size_t)conns);
+    double t0 = now();
+    for (int i = 0; i < conns; i++)
+        pthread_create(&t[i], NULL, worker, lat + (size_t)i * (size_t)reqs);
+    for (int i = 0; i < conns; i++)
+        pthread_join(t[i], NULL);
+    double s = now() - t0;
+    size_t n = (size_t)conns * (size_t)reqs;
+    qsort(lat, n, sizeof *lat, cmp);
+    printf("%d conns x %d requests%s: %.0f req/s, median %.1f us, p99 %.1f us\n", conns, reqs,
+           fresh ? " (a connection each)" : " (keep-alive)", n / s, lat[n / 2] * 1e6, lat[n * 99 / 100] * 1e6);
+    free(t);
     free(lat);
     return 0;
 }

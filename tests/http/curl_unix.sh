@@ -1,7 +1,8 @@
 #!/bin/sh
 # curl over the daemon's Unix socket (HTTP on the socket JSON lines also use): models,
 # chat and completions non-streamed and streamed, stop, an error, a mid-stream hang-up that
-# cancels its session, and JSON lines still answered on the same socket.
+# cancels its session, JSON lines still answered on the same socket, the session limit
+# (429), and SIGTERM during streams (they end with finish_reason "shutdown" and [DONE]).
 # usage: curl_unix.sh BITSTACKD BITSTACKCTL SHARED_DIR
 set -u
 D=$1 CTL=$2 SHARED=$3
@@ -22,7 +23,7 @@ has() { # has WHAT FILE PATTERN
     --calib "$SHARED/data/tinystories_train_head.txt" --out "$T/s.bstk" --calib-windows 8 --ctx 64 --quiet \
     >"$T/compress.log" 2>&1 || { cat "$T/compress.log"; echo "FAIL: compress"; exit 1; }
 S=$T/d.sock
-"$D" --store "$T/s.bstk" --socket "$S" >"$T/d.log" 2>&1 &
+"$D" --store "$T/s.bstk" --socket "$S" --max-sessions 2 >"$T/d.log" 2>&1 &
 PID=$!
 i=0
 until curl -sf --unix-socket "$S" http://x/health >/dev/null 2>&1; do
@@ -102,7 +103,24 @@ after=$(metric bitstack_sessions_cancelled_total)
 echo '{"id":1,"op":"status"}' | socat -t 5 - "UNIX-CONNECT:$S" >"$T/jl"
 has json-lines "$T/jl" '"id":1,"result":{'
 
+# two long streams fill the session limit: a third request gets 429; then SIGTERM ends both
+long='{"prompt":"Once","max_tokens":4000,"stream":true}'
+$C -N --max-time 60 http://x/v1/completions -H 'Content-Type: application/json' -d "$long" >"$T/long1" &
+L1=$!
+$C -N --max-time 60 http://x/v1/completions -H 'Content-Type: application/json' -d "$long" >"$T/long2" &
+L2=$!
+i=0
+while [ "$(metric bitstack_sessions)" != 2 ] && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
+$C -o "$T/busy" -w '%{http_code}' http://x/v1/completions -H 'Content-Type: application/json' \
+    -d '{"prompt":"Once","max_tokens":4}' >"$T/code"
+has 429 "$T/code" '^429$'
+has 429 "$T/busy" '"type":"rate_limit_error"'
 kill -TERM $PID
+wait $L1 $L2
+for f in long1 long2; do
+    has "shutdown $f" "$T/$f" '"finish_reason":"shutdown"'
+    has "shutdown $f" "$T/$f" '^data: \[DONE\]$'
+done
 wait $PID
 rc=$?
 PID=

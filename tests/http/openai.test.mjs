@@ -114,6 +114,10 @@ try {
   const gen = await metric(d.sock, "bitstack_tokens_generated_total");
   check(gen < 12 * 2 + 40 * 4 + 4000, "the aborted session did not run to its end: tokens " + gen);
 
+  // a model name the daemon does not have is served all the same, and the answer says which
+  const other = await client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "Once" }], max_tokens: 3 });
+  check(other.model === model && other.choices[0].message.content.length > 0, "another model name: " + other.model);
+
   // the daemon still serves
   const again = await client.completions.create({ model, prompt: "Once", max_tokens: 3 });
   check(again.choices[0].text.length > 0, "serves after the abort");
