@@ -342,6 +342,15 @@ bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e)
             return NULL;
         }
     }
+    /* BPE vocabularies differ in their pre-tokenizer pattern (Llama 3, Qwen ...); only
+     * GPT-2's is implemented, and a wrong one would silently give other ids */
+    bs_gguf_str pre;
+    if (bpe && bs_gguf_get_str(g, "tokenizer.ggml.pre", &pre) == 0 && !bs_gguf_str_eq(pre, "gpt-2")) {
+        bs_err_set(e, "%s: tokenizer.ggml.pre is '%.*s'; bitstack's byte-level BPE implements GPT-2's "
+                   "pre-tokenizer ('gpt-2') only",
+                   g->path, (int)(pre.len > 32 ? 32 : pre.len), pre.s);
+        return NULL;
+    }
     const bs_gguf_kv *tok = bs_gguf_find(g, "tokenizer.ggml.tokens");
     if (!tok || tok->type != BS_GGUF_ARRAY || tok->v.arr.type != BS_GGUF_STRING) {
         bs_err_set(e, "%s: no string array tokenizer.ggml.tokens", g->path);
@@ -424,6 +433,7 @@ int bs_tok_eos(const bs_tokenizer *t) { return t->eos; }
 int bs_tok_unk(const bs_tokenizer *t) { return t->unk; }
 int bs_tok_has_bytes(const bs_tokenizer *t) { return t->has_bytes; }
 int bs_tok_add_space_prefix(const bs_tokenizer *t) { return t->add_space_prefix; }
+int bs_tok_is_bpe(const bs_tokenizer *t) { return t->bpe != NULL; }
 
 /* ---- encoding ---- */
 

@@ -43,7 +43,8 @@ bs_tokenizer *bs_tok_load_llama2c(const char *path, int vocab_size, bs_err *e);
 struct bs_gguf;
 /* tokenizer.ggml.tokens / scores / token_type / bos_token_id / eos_token_id ... of a GGUF;
  * tokenizer.ggml.model picks the algorithm ("llama": SentencePiece, "gpt2": byte-level BPE
- * with tokenizer.ggml.merges); any other model is an error naming it. */
+ * with tokenizer.ggml.merges); any other model is an error naming it, and so is a BPE
+ * pre-tokenizer (tokenizer.ggml.pre) other than GPT-2's ("gpt-2", or no key). */
 bs_tokenizer *bs_tok_from_gguf(const struct bs_gguf *g, bs_err *e);
 
 void bs_tok_free(bs_tokenizer *t);
@@ -53,6 +54,8 @@ int bs_tok_bos(const bs_tokenizer *t);
 int bs_tok_eos(const bs_tokenizer *t);
 int bs_tok_has_bytes(const bs_tokenizer *t);   /* 1 when <0xXX> pieces exist */
 int bs_tok_unk(const bs_tokenizer *t);
+/* 1 for a byte-level BPE vocabulary (GGUF tokenizer.ggml.model "gpt2"), 0 for SentencePiece. */
+int bs_tok_is_bpe(const bs_tokenizer *t);
 /* 0 when a GGUF says tokenizer.ggml.add_space_prefix = false: pass it as add_prefix. */
 int bs_tok_add_space_prefix(const bs_tokenizer *t);
 

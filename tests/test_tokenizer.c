@@ -710,8 +710,10 @@ int main(void)
         REQUIRE(bs_gguf_open(&g, bs_shared("models/vocab-tests/ggml-vocab-gpt-2.gguf"), &e) == 0);
         const bs_gguf_kv *model = bs_gguf_find(&g, "tokenizer.ggml.model");
         const bs_gguf_kv *merges = bs_gguf_find(&g, "tokenizer.ggml.merges");
-        REQUIRE(model && merges);
+        const bs_gguf_kv *pre = bs_gguf_find(&g, "tokenizer.ggml.pre");
+        REQUIRE(model && merges && pre && pre->v.str.len == 5);
         size_t model_at = (size_t)((const uint8_t *)model->v.str.s - g.map);
+        size_t pre_at = (size_t)((const uint8_t *)pre->v.str.s - g.map);
         size_t merges_key_at = (size_t)((const uint8_t *)merges->key.s - g.map);
         size_t size = g.size;
         char *copy = malloc(size);
@@ -720,11 +722,15 @@ int main(void)
         bs_gguf_close(&g);
         char tmp[128];
         snprintf(tmp, sizeof tmp, "/tmp/bs_test_tok_%d.gguf", (int)getpid());
-        for (int k = 0; k < 2; k++) {
+        static const char *const want[3] = {"'bert'", "'qwen2'", "tokenizer.ggml.merges"};
+        for (int k = 0; k < 3; k++) {
             if (k == 0)
                 memcpy(copy + model_at, "bert", 4);
-            else {
+            else if (k == 1) {
                 memcpy(copy + model_at, "gpt2", 4);
+                memcpy(copy + pre_at, "qwen2", 5);   /* another BPE pre-tokenizer */
+            } else {
+                memcpy(copy + pre_at, "gpt-2", 5);
                 copy[merges_key_at + strlen("tokenizer.ggml.merges") - 1] = 'z';
             }
             FILE *f = fopen(tmp, "wb");
@@ -733,7 +739,7 @@ int main(void)
             REQUIRE(bs_gguf_open(&g, tmp, &e) == 0);
             e.msg[0] = '\0';
             CHECK(bs_tok_from_gguf(&g, &e) == NULL);
-            CHECKF(strstr(e.msg, k == 0 ? "'bert'" : "tokenizer.ggml.merges"), "message: %s", e.msg);
+            CHECKF(strstr(e.msg, want[k]), "message: %s", e.msg);
             bs_gguf_close(&g);
         }
         unlink(tmp);

@@ -224,7 +224,8 @@ static void test_resizes_in_flight(const char *sock)
     const char *prompt = "Once upon a time, there was a little";
     td_conn c, ctl;
     REQUIRE(td_open(&c, sock) && td_open(&ctl, sock));
-    const char *budgets[] = {"30%", "min", "60%", "max", "40%", "min", "max", NULL};
+    /* never the floor: a greedy story at the floor's quality may end within a few tokens */
+    const char *budgets[] = {"30%", "70%", "40%", "max", "30%", "60%", "max", NULL};
     drive_t d = {&ctl, budgets, 0};
     char line[256];
     snprintf(line, sizeof line, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":200,"
@@ -306,11 +307,13 @@ static void test_hog(const char *sock, int total)
             td_status_int(sock, "stack_n"), status_str(sock, "target_reason", why, sizeof why),
             (long long)s.done.stats.stack_n_min, (long long)s.done.stats.stack_n_max);
     stream_free(&s);
-    /* a generation under the hog completes, at the small size */
+    /* a generation under the hog completes, at a small size (the policy may have begun to
+     * grow into room the kernel found meanwhile, never to the full stack) */
     bs_response r;
     REQUIRE(td_call(&c, &r, "{\"id\":\"a2\",\"op\":\"generate\",\"prompt\":\"Once\",\"max_tokens\":16,"
                             "\"temperature\":0}") == 1);
-    CHECK(r.kind == BS_RESP_DONE && r.stats.stack_n_max == lo);
+    CHECKF(r.kind == BS_RESP_DONE && r.stats.stack_n_max < M.s->n_blocks, "under the hog: N up to %lld of %d",
+           (long long)r.stats.stack_n_max, M.s->n_blocks);
     bs_response_free(&r);
     CHECK(tc_oom_kills(&CG) == before);
     /* (b) the hog leaves: back to the full stack */
