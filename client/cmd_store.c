@@ -69,7 +69,7 @@ int bs_cmd_compress(int argc, char **argv)
                         "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
                         "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n"
                         "         [--floor-bpw X [--floor-paths 1|2]]   (a LittleBit floor of X bits per weight under the stack)\n"
-                        "         [--qat-minutes M] [--qat-steps S] [--qat-batch 8] [--qat-seq 64] [--qat-lr 2e-3] [--qat-mse 10]\n"
+                        "         [--qat-minutes M] [--qat-steps S] [--qat-batch B] [--qat-seq T] [--qat-lr 2e-3] [--qat-mse 10]\n"
                         "         [--qat-checkpoint F]   (train the floor against the float model; resumes from F,\n"
                         "                                 by default OUT.qat, removed once the store is written)\n");
         return BS_EXIT_USAGE;
@@ -105,8 +105,8 @@ int bs_cmd_compress(int argc, char **argv)
     double qmin, qlr, qmse;
     long qsteps, qbatch, qseq;
     if (bs_opt_double(o, no, "qat-minutes", 0, 0, 100000, &qmin) || bs_opt_int(o, no, "qat-steps", 0, 0, 1L << 40, &qsteps) ||
-        bs_opt_int(o, no, "qat-batch", co.qat.batch, 1, 4096, &qbatch) ||
-        bs_opt_int(o, no, "qat-seq", co.qat.seq, 2, 1 << 16, &qseq) || bs_opt_double(o, no, "qat-lr", co.qat.lr, 0, 1, &qlr) ||
+        bs_opt_int(o, no, "qat-batch", co.qat.batch, 0, 4096, &qbatch) ||
+        bs_opt_int(o, no, "qat-seq", co.qat.seq, 0, 1 << 16, &qseq) || bs_opt_double(o, no, "qat-lr", co.qat.lr, 0, 1, &qlr) ||
         bs_opt_double(o, no, "qat-mse", co.qat.mse_weight, 0, 1e6, &qmse))
         return BS_EXIT_USAGE;
     co.qat.minutes = qmin;

@@ -100,6 +100,13 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
                              bs_proto_code *code, char *msg, size_t msg_len)
 {
     const bs_proto_limits *lim = &srv->cfg.lim;
+    /* a client's mistake first, whatever the load */
+    if (bs_server_find(srv, owner, &r->id)) {
+        *code = BS_PERR_BAD_REQUEST;
+        snprintf(msg, msg_len, "request %.*s is still open on this connection; ids in flight must differ",
+                 (int)r->id.len, r->id.json);
+        return NULL;
+    }
     *code = BS_PERR_TOO_MANY_SESSIONS;
     if (owner->n_sessions >= lim->max_sessions_per_conn) {
         snprintf(msg, msg_len, "this connection already has %d requests open", owner->n_sessions);
@@ -113,12 +120,6 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
     }
     if (srv->n_sessions >= lim->max_sessions) {
         snprintf(msg, msg_len, "the daemon already has %d requests open", srv->n_sessions);
-        return NULL;
-    }
-    if (bs_server_find(srv, owner, &r->id)) {
-        *code = BS_PERR_BAD_REQUEST;
-        snprintf(msg, msg_len, "request %.*s is still open on this connection; ids in flight must differ",
-                 (int)r->id.len, r->id.json);
         return NULL;
     }
     /* memory first: a session that could not fit even with the model at its floor is

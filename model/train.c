@@ -16,8 +16,8 @@ void bs_train_defaults(bs_train_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->minutes = 5.0;
-    o->batch = 8;
-    o->seq = 64;
+    o->batch = 0;   /* 512 tokens a step */
+    o->seq = 0;     /* the model's context, at most 256 */
     o->lr = 2e-3f;
     o->weight_decay = 0.0f;
     o->mse_weight = 10.0f;
@@ -173,6 +173,7 @@ bs_trainer *bs_trainer_new(const bs_model *teacher, bs_floor_f *floors, int path
         size_t need = bs_tlin_scratch(L, t->N);
         scr = need > scr ? need : scr;
     }
+    scr = bs_tattn_scratch(seq) > scr ? bs_tattn_scratch(seq) : scr;
     size_t d = (size_t)c->dim;
     t->g1 = t->params + at; t->dg1 = t->grads + at;
     at += (size_t)c->n_layers * d;
@@ -315,7 +316,7 @@ static void backward(bs_trainer *t, double *mse)
         memset(t->dk, 0, sizeof(float) * Nkv);
         memset(t->dv, 0, sizeof(float) * Nkv);
         bs_tattn_backward(q, k, v, A->P + l * Pl, t->dao, t->dq, t->dk, t->dv, t->B, t->T, c->n_heads, c->n_kv_heads,
-                          c->head_dim);
+                          c->head_dim, t->scratch);
         bs_trope(t->dq, N, t->T, c->n_heads, c->head_dim, c->rope_theta, -1);
         bs_trope(t->dk, N, t->T, c->n_kv_heads, c->head_dim, c->rope_theta, -1);
         memset(t->dxn, 0, sizeof(float) * Nd);
@@ -470,10 +471,14 @@ static void adamw(bs_trainer *t, float lr, float wd, long step)
 int bs_train_floor(const bs_model *teacher, const int *ids, int nids, int bos, bs_floor_f *floors, int paths,
                    const bs_train_opts *o, json_t *report, bs_err *e)
 {
-    if (o->batch < 1 || o->seq < 2 || nids < o->seq || !(o->minutes > 0 || o->max_steps > 0))
+    /* windows as long as the contexts the model will be scored and served at: a floor
+     * trained on 64 positions was measured at 4.9 perplexity at ctx 64 and 11.0 at ctx 256 */
+    int seq = o->seq > 0 ? o->seq : teacher->cfg.seq_len < 256 ? teacher->cfg.seq_len : 256;
+    int batch = o->batch > 0 ? o->batch : (512 + seq - 1) / seq;
+    if (seq < 2 || nids < seq || !(o->minutes > 0 || o->max_steps > 0))
         return bs_err_set(e, "training: %d tokens of text, windows of %d, batch %d, %.2f minutes: nothing to do",
-                          nids, o->seq, o->batch, o->minutes);
-    bs_trainer *t = bs_trainer_new(teacher, floors, paths, o->batch, o->seq, o->mse_weight, e);
+                          nids, seq, batch, o->minutes);
+    bs_trainer *t = bs_trainer_new(teacher, floors, paths, batch, seq, o->mse_weight, e);
     if (!t)
         return -1;
     int *tokens = malloc(sizeof(int) * (size_t)t->N);

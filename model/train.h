@@ -40,7 +40,8 @@ typedef void (*bs_train_progress_fn)(void *ctx, const bs_train_status *st);
 typedef struct {
     double minutes;           /* training time budget (includes time before a resume) */
     long max_steps;           /* > 0: stop after this many steps as well */
-    int batch, seq;           /* windows per step and tokens per window (BOS included) */
+    int batch, seq;           /* windows per step and tokens per window (BOS included); 0: the
+                                 model's context up to 256, and 512 tokens a step */
     float lr, weight_decay, mse_weight;
     int warmup;               /* steps of linear warm-up */
     uint64_t seed;

@@ -142,6 +142,8 @@ void bs_trope(float *X, int N, int T, int heads, int hd, float theta, int dir)
     }
 }
 
+/* Per sequence and head: S = Q Kᵀ · scale (T×T, causal), P = softmax(S), O = P V. Rows of
+ * one head are strided by the width of q (or k, v): sgemm takes them with lda. */
 void bs_tattn_forward(const float *q, const float *k, const float *v, float *P, float *out, int B, int T, int H,
                       int KV, int hd)
 {
@@ -150,79 +152,66 @@ void bs_tattn_forward(const float *q, const float *k, const float *v, float *P, 
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int kh = h / group;
+            const float *Q = q + (size_t)b * T * qw + h * hd, *K = k + (size_t)b * T * kw + kh * hd;
+            const float *V = v + (size_t)b * T * kw + kh * hd;
+            float *p = P + ((size_t)b * H + h) * T * T, *O = out + (size_t)b * T * qw + h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q, qw, K, kw, 0.0f, p, T);
             for (int t = 0; t < T; t++) {
-                const float *qt = q + (size_t)(b * T + t) * qw + h * hd;
-                float *p = P + (((size_t)b * H + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int j = 0; j <= t; j++) {
-                    const float *kj = k + (size_t)(b * T + j) * kw + kh * hd;
-                    float s = 0.0f;
-                    for (int i = 0; i < hd; i++)
-                        s += qt[i] * kj[i];
-                    p[j] = s * scale;
-                    mx = p[j] > mx ? p[j] : mx;
-                }
+                float *row = p + (size_t)t * T, mx = row[0];
+                for (int j = 1; j <= t; j++)
+                    mx = row[j] > mx ? row[j] : mx;
                 double sum = 0.0;
                 for (int j = 0; j <= t; j++) {
-                    p[j] = expf(p[j] - mx);
-                    sum += p[j];
+                    row[j] = expf(row[j] - mx);
+                    sum += row[j];
                 }
+                float inv = (float)(1.0 / sum);
                 for (int j = 0; j <= t; j++)
-                    p[j] = (float)(p[j] / sum);
+                    row[j] *= inv;
                 for (int j = t + 1; j < T; j++)
-                    p[j] = 0.0f;
-                float *o = out + (size_t)(b * T + t) * qw + h * hd;
-                memset(o, 0, sizeof(float) * (size_t)hd);
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = v + (size_t)(b * T + j) * kw + kh * hd;
-                    for (int i = 0; i < hd; i++)
-                        o[i] += p[j] * vj[i];
-                }
+                    row[j] = 0.0f;
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, V, kw, 0.0f, O, qw);
         }
 }
 
+size_t bs_tattn_scratch(int T)
+{
+    return (size_t)T * T;
+}
+
 void bs_tattn_backward(const float *q, const float *k, const float *v, const float *P, const float *dout, float *dq,
-                       float *dk, float *dv, int B, int T, int H, int KV, int hd)
+                       float *dk, float *dv, int B, int T, int H, int KV, int hd, float *scratch)
 {
     int qw = H * hd, kw = KV * hd, group = H / KV;
     float scale = 1.0f / sqrtf((float)hd);
+    float *dS = scratch;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int kh = h / group;
+            const float *Q = q + (size_t)b * T * qw + h * hd, *K = k + (size_t)b * T * kw + kh * hd;
+            const float *V = v + (size_t)b * T * kw + kh * hd, *dO = dout + (size_t)b * T * qw + h * hd;
+            const float *p = P + ((size_t)b * H + h) * T * T;
+            float *dQ = dq + (size_t)b * T * qw + h * hd, *dK = dk + (size_t)b * T * kw + kh * hd;
+            float *dV = dv + (size_t)b * T * kw + kh * hd;
+            /* O = P V: dV += Pᵀ dO, dP = dO Vᵀ (into dS) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dO, qw, 1.0f, dV, kw);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, qw, V, kw, 0.0f, dS, T);
+            /* softmax: dS_j = p_j (dP_j − Σ_i p_i dP_i), times the score scale; zero above the diagonal */
             for (int t = 0; t < T; t++) {
-                const float *p = P + (((size_t)b * H + h) * T + t) * T;
-                const float *dot = dout + (size_t)(b * T + t) * qw + h * hd;
-                const float *qt = q + (size_t)(b * T + t) * qw + h * hd;
-                float *dqt = dq + (size_t)(b * T + t) * qw + h * hd;
-                /* o = Σ_j p_j v_j: dp_j = do · v_j, dv_j += p_j do;
-                 * softmax: ds_j = p_j (dp_j − Σ_i p_i dp_i); s_j = q·k_j · scale */
+                const float *pr = p + (size_t)t * T;
+                float *dr = dS + (size_t)t * T;
                 double pdp = 0.0;
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = v + (size_t)(b * T + j) * kw + kh * hd;
-                    float *dvj = dv + (size_t)(b * T + j) * kw + kh * hd;
-                    float s = 0.0f;
-                    for (int i = 0; i < hd; i++) {
-                        s += dot[i] * vj[i];
-                        dvj[i] += p[j] * dot[i];
-                    }
-                    pdp += (double)p[j] * s;
-                }
-                for (int j = 0; j <= t; j++) {
-                    /* dp_j again (cheaper than a scratch row per head) */
-                    const float *vj = v + (size_t)(b * T + j) * kw + kh * hd;
-                    float dpj = 0.0f;
-                    for (int i = 0; i < hd; i++)
-                        dpj += dot[i] * vj[i];
-                    float ds = p[j] * (dpj - (float)pdp) * scale;
-                    const float *kj = k + (size_t)(b * T + j) * kw + kh * hd;
-                    float *dkj = dk + (size_t)(b * T + j) * kw + kh * hd;
-                    for (int i = 0; i < hd; i++) {
-                        dqt[i] += ds * kj[i];
-                        dkj[i] += ds * qt[i];
-                    }
-                }
+                for (int j = 0; j <= t; j++)
+                    pdp += (double)pr[j] * dr[j];
+                for (int j = 0; j <= t; j++)
+                    dr[j] = pr[j] * (dr[j] - (float)pdp) * scale;
+                for (int j = t + 1; j < T; j++)
+                    dr[j] = 0.0f;
             }
+            /* S = Q Kᵀ: dQ += dS K, dK += dSᵀ Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, K, kw, 1.0f, dQ, qw);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, Q, qw, 1.0f, dK, kw);
         }
 }
 

@@ -51,9 +51,10 @@ void bs_trope(float *X, int N, int T, int heads, int hd, float theta, int dir);
  * q N×(H·hd), k v N×(KV·hd), out N×(H·hd); P (B·H·T·T) keeps the probabilities. */
 void bs_tattn_forward(const float *q, const float *k, const float *v, float *P, float *out, int B, int T, int H,
                       int KV, int hd);
-/* dq, dk, dv += . */
+/* dq, dk, dv += ; scratch: bs_tattn_scratch(T) floats. */
+size_t bs_tattn_scratch(int T);
 void bs_tattn_backward(const float *q, const float *k, const float *v, const float *P, const float *dout, float *dq,
-                       float *dk, float *dv, int B, int T, int H, int KV, int hd);
+                       float *dk, float *dv, int B, int T, int H, int KV, int hd, float *scratch);
 
 /* H = silu(A) ⊙ Bv (n elements). */
 void bs_tswiglu_forward(const float *A, const float *Bv, float *H, int n);

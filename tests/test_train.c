@@ -169,7 +169,9 @@ static void test_attn(void)
     float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
     fill(aq, nq, 1); fill(ak, nk, 1); fill(av, nk, 1); fill(aR, nq, 1);
     attn_loss();
-    bs_tattn_backward(aq, ak, av, aP, aR, dq, dk, dv, AB, AT, AH, AKV, AHD);
+    float *sc = malloc(sizeof(float) * bs_tattn_scratch(AT));
+    bs_tattn_backward(aq, ak, av, aP, aR, dq, dk, dv, AB, AT, AH, AKV, AHD, sc);
+    free(sc);
     fd_vec("attn dq", aq, dq, nq, attn_loss, 1);
     fd_vec("attn dk", ak, dk, nk, attn_loss, 1);
     fd_vec("attn dv", av, dv, nk, attn_loss, 1);

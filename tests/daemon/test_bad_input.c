@@ -176,35 +176,44 @@ static void test_garbage(void)
 
 static void test_limits(void)
 {
-    /* 16 requests per connection; the 17th is refused, the connection stays */
+    /* all sent before anything is read, so no request can end meanwhile (batched decoding
+     * runs these in a fraction of a second): 16 per connection, the 17th refused; over the
+     * whole daemon (20) b gets 4 and its 5th is refused; an id in flight cannot be reused */
     td_conn a, b;
-    REQUIRE(td_open(&a, D.sock));
+    REQUIRE(td_open(&a, D.sock) && td_open(&b, D.sock));
     for (int i = 0; i < 17; i++)
         REQUIRE(td_sendf(&a, "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"x\",\"max_tokens\":4000}", i));
+    for (int i = 0; i < 5; i++)
+        REQUIRE(td_sendf(&b, "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"x\",\"max_tokens\":4000}", i));
+    REQUIRE(td_sendf(&b, "{\"id\":2,\"op\":\"generate\",\"prompt\":\"x\"}"));
     bs_response r;
     REQUIRE(td_until_final(&a, "16", &r, NULL, NULL) == 1);
     CHECK(r.kind == BS_RESP_ERROR && r.code == BS_PERR_TOO_MANY_SESSIONS);
     bs_response_free(&r);
-    /* ... and over the whole daemon (20): b gets 4, the 5th is refused */
-    REQUIRE(td_open(&b, D.sock));
-    for (int i = 0; i < 5; i++)
-        REQUIRE(td_sendf(&b, "{\"id\":%d,\"op\":\"generate\",\"prompt\":\"x\",\"max_tokens\":4000}", i));
     REQUIRE(td_until_final(&b, "4", &r, NULL, NULL) == 1);
     CHECK(r.kind == BS_RESP_ERROR && r.code == BS_PERR_TOO_MANY_SESSIONS);
     CHECK(r.message && strstr(r.message, "daemon"));
     bs_response_free(&r);
-    /* with room again, an id still in flight on the connection cannot be reused */
-    REQUIRE(td_sendf(&b, "{\"id\":\"k\",\"op\":\"cancel\",\"target\":0}"));
-    REQUIRE(td_until_final(&b, "0", &r, NULL, NULL) == 1);
-    CHECK((r.kind == BS_RESP_DONE && r.stats.finish_reason == BS_FINISH_CANCELLED) ||
-          (r.kind == BS_RESP_ERROR && r.code == BS_PERR_CANCELLED));
+    REQUIRE(td_until_final(&b, "2", &r, NULL, NULL) == 1);   /* the duplicate's answer comes first */
+    CHECK(r.kind == BS_RESP_ERROR && r.code == BS_PERR_BAD_REQUEST);
     bs_response_free(&r);
-    E(&b, "{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\"}", BS_PERR_BAD_REQUEST, "1");
-    /* 19 open, unless some already ran to the end of the context (a fast machine) */
+    /* a cancel: the request ends cancelled (or, on a fast machine, had already ended) */
+    REQUIRE(td_sendf(&b, "{\"id\":\"k\",\"op\":\"cancel\",\"target\":0}"));
+    REQUIRE(td_until_final(&b, "\"k\"", &r, NULL, NULL) == 1);
+    bool found = r.kind == BS_RESP_RESULT;
+    CHECK(found || (r.kind == BS_RESP_ERROR && r.code == BS_PERR_NOT_FOUND));
+    bs_response_free(&r);
+    if (found) {
+        REQUIRE(td_until_final(&b, "0", &r, NULL, NULL) == 1);
+        CHECK((r.kind == BS_RESP_DONE && r.stats.finish_reason == BS_FINISH_CANCELLED) ||
+              (r.kind == BS_RESP_ERROR && r.code == BS_PERR_CANCELLED));
+        bs_response_free(&r);
+    }
+    /* at most 19 open (fewer once some ran to the end of the context) */
     long long open_now = td_status_int(D.sock, "sessions");
-    CHECKF(open_now >= MAX_SESSIONS - 4 && open_now <= MAX_SESSIONS - 1, "%lld sessions open", open_now);
+    CHECKF(open_now >= 0 && open_now <= MAX_SESSIONS - 1, "%lld sessions open", open_now);
     long long cancelled = td_metric(D.sock, "sessions_cancelled");
-    /* closing both connections (without reading) cancels and frees all 19 */
+    /* closing both connections (without reading) cancels and frees what is open */
     td_close(&a);
     td_close(&b);
     CHECK(td_wait_status(D.sock, "sessions", 0));
