@@ -120,11 +120,11 @@ static void on_async(uv_async_t *a)
     bs_sched_item *it = s->done_head;
     s->done_head = s->done_tail = NULL;
     pthread_mutex_unlock(&s->mu);
-    /* one at a time: until the `after` of its last member ran, a slice still counts as
+    /* One at a time: until the `after` of its last member ran, a slice still counts as
      * running, so the owner never sees "nothing running" with results not yet handed
-     * over (a batch's members are consecutive in the list, lead first) */
-    /* the whole list first: a batch's members come back together and are regrouped by
-     * the one dispatch after them, not sent off one by one as they are pushed */
+     * over (a batch's members are consecutive in the list, lead first). No dispatch until
+     * the whole list is back: items pushed again are regrouped by the one dispatch after
+     * them instead of leaving one by one as they are pushed. */
     s->in_after = true;
     while (it) {
         bs_sched_item *next = it->done_next;

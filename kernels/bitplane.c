@@ -455,6 +455,145 @@ BS_AVX512 static void rows_avx512(const bs_kernel_planes *p, const uint8_t *s, c
     }
 }
 
+/* Several tokens at once (sessions decoding together): the codes u of a chunk are
+ * rebuilt once and dotted with every token's int8 input, so the plane work (d mask adds per
+ * 64 inputs) is shared. Every token's float operations are those of rows_avx512_d, in the
+ * same order, so each row is bit for bit its own matvec's. */
+enum { MULTI_TOK = 4 };
+
+BS_AVX512 static inline __attribute__((always_inline)) void
+chunk_u512(const uint8_t *const *prow, size_t c, int full, size_t tailb, const int d, __m512i *uh, __m512i *ul)
+{
+    const int e_hi = d > 8 ? 8 : d, e_lo = d - e_hi;
+    uint64_t wd[BS_KERNEL_MAX_PLANES];
+    for (int l = 0; l < d; l++)
+        wd[l] = full ? load_le64(prow[l] + c * 8) : load_partial(prow[l] + c * 8, tailb);
+    __m512i u = _mm512_setzero_si512();
+    for (int i = 0; i < e_hi; i++)
+        u = _mm512_mask_add_epi8(u, _cvtu64_mask64(wd[i]), u, _mm512_set1_epi8((char)(1 << (e_hi - 1 - i))));
+    *uh = u;
+    if (e_lo) {
+        __m512i u2 = _mm512_setzero_si512();
+        for (int i = 0; i < e_lo; i++)
+            u2 = _mm512_mask_add_epi8(u2, _cvtu64_mask64(wd[8 + i]), u2,
+                                      _mm512_set1_epi8((char)(1 << (e_lo - 1 - i))));
+        *ul = u2;
+    }
+}
+
+/* chunk_dp512's dot products from codes already built */
+BS_AVX512 static inline __attribute__((always_inline)) __m512i
+dp_of_u512(__m512i uh, __m512i ul, const int8_t *xq, size_t c, const int d)
+{
+    const int e_lo = d > 8 ? d - 8 : 0;
+    __m512i q = _mm512_loadu_si512(xq + c * 64);
+    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), uh, q);
+    if (e_lo)
+        dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo),
+                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), ul, q));
+    return dp;
+}
+
+BS_AVX512 static inline __attribute__((always_inline)) void
+rows_avx512_multi_d(const bs_kernel_planes *p, const uint8_t *const *sp, int nt, const layout *L, int row0,
+                    int row1, float *const *y, int accumulate, const int d)
+{
+    int cols = p->cols, group = p->group;
+    size_t G = ngroups(cols, group), rb = row_bytes(cols), nch = L->nch;
+    size_t nfull = rb / 8, tailb = rb - nfull * 8;
+    const int8_t *xq[MULTI_TOK];
+    const float *xs[MULTI_TOK], *sq[MULTI_TOK];
+    for (int t = 0; t < nt; t++) {
+        xq[t] = (const int8_t *)(sp[t] + L->xq);
+        xs[t] = (const float *)(sp[t] + L->xs);
+        sq[t] = (const float *)(sp[t] + L->sq);
+    }
+    /* the chunk tables depend on the shape only: the same in every token's scratch */
+    const int32_t *idx = (const int32_t *)(sp[0] + L->idx), *base = (const int32_t *)(sp[0] + L->base);
+    float cmax = (float)((1u << d) - 1);
+    float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
+    size_t win_ch = WIN_COLS / 64;
+    float sf[MULTI_TOK][SF_CAP] __attribute__((aligned(64)));
+
+    for (int r = row0; r < row1; r++) {
+        const uint16_t *S = p->scales + (size_t)r * G;
+        const uint8_t *prow[BS_KERNEL_MAX_PLANES];
+        for (int l = 0; l < d; l++)
+            prow[l] = p->bits[l] + (size_t)r * rb;
+        __m512 f0[MULTI_TOK], f1[MULTI_TOK];
+        float corr[MULTI_TOK];
+        for (int t = 0; t < nt; t++) {
+            f0[t] = f1[t] = _mm512_setzero_ps();
+            corr[t] = 0.0f;
+        }
+        size_t gdone = 0;
+        for (size_t c0 = 0; c0 < nch; c0 += win_ch) {
+            size_t c1 = c0 + win_ch < nch ? c0 + win_ch : nch;
+            size_t gA = (size_t)base[c0];
+            size_t jend = c1 * 64 < (size_t)cols ? c1 * 64 : (size_t)cols;
+            size_t gB = (jend - 1) / (size_t)group + 1, n = gB - gA;
+            for (int t = 0; t < nt; t++) {
+                __m512 vc = _mm512_setzero_ps();
+                for (size_t i = 0; i < n; i += 16) {
+                    size_t left = n - i;
+                    __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+                    __m512 f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, S + gA + i));
+                    f = _mm512_mul_ps(f, _mm512_loadu_ps(xs[t] + gA + i));
+                    _mm512_store_ps(sf[t] + i, f);
+                    vc = _mm512_fmadd_ps(f, _mm512_loadu_ps(sq[t] + gA + i), vc);
+                }
+                _mm512_store_ps(sf[t] + ((n + 15) & ~(size_t)15), _mm512_setzero_ps());
+                corr[t] += _mm512_reduce_add_ps(vc);
+                if (gdone > gA)
+                    corr[t] -= sf[t][0] * sq[t][gA];
+            }
+            gdone = gB;
+
+            size_t c = c0;
+            size_t cf = c1 < nfull ? c1 : nfull;
+            __m512i uh0, ul0 = _mm512_setzero_si512(), uh1, ul1 = _mm512_setzero_si512();
+            for (; c + 2 <= cf; c += 2) {
+                chunk_u512(prow, c, 1, 0, d, &uh0, &ul0);
+                chunk_u512(prow, c + 1, 1, 0, d, &uh1, &ul1);
+                __m512i i0 = _mm512_loadu_si512(idx + c * 16), i1 = _mm512_loadu_si512(idx + c * 16 + 16);
+                size_t b0 = (size_t)base[c] - gA, b1 = (size_t)base[c + 1] - gA;
+                for (int t = 0; t < nt; t++) {
+                    __m512i dp0 = dp_of_u512(uh0, ul0, xq[t], c, d);
+                    __m512i dp1 = dp_of_u512(uh1, ul1, xq[t], c + 1, d);
+                    __m512 s0 = _mm512_permutexvar_ps(i0, _mm512_loadu_ps(sf[t] + b0));
+                    __m512 s1 = _mm512_permutexvar_ps(i1, _mm512_loadu_ps(sf[t] + b1));
+                    f0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp0), s0, f0[t]);
+                    f1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp1), s1, f1[t]);
+                }
+            }
+            for (; c < c1; c++) {
+                chunk_u512(prow, c, c < nfull, tailb, d, &uh0, &ul0);
+                __m512i i0 = _mm512_loadu_si512(idx + c * 16);
+                size_t b0 = (size_t)base[c] - gA;
+                for (int t = 0; t < nt; t++) {
+                    __m512i dp0 = dp_of_u512(uh0, ul0, xq[t], c, d);
+                    __m512 s0 = _mm512_permutexvar_ps(i0, _mm512_loadu_ps(sf[t] + b0));
+                    f0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp0), s0, f0[t]);
+                }
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float v = (2.0f * _mm512_reduce_add_ps(_mm512_add_ps(f0[t], f1[t])) - cmax * corr[t]) * mul;
+            y[t][r] = accumulate ? y[t][r] + v : v;
+        }
+    }
+}
+
+BS_AVX512 static void rows_avx512_multi(const bs_kernel_planes *p, const uint8_t *const *sp, int nt,
+                                        const layout *L, int row0, int row1, float *const *y, int accumulate)
+{
+    switch (p->nplanes) {
+#define D(n) case n: rows_avx512_multi_d(p, sp, nt, L, row0, row1, y, accumulate, n); break;
+        D(1) D(2) D(3) D(4) D(5) D(6) D(7) D(8) D(9) D(10) D(11) D(12) D(13) D(14) D(15) D(16)
+#undef D
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
 static void materialize_avx512(const bs_kernel_planes *p, int row0, int row1, float *w)
 {
@@ -803,6 +942,26 @@ int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int ro
         for (int t = 0; t < ntok; t++)
             if ((rc = bs_kernel_planes_prepare(isa, p, x + (size_t)t * cols, sp + (size_t)t * pb)))
                 return rc;
+#ifdef BS_BP_X86
+        if (isa == BS_KERNEL_AVX512) {
+            /* the codes of a chunk built once for MULTI_TOK tokens */
+            layout L = plan(p->cols, p->group, isa);
+            for (int r0 = row0; r0 < row1; r0 += BS_KERNEL_ROW_BLOCK) {
+                int r1 = r0 + BS_KERNEL_ROW_BLOCK < row1 ? r0 + BS_KERNEL_ROW_BLOCK : row1;
+                for (int t0 = 0; t0 < ntok; t0 += MULTI_TOK) {
+                    int nt = ntok - t0 < MULTI_TOK ? ntok - t0 : MULTI_TOK;
+                    const uint8_t *tsp[MULTI_TOK];
+                    float *ty[MULTI_TOK];
+                    for (int t = 0; t < nt; t++) {
+                        tsp[t] = sp + (size_t)(t0 + t) * pb;
+                        ty[t] = y + (size_t)(t0 + t) * rows;
+                    }
+                    rows_avx512_multi(p, tsp, nt, &L, r0, r1, ty, accumulate);
+                }
+            }
+            return 0;
+        }
+#endif
         for (int r0 = row0; r0 < row1; r0 += BS_KERNEL_ROW_BLOCK) {
             int r1 = r0 + BS_KERNEL_ROW_BLOCK < row1 ? r0 + BS_KERNEL_ROW_BLOCK : row1;
             for (int t = 0; t < ntok; t++)
