@@ -7,6 +7,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libjansson-dev libopenblas-dev liburing-dev
   gnuplot-nox socat systemd bc
+  clang libclang-rt-dev
 )
 
 SUDO=""
