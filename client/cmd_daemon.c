@@ -495,6 +495,35 @@ static void show(exchange *x, const char *s, size_t n)
     x->last = s[n - 1];
 }
 
+/* The done line with stats.seed as the unsigned number --stats prints. The wire carries
+ * it signed (docs/protocol.md: JSON readers often stop at 2^63), so a seed above 2^63
+ * would otherwise show negative. jansson holds only signed integers: the seed goes in as
+ * a marker string and the number replaces it in the text. NULL: print the line as is. */
+static char *unsigned_seed_line(const char *raw, size_t len, uint64_t seed)
+{
+    static const char marker[] = "\"bs-seed-0b1d9\"";
+    json_t *root = json_loadb(raw, len, 0, NULL);
+    json_t *st = root ? json_object_get(root, "stats") : NULL;
+    char *text = NULL, *out = NULL, *at;
+    if (!st || !json_is_integer(json_object_get(st, "seed")) ||
+        json_object_set_new(st, "seed", json_string("bs-seed-0b1d9")) ||
+        !(text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) || !(at = strstr(text, marker)))
+        goto done;
+    char num[24];
+    int k = snprintf(num, sizeof num, "%" PRIu64, seed);
+    size_t head = (size_t)(at - text), tail = strlen(at + sizeof marker - 1);
+    out = malloc(head + (size_t)k + tail + 1);
+    if (out) {
+        memcpy(out, text, head);
+        memcpy(out + head, num, (size_t)k);
+        memcpy(out + head + (size_t)k, at + sizeof marker - 1, tail + 1);
+    }
+done:
+    free(text);
+    json_decref(root);
+    return out;
+}
+
 /* Sends r and prints its answer as it comes. Returns 0 when it ended with a done line,
  * 1 when the daemon answered with an error (in x->err), -1 on a connection problem. */
 static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
@@ -518,7 +547,12 @@ static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
             continue;
         }
         if (x->json) {
-            fwrite(raw, 1, raw_len, stdout);
+            char *line = resp.kind == BS_RESP_DONE ? unsigned_seed_line(raw, raw_len, resp.stats.seed) : NULL;
+            if (line)
+                fputs(line, stdout);
+            else
+                fwrite(raw, 1, raw_len, stdout);
+            free(line);
             fputc('\n', stdout);
             fflush(stdout);
         }

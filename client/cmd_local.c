@@ -159,7 +159,10 @@ int bs_cmd_eval(int argc, char **argv)
         return BS_EXIT_USAGE;
     const char *model = bs_opt_get(o, no, "model"), *text = bs_opt_get(o, no, "text");
     if (!model || !text) {
-        fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]\n");
+        fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]\n"
+                        "   or: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
+                        " [--csv F] [--png F]\n");
+        bs_eval_store_usage(stderr, 0);
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);

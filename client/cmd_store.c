@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kernels/ops.h"
@@ -15,6 +18,39 @@
 #include "model/ppl.h"
 #include "model/store.h"
 #include "model/store_eval.h"
+
+/* Checks that a store can be written at out (its directory exists and takes files, it
+ * is not a directory) before minutes of calibration are spent. Prints the problem with
+ * the path as the user gave it. */
+static int check_out(const char *out)
+{
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "bitstackctl: cannot write --out %s: it is a directory\n", out);
+        return -1;
+    }
+    /* the writer goes through out.tmp in the same directory: try to make that file */
+    size_t n = strlen(out);
+    char *tmp = malloc(n + 5);
+    if (!tmp)
+        return -1;
+    memcpy(tmp, out, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int existed = access(tmp, F_OK) == 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int err = errno;
+    if (fd >= 0) {
+        close(fd);
+        if (!existed)
+            unlink(tmp);
+    }
+    free(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "bitstackctl: cannot write --out %s: %s\n", out, strerror(err));
+        return -1;
+    }
+    return 0;
+}
 
 int bs_cmd_compress(int argc, char **argv)
 {
@@ -69,6 +105,8 @@ int bs_cmd_compress(int argc, char **argv)
         co.clip_search = 0;
     co.quiet = bs_opt_get(o, no, "quiet") != NULL;
     bs_blas_threads((int)threads);
+    if (check_out(out))
+        return 1;
 
     bs_model m;
     bs_tokenizer *t;
@@ -114,6 +152,8 @@ int bs_cmd_quantize(int argc, char **argv)
                         "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64]\n");
         return BS_EXIT_USAGE;
     }
+    if (check_out(out))
+        return 1;
     bs_model m;
     bs_tokenizer *t;
     if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
@@ -220,6 +260,16 @@ static void plot_sweep(const char *csv, const char *png, const char *title, doub
         fprintf(stderr, "wrote %s\n", png);
 }
 
+void bs_eval_store_usage(FILE *f, int first_line)
+{
+    if (first_line)
+        fprintf(f, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
+                   " [--csv F] [--png F]\n");
+    fprintf(f,          "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
+                        "         [--decode]   (score one token at a time through the serving kernels)\n"
+                        "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
+}
+
 int bs_cmd_eval_store(int argc, char **argv)
 {
     bs_opt o[] = {
@@ -239,11 +289,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     const char *budget = bs_opt_get(o, no, "budget"), *budgets = bs_opt_get(o, no, "budgets");
     int sweep = bs_opt_get(o, no, "sweep") != NULL, decode = bs_opt_get(o, no, "decode") != NULL;
     if (!path || !text || (!sweep && !budget && !budgets)) {
-        fprintf(stderr, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
-                        " [--csv F] [--png F]\n"
-                        "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
-                        "         [--decode]   (score one token at a time through the serving kernels)\n"
-                        "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
+        bs_eval_store_usage(stderr, 1);
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);
@@ -268,10 +314,14 @@ int bs_cmd_eval_store(int argc, char **argv)
     if (budgets || budget) {
         char *list = strdup(budgets ? budgets : budget), *save = NULL;
         for (char *tok = strtok_r(list, ",", &save); tok && ns < cap; tok = strtok_r(NULL, ",", &save)) {
-            if (bs_engine_budget_n(s, tok, &ns_list[ns], &e)) {
+            bs_budget syntax;
+            int bad_syntax = bs_proto_parse_budget(tok, &syntax, &e) != 0;
+            if (bad_syntax || bs_engine_budget_n(s, tok, &ns_list[ns], &e)) {
+                /* a budget that does not parse is a usage error; one the store cannot meet is not */
                 fprintf(stderr, "bitstackctl: %s\n", e.msg);
                 free(list);
                 free(ns_list);
+                rc = bad_syntax ? BS_EXIT_USAGE : 1;
                 goto out;
             }
             snprintf(names[ns++], sizeof names[0], "%s", tok);
