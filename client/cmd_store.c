@@ -237,27 +237,86 @@ int bs_cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-/* Writes a gnuplot PNG of perplexity against MiB from the sweep CSV: the stack as a
- * line, baseline stores as labelled points, the float model as a horizontal line. */
+/* Writes a gnuplot PNG of perplexity against bits per weight from the sweep CSV: the
+ * stack as a line, each baseline store as its own point with its name and perplexity in
+ * the key (labels beside points overlap when baselines sit at the same size), the float
+ * model as a dashed line. The y range shows where the curves differ: from just below
+ * the best perplexity to 1.75 times it (budgets near the smallest stack reach thousands
+ * and would flatten everything else); points above it are counted in the title. */
 static void plot_sweep(const char *csv, const char *png, const char *title, double float_ppl)
 {
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         fprintf(stderr, "gnuplot is not installed: no %s\n", png);
         return;
     }
-    char flt[96] = "";
+    FILE *f = fopen(csv, "r");
+    if (!f) {
+        fprintf(stderr, "bitstackctl: cannot read %s: no %s\n", csv, png);
+        return;
+    }
+    char line[512], names[16][128];
+    double base_ppl[16];
+    int nb = 0, above = 0, n = 0;
+    double best = float_ppl > 0 ? float_ppl : INFINITY, ppl[256];
+    while (fgets(line, sizeof line, f) && n < 256) {
+        char *last = strrchr(line, ',');
+        if (!last || strncmp(line, "label", 5) == 0)
+            continue;
+        ppl[n] = strtod(last + 1, NULL);
+        if (ppl[n] < best)
+            best = ppl[n];
+        n++;
+        if (!strncmp(line, "base:", 5) && nb < 16) {
+            char *comma = strchr(line + 5, ',');
+            base_ppl[nb] = ppl[n - 1];
+            snprintf(names[nb++], sizeof names[0], "%.*s", (int)(comma - line - 5), line + 5);
+        }
+    }
+    fclose(f);
+    double lo = best * 0.97, hi = best * 1.75;
+    for (int i = 0; i < n; i++)
+        above += ppl[i] > hi;
+    char script[] = "/tmp/bitstackctl-plot-XXXXXX";
+    int fd = mkstemp(script);
+    FILE *g = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!g) {
+        fprintf(stderr, "bitstackctl: cannot write a gnuplot script: no %s\n", png);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    fprintf(g, "set terminal pngcairo size 900,600 noenhanced\nset output '%s'\n", png);
+    fprintf(g, "set datafile separator ','\nset key top right box opaque\nset grid\n");
+    fprintf(g, "set xlabel 'bits per linear weight'\nset ylabel 'perplexity'\n");
+    fprintf(g, "set yrange [%g:%g]\n", lo, hi);
+    if (above)
+        fprintf(g, "set title '%s  (%d point%s above %.3g not shown)'\n", title, above, above == 1 ? "" : "s", hi);
+    else
+        fprintf(g, "set title '%s'\n", title);
+    fprintf(g, "plot '%s' every ::1 using ((strcol(1)[1:6] eq 'stack:') ? $4 : NaN):5 "
+               "with linespoints pointtype 7 title 'stack'", csv);
+    for (int i = 0; i < nb; i++)
+        fprintf(g, ", '%s' every ::1 using ((strcol(1) eq 'base:%s') ? $4 : NaN):5 with points "
+                   "pointtype %d pointsize 2 title '%s %.3f'",
+                csv, names[i], 5 + 2 * (i % 4), names[i], base_ppl[i]);
     if (float_ppl > 0)
-        snprintf(flt, sizeof flt, ", %.6f with lines dashtype 2 title 'float %.4f'", float_ppl, float_ppl);
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal png size 900,600; set output '%s'; set datafile separator ','; "
-             "set key top right; set logscale y; set xlabel 'resident MiB'; set ylabel 'perplexity'; "
-             "set title '%s'; plot '< grep ^stack %s' using (\\$3/1048576):5 with linespoints title 'stack', "
-             "'< grep ^base %s' using (\\$3/1048576):5 with points pointtype 7 title 'baselines', "
-             "'< grep ^base %s' using (\\$3/1048576):5:1 with labels offset 0,1 notitle%s\" 2>&1",
-             png, title, csv, csv, csv, flt);
-    if (system(cmd) == 0)
+        fprintf(g, ", %.6f with lines dashtype 2 linewidth 2 title 'float %.4f'", float_ppl, float_ppl);
+    fprintf(g, "\n");
+    fclose(g);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "gnuplot %s 2>&1", script);
+    FILE *p = popen(cmd, "r");
+    int warned = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        fprintf(stderr, "gnuplot: %s", line);
+        warned = 1;
+    }
+    int rc = p ? pclose(p) : -1;
+    unlink(script);
+    if (rc == 0 && !warned)
         fprintf(stderr, "wrote %s\n", png);
+    else
+        fprintf(stderr, "bitstackctl: gnuplot did not plot cleanly: %s may be missing or wrong\n", png);
 }
 
 void bs_eval_store_usage(FILE *f, int first_line)

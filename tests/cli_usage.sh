@@ -40,6 +40,17 @@ for b in '' ',' ' '; do
 done
 "$ctl" eval --store "$store" --budget max --ctx 16 --text "$tmp/t.txt" >/dev/null 2>&1 && ok "eval --budget max" || bad "eval max"
 
+# the sweep plot: gnuplot runs without a warning and writes the PNG (x: bits per weight)
+if command -v gnuplot >/dev/null 2>&1; then
+    err=$("$ctl" eval --store "$store" --sweep --ctx 16 --text "$tmp/t.txt" --csv "$tmp/s.csv" --png "$tmp/s.png" \
+          --baselines "$src/tests/fuzz/store/tiny_saq.bstk" 2>&1 >/dev/null); rc=$?
+    case "$rc:$err" in
+        *gnuplot*|*warning*) bad "sweep plot: $err";;
+        0:*"wrote $tmp/s.png"*) [ -s "$tmp/s.png" ] && ok "sweep plot, no gnuplot output" || bad "no PNG";;
+        *) bad "sweep plot: exit $rc: $err";;
+    esac
+fi
+
 # --out checked before the model is even loaded: a missing model would be exit 1 too,
 # so give a real one and time it (calibration of stories260K takes over a second)
 for out in "$tmp/no/such/dir/s.bstk" "$tmp"; do
