@@ -1,5 +1,6 @@
 /* Subcommands that run a model in this process: run (generate) and eval (perplexity). */
 #include "client/cmds.h"
+#include "client/progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +176,12 @@ int bs_cmd_eval(int argc, char **argv)
     char *buf = bs_read_file(text, &len, &e);
     bs_ppl_result r;
     int rc = 1;
-    if (buf && bs_ppl_text(&m, t, buf, len, (int)ctx, (int)chunks, &r, &e) == 0) {
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, "eval", 1);
+    bs_ppl_progress pg = {bs_cli_bar_update, &bar};
+    int ok = buf && bs_ppl_text_p(&m, t, buf, len, (int)ctx, (int)chunks, &pg, &r, &e) == 0;
+    bs_cli_bar_clear(&bar);
+    if (ok) {
         printf("perplexity %.4f over %ld tokens (%d windows of %ld, ctx %ld) in %.2f s\n", r.ppl, r.tokens,
                r.windows, ctx - 1, ctx, r.seconds);
         rc = 0;

@@ -1,6 +1,7 @@
 /* Subcommands around stacked stores: compress, quantize (baselines), inspect, and
  * eval --store (perplexity at a budget, or a sweep of budgets). */
 #include "client/cmds.h"
+#include "client/progress.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -417,10 +418,14 @@ int bs_cmd_eval_store(int argc, char **argv)
         fprintf(csv, "label,blocks,resident_bytes,bpw,ppl\n");
     printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
     rc = 0;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns);
+    bs_ppl_progress pg = {bs_cli_bar_update, &bar};
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
-        int rc_ppl = decode ? bs_engine_ppl_decode(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)
-                            : bs_engine_ppl(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e);
+        bar.step = i;
+        int rc_ppl = bs_engine_ppl_p(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, decode, &pg, &r, &e);
+        bs_cli_bar_clear(&bar);
         if (rc_ppl) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
             rc = 1;

@@ -51,6 +51,17 @@ if command -v gnuplot >/dev/null 2>&1; then
     esac
 fi
 
+# eval draws a progress bar with ETA on a terminal (script(1) gives it one), none into a pipe
+long="$tmp/long.txt"
+for i in 1 2 3 4 5 6 7 8; do cat "$shared/data/tinystories_valid_head.txt"; done | head -c 200000 >"$long"
+if command -v script >/dev/null 2>&1; then
+    out=$(script -qc "'$ctl' eval --store '$store' --sweep --budgets min,max --ctx 16 --text '$long'" /dev/null)
+    case "$out" in *"sweep ["*"budget 2/2"*ETA*) ok "eval --sweep on a terminal: a bar with ETA";;
+        *) bad "no progress bar on a terminal: $(echo "$out" | tail -c 300)";; esac
+fi
+err=$("$ctl" eval --store "$store" --sweep --budgets min,max --ctx 16 --text "$long" 2>&1 >/dev/null)
+case "$err" in *"["*|*ETA*) bad "progress drawn into a pipe: $err";; *) ok "eval piped: no progress";; esac
+
 # --out checked before the model is even loaded: a missing model would be exit 1 too,
 # so give a real one and time it (calibration of stories260K takes over a second)
 for out in "$tmp/no/such/dir/s.bstk" "$tmp"; do
