@@ -857,7 +857,8 @@ static void chat_usage(FILE *f)
             "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
             "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
             "         [--stats] [--socket PATH]\n"
-            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /quit or Ctrl-D ends).\n"
+            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /help lists the\n"
+            "  commands, /quit or Ctrl-D ends).\n"
             "  From a pipe: every line is the user's next message; --once sends all of standard\n"
             "  input as one message. MESSAGE: send that one message and print the reply.\n");
 }
@@ -946,7 +947,17 @@ int bs_cmd_chat(int argc, char **argv)
         if (tty && n == 5 && !memcmp(s, "/quit", 5))
             break;
         if (tty && n == 6 && !memcmp(s, "/reset", 6)) {
+            int had = h.n;
             history_reset(&h);
+            printf("(conversation forgotten: %d message%s%s)\n", had - h.n, had - h.n == 1 ? "" : "s",
+                   h.n ? "; the system message stays" : "");
+            continue;
+        }
+        if (tty && n == 5 && !memcmp(s, "/help", 5)) {
+            printf("/reset  forget the conversation (a --system message stays)\n"
+                   "/quit   end (or Ctrl-D)\n"
+                   "/help   this list\n"
+                   "Anything else is sent as your next message.\n");
             continue;
         }
         if (history_push(&h, BS_ROLE_USER, s, n)) {
