@@ -495,6 +495,35 @@ static void show(exchange *x, const char *s, size_t n)
     x->last = s[n - 1];
 }
 
+/* The done line with stats.seed as the unsigned number --stats prints. The wire carries
+ * it signed (docs/protocol.md: JSON readers often stop at 2^63), so a seed above 2^63
+ * would otherwise show negative. jansson holds only signed integers: the seed goes in as
+ * a marker string and the number replaces it in the text. NULL: print the line as is. */
+static char *unsigned_seed_line(const char *raw, size_t len, uint64_t seed)
+{
+    static const char marker[] = "\"bs-seed-0b1d9\"";
+    json_t *root = json_loadb(raw, len, 0, NULL);
+    json_t *st = root ? json_object_get(root, "stats") : NULL;
+    char *text = NULL, *out = NULL, *at;
+    if (!st || !json_is_integer(json_object_get(st, "seed")) ||
+        json_object_set_new(st, "seed", json_string("bs-seed-0b1d9")) ||
+        !(text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) || !(at = strstr(text, marker)))
+        goto done;
+    char num[24];
+    int k = snprintf(num, sizeof num, "%" PRIu64, seed);
+    size_t head = (size_t)(at - text), tail = strlen(at + sizeof marker - 1);
+    out = malloc(head + (size_t)k + tail + 1);
+    if (out) {
+        memcpy(out, text, head);
+        memcpy(out + head, num, (size_t)k);
+        memcpy(out + head + (size_t)k, at + sizeof marker - 1, tail + 1);
+    }
+done:
+    free(text);
+    json_decref(root);
+    return out;
+}
+
 /* Sends r and prints its answer as it comes. Returns 0 when it ended with a done line,
  * 1 when the daemon answered with an error (in x->err), -1 on a connection problem. */
 static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
@@ -518,7 +547,12 @@ static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
             continue;
         }
         if (x->json) {
-            fwrite(raw, 1, raw_len, stdout);
+            char *line = resp.kind == BS_RESP_DONE ? unsigned_seed_line(raw, raw_len, resp.stats.seed) : NULL;
+            if (line)
+                fputs(line, stdout);
+            else
+                fwrite(raw, 1, raw_len, stdout);
+            free(line);
             fputc('\n', stdout);
             fflush(stdout);
         }
@@ -823,7 +857,8 @@ static void chat_usage(FILE *f)
             "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
             "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
             "         [--stats] [--socket PATH]\n"
-            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /quit or Ctrl-D ends).\n"
+            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /help lists the\n"
+            "  commands, /quit or Ctrl-D ends).\n"
             "  From a pipe: every line is the user's next message; --once sends all of standard\n"
             "  input as one message. MESSAGE: send that one message and print the reply.\n");
 }
@@ -912,7 +947,17 @@ int bs_cmd_chat(int argc, char **argv)
         if (tty && n == 5 && !memcmp(s, "/quit", 5))
             break;
         if (tty && n == 6 && !memcmp(s, "/reset", 6)) {
+            int had = h.n;
             history_reset(&h);
+            printf("(conversation forgotten: %d message%s%s)\n", had - h.n, had - h.n == 1 ? "" : "s",
+                   h.n ? "; the system message stays" : "");
+            continue;
+        }
+        if (tty && n == 5 && !memcmp(s, "/help", 5)) {
+            printf("/reset  forget the conversation (a --system message stays)\n"
+                   "/quit   end (or Ctrl-D)\n"
+                   "/help   this list\n"
+                   "Anything else is sent as your next message.\n");
             continue;
         }
         if (history_push(&h, BS_ROLE_USER, s, n)) {

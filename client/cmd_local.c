@@ -1,5 +1,6 @@
 /* Subcommands that run a model in this process: run (generate) and eval (perplexity). */
 #include "client/cmds.h"
+#include "client/progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,7 +162,10 @@ int bs_cmd_eval(int argc, char **argv)
     const char *model = bs_opt_get(o, no, "model"), *text = bs_opt_get(o, no, "text");
     if (!model || !text) {
         fprintf(stderr, "usage: bitstackctl eval --model M [--tokenizer T] --text FILE [--ctx 256] [--max-chunks N]"
-                        " [--protocol bitstack|llama.cpp]\n");
+                        " [--protocol bitstack|llama.cpp]\n"
+                        "   or: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
+                        " [--csv F] [--png F]\n");
+        bs_eval_store_usage(stderr, 0);
         return BS_EXIT_USAGE;
     }
     const char *proto_name = bs_opt_get(o, no, "protocol");
@@ -180,7 +184,15 @@ int bs_cmd_eval(int argc, char **argv)
     char *buf = bs_read_file(text, &len, &e);
     bs_ppl_result r;
     int rc = 1;
-    if (buf && bs_ppl_text_protocol(&m, t, buf, len, protocol, (int)ctx, (int)chunks, &r, &e) == 0) {
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, "eval", 1);
+    bs_ppl_progress pg = {bs_cli_bar_update, &bar};
+    /* llama.cpp's protocol runs without a bar: it is for comparing figures, not long runs */
+    int ok = buf && (protocol == BS_PPL_LLAMACPP
+                         ? bs_ppl_text_protocol(&m, t, buf, len, protocol, (int)ctx, (int)chunks, &r, &e)
+                         : bs_ppl_text_p(&m, t, buf, len, (int)ctx, (int)chunks, &pg, &r, &e)) == 0;
+    bs_cli_bar_clear(&bar);
+    if (ok) {
         if (protocol == BS_PPL_LLAMACPP)
             printf("perplexity %.4f over %ld tokens (llama.cpp protocol: %d windows of %ld, second halves scored)"
                    " in %.2f s\n", r.ppl, r.tokens, r.windows, ctx, r.seconds);

@@ -1,12 +1,16 @@
 /* Subcommands around stacked stores: compress, quantize (baselines), inspect, and
  * eval --store (perplexity at a budget, or a sweep of budgets). */
 #include "client/cmds.h"
+#include "client/progress.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kernels/ops.h"
@@ -40,6 +44,39 @@ static int refuse_bpe_store(bs_model *m, bs_tokenizer *t)
     bs_tok_free(t);
     bs_model_free(m);
     return 1;
+}
+
+/* Checks that a store can be written at out (its directory exists and takes files, it
+ * is not a directory) before minutes of calibration are spent. Prints the problem with
+ * the path as the user gave it. */
+static int check_out(const char *out)
+{
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "bitstackctl: cannot write --out %s: it is a directory\n", out);
+        return -1;
+    }
+    /* the writer goes through out.tmp in the same directory: try to make that file */
+    size_t n = strlen(out);
+    char *tmp = malloc(n + 5);
+    if (!tmp)
+        return -1;
+    memcpy(tmp, out, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int existed = access(tmp, F_OK) == 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int err = errno;
+    if (fd >= 0) {
+        close(fd);
+        if (!existed)
+            unlink(tmp);
+    }
+    free(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "bitstackctl: cannot write --out %s: %s\n", out, strerror(err));
+        return -1;
+    }
+    return 0;
 }
 
 int bs_cmd_compress(int argc, char **argv)
@@ -131,6 +168,8 @@ int bs_cmd_compress(int argc, char **argv)
         co.clip_search = 0;
     co.quiet = bs_opt_get(o, no, "quiet") != NULL;
     bs_blas_threads((int)threads);
+    if (check_out(out))
+        return 1;
 
     bs_model m;
     bs_tokenizer *t;
@@ -180,6 +219,8 @@ int bs_cmd_quantize(int argc, char **argv)
                         "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64]\n");
         return BS_EXIT_USAGE;
     }
+    if (check_out(out))
+        return 1;
     bs_model m;
     bs_tokenizer *t;
     if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t) || refuse_bpe_store(&m, t))
@@ -272,27 +313,96 @@ int bs_cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-/* Writes a gnuplot PNG of perplexity against MiB from the sweep CSV: the stack as a
- * line, baseline stores as labelled points, the float model as a horizontal line. */
+/* Writes a gnuplot PNG of perplexity against bits per weight from the sweep CSV: the
+ * stack as a line, each baseline store as its own point with its name and perplexity in
+ * the key (labels beside points overlap when baselines sit at the same size), the float
+ * model as a dashed line. The y range shows where the curves differ: from just below
+ * the best perplexity to 1.75 times it (budgets near the smallest stack reach thousands
+ * and would flatten everything else); points above it are counted in the title. */
 static void plot_sweep(const char *csv, const char *png, const char *title, double float_ppl)
 {
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         fprintf(stderr, "gnuplot is not installed: no %s\n", png);
         return;
     }
-    char flt[96] = "";
+    FILE *f = fopen(csv, "r");
+    if (!f) {
+        fprintf(stderr, "bitstackctl: cannot read %s: no %s\n", csv, png);
+        return;
+    }
+    char line[512], names[16][128];
+    double base_ppl[16];
+    int nb = 0, above = 0, n = 0;
+    double best = float_ppl > 0 ? float_ppl : INFINITY, ppl[256];
+    while (fgets(line, sizeof line, f) && n < 256) {
+        char *last = strrchr(line, ',');
+        if (!last || strncmp(line, "label", 5) == 0)
+            continue;
+        ppl[n] = strtod(last + 1, NULL);
+        if (ppl[n] < best)
+            best = ppl[n];
+        n++;
+        if (!strncmp(line, "base:", 5) && nb < 16) {
+            char *comma = strchr(line + 5, ',');
+            base_ppl[nb] = ppl[n - 1];
+            snprintf(names[nb++], sizeof names[0], "%.*s", (int)(comma - line - 5), line + 5);
+        }
+    }
+    fclose(f);
+    double lo = best * 0.97, hi = best * 1.75;
+    for (int i = 0; i < n; i++)
+        above += ppl[i] > hi;
+    char script[] = "/tmp/bitstackctl-plot-XXXXXX";
+    int fd = mkstemp(script);
+    FILE *g = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!g) {
+        fprintf(stderr, "bitstackctl: cannot write a gnuplot script: no %s\n", png);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    fprintf(g, "set terminal pngcairo size 900,600 noenhanced\nset output '%s'\n", png);
+    fprintf(g, "set datafile separator ','\nset key top right box opaque\nset grid\n");
+    fprintf(g, "set xlabel 'bits per linear weight'\nset ylabel 'perplexity'\n");
+    fprintf(g, "set yrange [%g:%g]\n", lo, hi);
+    if (above)
+        fprintf(g, "set title '%s  (%d point%s above %.3g not shown)'\n", title, above, above == 1 ? "" : "s", hi);
+    else
+        fprintf(g, "set title '%s'\n", title);
+    fprintf(g, "plot '%s' every ::1 using ((strcol(1)[1:6] eq 'stack:') ? $4 : NaN):5 "
+               "with linespoints pointtype 7 title 'stack'", csv);
+    for (int i = 0; i < nb; i++)
+        fprintf(g, ", '%s' every ::1 using ((strcol(1) eq 'base:%s') ? $4 : NaN):5 with points "
+                   "pointtype %d pointsize 2 title '%s %.3f'",
+                csv, names[i], 5 + 2 * (i % 4), names[i], base_ppl[i]);
     if (float_ppl > 0)
-        snprintf(flt, sizeof flt, ", %.6f with lines dashtype 2 title 'float %.4f'", float_ppl, float_ppl);
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"set terminal png size 900,600; set output '%s'; set datafile separator ','; "
-             "set key top right; set logscale y; set xlabel 'resident MiB'; set ylabel 'perplexity'; "
-             "set title '%s'; plot '< grep ^stack %s' using (\\$3/1048576):5 with linespoints title 'stack', "
-             "'< grep ^base %s' using (\\$3/1048576):5 with points pointtype 7 title 'baselines', "
-             "'< grep ^base %s' using (\\$3/1048576):5:1 with labels offset 0,1 notitle%s\" 2>&1",
-             png, title, csv, csv, csv, flt);
-    if (system(cmd) == 0)
+        fprintf(g, ", %.6f with lines dashtype 2 linewidth 2 title 'float %.4f'", float_ppl, float_ppl);
+    fprintf(g, "\n");
+    fclose(g);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "gnuplot %s 2>&1", script);
+    FILE *p = popen(cmd, "r");
+    int warned = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        fprintf(stderr, "gnuplot: %s", line);
+        warned = 1;
+    }
+    int rc = p ? pclose(p) : -1;
+    unlink(script);
+    if (rc == 0 && !warned)
         fprintf(stderr, "wrote %s\n", png);
+    else
+        fprintf(stderr, "bitstackctl: gnuplot did not plot cleanly: %s may be missing or wrong\n", png);
+}
+
+void bs_eval_store_usage(FILE *f, int first_line)
+{
+    if (first_line)
+        fprintf(f, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
+                   " [--csv F] [--png F]\n");
+    fprintf(f,          "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
+                        "         [--decode]   (score one token at a time through the serving kernels)\n"
+                        "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
 }
 
 int bs_cmd_eval_store(int argc, char **argv)
@@ -314,11 +424,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     const char *budget = bs_opt_get(o, no, "budget"), *budgets = bs_opt_get(o, no, "budgets");
     int sweep = bs_opt_get(o, no, "sweep") != NULL, decode = bs_opt_get(o, no, "decode") != NULL;
     if (!path || !text || (!sweep && !budget && !budgets)) {
-        fprintf(stderr, "usage: bitstackctl eval --store S --text FILE (--budget B | --sweep [--budgets B1,B2,..]"
-                        " [--csv F] [--png F]\n"
-                        "         [--baselines S1,S2,..] [--model M [--tokenizer T]]) [--ctx 256] [--max-chunks N]\n"
-                        "         [--decode]   (score one token at a time through the serving kernels)\n"
-                        "  B: 180K, 2.5M, 40%%, 4.0bpw, min, max\n");
+        bs_eval_store_usage(stderr, 1);
         return BS_EXIT_USAGE;
     }
     bs_blas_threads((int)threads);
@@ -343,10 +449,14 @@ int bs_cmd_eval_store(int argc, char **argv)
     if (budgets || budget) {
         char *list = strdup(budgets ? budgets : budget), *save = NULL;
         for (char *tok = strtok_r(list, ",", &save); tok && ns < cap; tok = strtok_r(NULL, ",", &save)) {
-            if (bs_engine_budget_n(s, tok, &ns_list[ns], &e)) {
+            bs_budget syntax;
+            int bad_syntax = bs_proto_parse_budget(tok, &syntax, &e) != 0;
+            if (bad_syntax || bs_engine_budget_n(s, tok, &ns_list[ns], &e)) {
+                /* a budget that does not parse is a usage error; one the store cannot meet is not */
                 fprintf(stderr, "bitstackctl: %s\n", e.msg);
                 free(list);
                 free(ns_list);
+                rc = bad_syntax ? BS_EXIT_USAGE : 1;
                 goto out;
             }
             snprintf(names[ns++], sizeof names[0], "%s", tok);
@@ -383,10 +493,14 @@ int bs_cmd_eval_store(int argc, char **argv)
         fprintf(csv, "label,blocks,resident_bytes,bpw,ppl\n");
     printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
     rc = 0;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns);
+    bs_ppl_progress pg = {bs_cli_bar_update, &bar};
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
-        int rc_ppl = decode ? bs_engine_ppl_decode(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e)
-                            : bs_engine_ppl(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, &r, &e);
+        bar.step = i;
+        int rc_ppl = bs_engine_ppl_p(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, decode, &pg, &r, &e);
+        bs_cli_bar_clear(&bar);
         if (rc_ppl) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
             rc = 1;

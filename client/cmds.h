@@ -3,6 +3,8 @@
 #ifndef BS_CMDS_H
 #define BS_CMDS_H
 
+#include <stdio.h>
+
 #include "client/opts.h"
 
 #include "model/model.h"
@@ -15,6 +17,8 @@ int bs_cli_open_model(const char *model, const char *tok_path, bs_model *m, bs_t
 int bs_cmd_run(int argc, char **argv);
 int bs_cmd_eval(int argc, char **argv);
 int bs_cmd_eval_store(int argc, char **argv);
+/* eval --store's usage (first_line 0: without the first line), for eval's usage too */
+void bs_eval_store_usage(FILE *f, int first_line);
 int bs_cmd_compress(int argc, char **argv);
 int bs_cmd_quantize(int argc, char **argv);
 int bs_cmd_inspect(int argc, char **argv);

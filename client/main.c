@@ -29,12 +29,14 @@ static const command commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bitstackctl COMMAND [options]\n\ncommands:\n");
+    fprintf(f, "usage: bitstackctl COMMAND [options]    (COMMAND --help: its options; --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nThe bitstackd commands take --socket PATH; without it: $BITSTACK_SOCKET, else\n"
                "$RUNTIME_DIRECTORY/bitstackd.sock, else /run/bitstackd/bitstackd.sock (root) or\n"
-               "$XDG_RUNTIME_DIR/bitstackd.sock. Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect.\n");
+               "$XDG_RUNTIME_DIR/bitstackd.sock. Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect.\n"
+               "More: man bitstackctl; the protocol and the daemon in docs/protocol.md and\n"
+               "docs/daemon.md (installed under share/doc/bitstack).\n");
 }
 
 int main(int argc, char **argv)
@@ -56,6 +58,10 @@ int main(int argc, char **argv)
     const char *name = argv[first];
     if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+        printf("bitstackctl %s\n", BS_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

@@ -8,6 +8,7 @@
 #include "kernels/half.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define BS_BP_X86 1
 #endif
@@ -117,9 +118,12 @@ int bs_kernel_isa_supported(bs_kernel_isa isa)
     case BS_KERNEL_LUT:
         return 1;
 #ifdef BS_BP_X86
-    case BS_KERNEL_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+    case BS_KERNEL_AVX2: {
+        /* F16C from CPUID itself: clang before 15 has no "f16c" for __builtin_cpu_supports */
+        unsigned a, b, c, d;
+        int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    }
     case BS_KERNEL_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");

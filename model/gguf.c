@@ -58,6 +58,16 @@ static int scalar_size(int type)
     }
 }
 
+/* A float as an integer, saturated: out of range (or NaN) the cast would be undefined. */
+static int64_t to_i64(double v)
+{
+    if (!(v > -9.2233720368547758e18))
+        return v > 0 ? INT64_MAX : INT64_MIN;   /* NaN lands here too, as INT64_MIN */
+    if (v >= 9.2233720368547758e18)
+        return INT64_MAX;
+    return (int64_t)v;
+}
+
 /* Decodes one little-endian scalar of `type` at p. */
 static void scalar_at(const uint8_t *p, int type, uint64_t *u, int64_t *i, double *f)
 {
@@ -71,8 +81,8 @@ static void scalar_at(const uint8_t *p, int type, uint64_t *u, int64_t *i, doubl
     case BS_GGUF_I16: *i = (int16_t)raw; *f = (double)*i; break;
     case BS_GGUF_I32: *i = (int32_t)raw; *f = (double)*i; break;
     case BS_GGUF_I64: *f = (double)*i; break;
-    case BS_GGUF_F32: { float v; memcpy(&v, b, 4); *f = v; *i = (int64_t)v; break; }
-    case BS_GGUF_F64: { double v; memcpy(&v, b, 8); *f = v; *i = (int64_t)v; break; }
+    case BS_GGUF_F32: { float v; memcpy(&v, b, 4); *f = v; *i = to_i64(v); break; }
+    case BS_GGUF_F64: { double v; memcpy(&v, b, 8); *f = v; *i = to_i64(v); break; }
     default: break;
     }
 }

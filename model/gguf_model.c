@@ -115,6 +115,18 @@ int bs_model_load_gguf(bs_model *m, const char *path, bs_err *e)
     int shared = !out_w || (out_w->type == emb->type && out_w->nbytes == emb->nbytes &&
                             memcmp(out_w->dims, emb->dims, sizeof emb->dims) == 0 &&
                             memcmp(out_w->data, emb->data, emb->nbytes) == 0);
+    /* The shape comes from the metadata, the tensors are checked only after allocation:
+     * a file too small to hold that shape even at the densest quantisation ggml has (under
+     * 2 bits a weight: at least 4 weights a byte) is refused first, so a few KiB of bad
+     * metadata cannot ask for gigabytes. */
+    uint64_t weights = (uint64_t)bs_model_linear_params(&c) + (uint64_t)c.vocab_size * (uint64_t)c.dim +
+                       (uint64_t)(2 * c.n_layers + 1) * (uint64_t)c.dim;
+    if (weights / 4 > g.size) {
+        bs_err_set(e, "%s: the metadata's shape (dim %d, hidden %d, %d layers, vocab %d) needs %llu weights; "
+                   "the file has %zu bytes", path, c.dim, c.hidden_dim, c.n_layers, c.vocab_size,
+                   (unsigned long long)weights, g.size);
+        goto out;
+    }
     if (bs_model_alloc(m, &c, shared, e))
         goto out;
     if (load_weights(&g, m, e)) {

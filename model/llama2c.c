@@ -54,7 +54,7 @@ int bs_model_load_llama2c(bs_model *m, const char *path, bs_err *e)
     }
     bs_config c = {
         .dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
-        .vocab_size = h[5] < 0 ? -h[5] : h[5], .seq_len = h[6],
+        .vocab_size = h[5] == INT32_MIN ? 0 : h[5] < 0 ? -h[5] : h[5], .seq_len = h[6],   /* -INT32_MIN overflows */
         .rope_theta = 10000.0f, .rms_eps = 1e-5f,
     };
     int shared = h[5] > 0;

@@ -14,8 +14,8 @@
 
 /* The protocol, each window either as one batch or (step) one token at a time: the path a
  * served model decodes by. */
-static int ppl_run(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
-                   bs_ppl_result *r, bs_err *e)
+int bs_ppl_ids_p(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
+                 const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
 {
     memset(r, 0, sizeof *r);
     if (ctx < 2 || ctx > m->cfg.seq_len)
@@ -52,6 +52,8 @@ static int ppl_run(const bs_model *m, const int *ids, int n, int bos, int ctx, i
             r->nll_sum += bs_logsumexp(row, m->cfg.vocab_size) - row[win_ids[j]];
         }
         r->tokens += win;
+        if (pg && pg->fn)
+            pg->fn(pg->ctx, w + 1, windows);
     }
     r->windows = windows;
     r->seconds = bs_now() - t0;
@@ -64,22 +66,28 @@ static int ppl_run(const bs_model *m, const int *ids, int n, int bos, int ctx, i
 int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
                bs_ppl_result *r, bs_err *e)
 {
-    return ppl_run(m, ids, n, bos, ctx, max_chunks, 0, r, e);
+    return bs_ppl_ids_p(m, ids, n, bos, ctx, max_chunks, 0, NULL, r, e);
 }
 
 int bs_ppl_ids_decode(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
                       bs_ppl_result *r, bs_err *e)
 {
-    return ppl_run(m, ids, n, bos, ctx, max_chunks, 1, r, e);
+    return bs_ppl_ids_p(m, ids, n, bos, ctx, max_chunks, 1, NULL, r, e);
 }
 
 int bs_ppl_text(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
                 int max_chunks, bs_ppl_result *r, bs_err *e)
 {
+    return bs_ppl_text_p(m, t, text, len, ctx, max_chunks, NULL, r, e);
+}
+
+int bs_ppl_text_p(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
+                  int max_chunks, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
+{
     int *ids = NULL, n = 0;
     if (bs_tok_encode(t, text, len, 0, 1, &ids, &n, e))
         return -1;
-    int rc = bs_ppl_ids(m, ids, n, bs_tok_bos(t), ctx, max_chunks, r, e);
+    int rc = bs_ppl_ids_p(m, ids, n, bs_tok_bos(t), ctx, max_chunks, 0, pg, r, e);
     free(ids);
     return rc;
 }

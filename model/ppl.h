@@ -17,6 +17,13 @@ typedef struct {
     double seconds;
 } bs_ppl_result;
 
+/* Progress of a perplexity run: fn(ctx, windows done, windows in all) after each window.
+ * model/ never prints; a caller that wants a bar draws it here. */
+typedef struct {
+    void (*fn)(void *ctx, int done, int total);
+    void *ctx;
+} bs_ppl_progress;
+
 /* Runs the protocol over ids (already tokenized). */
 int bs_ppl_ids(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks,
                bs_ppl_result *r, bs_err *e);
@@ -47,6 +54,12 @@ int bs_ppl_protocol_parse(const char *name);
 /* Tokenizes text as the protocol wants it and runs that protocol. */
 int bs_ppl_text_protocol(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len,
                          int protocol, int ctx, int max_chunks, bs_ppl_result *r, bs_err *e);
+
+/* bs_ppl_ids and bs_ppl_text, reporting to pg (NULL: silent). */
+int bs_ppl_ids_p(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
+                 const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
+int bs_ppl_text_p(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
+                  int max_chunks, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
 
 /* Reads a whole file into a malloc'd buffer (NUL-terminated). */
 char *bs_read_file(const char *path, size_t *len, bs_err *e);

@@ -280,12 +280,12 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        bs_err_set(e, "%s: cannot create: %s", tmp, strerror(errno));
+        bs_err_set(e, "%s: cannot write (through %s.tmp): %s", path, path, strerror(errno));
         goto out;
     }
     /* the stack first, each block's crc taken from the bytes as they are written */
     int bad = lseek(fd, (off_t)stack_off, SEEK_SET) < 0
-                  ? bs_err_set(e, "%s: seek failed: %s", tmp, strerror(errno)) : 0;
+                  ? bs_err_set(e, "%s: seek failed: %s", path, strerror(errno)) : 0;
     uint64_t pos = 0;
     for (int i = 0; !bad && i < o->n_blocks; i++) {
         bs_store_block *b = &o->blocks[i];
@@ -296,7 +296,7 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         }
         b->crc = bs_crc32c(0, p, b->bytes);
         json_array_set_new(json_array_get(stack, (size_t)i), 4, json_integer((json_int_t)b->crc));
-        bad = write_zeros(fd, b->offset - pos, tmp, e) || write_all(fd, p, b->bytes, tmp, e);
+        bad = write_zeros(fd, b->offset - pos, path, e) || write_all(fd, p, b->bytes, path, e);
         pos = b->offset + b->bytes;
     }
     /* then the metadata with the real crcs (no longer than its room), the base, the gaps */
@@ -313,18 +313,18 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         memcpy(hdr + 8, fields, sizeof fields);
         memcpy(hdr + 56, &meta_crc, 4);
         memcpy(hdr + 60, &base_crc, 4);
-        bad = (lseek(fd, 0, SEEK_SET) < 0 ? bs_err_set(e, "%s: seek failed: %s", tmp, strerror(errno)) : 0) ||
-              write_all(fd, hdr, sizeof hdr, tmp, e) || write_all(fd, js, meta_len, tmp, e) ||
-              write_zeros(fd, base_off - meta_off - meta_len, tmp, e) || write_all(fd, base, base_len, tmp, e) ||
-              write_zeros(fd, floor_off - base_off - base_len, tmp, e) ||
-              (floor_len && (write_all(fd, o->floor, floor_len, tmp, e) ||
-                             write_zeros(fd, stack_off - floor_off - floor_len, tmp, e)));
+        bad = (lseek(fd, 0, SEEK_SET) < 0 ? bs_err_set(e, "%s: seek failed: %s", path, strerror(errno)) : 0) ||
+              write_all(fd, hdr, sizeof hdr, path, e) || write_all(fd, js, meta_len, path, e) ||
+              write_zeros(fd, base_off - meta_off - meta_len, path, e) || write_all(fd, base, base_len, path, e) ||
+              write_zeros(fd, floor_off - base_off - base_len, path, e) ||
+              (floor_len && (write_all(fd, o->floor, floor_len, path, e) ||
+                             write_zeros(fd, stack_off - floor_off - floor_len, path, e)));
         free(js);
     }
     if (!bad && fsync(fd) != 0)
-        bad = bs_err_set(e, "%s: fsync failed: %s", tmp, strerror(errno));
+        bad = bs_err_set(e, "%s: fsync failed: %s", path, strerror(errno));
     if (close(fd) != 0 && !bad)
-        bad = bs_err_set(e, "%s: close failed: %s", tmp, strerror(errno));
+        bad = bs_err_set(e, "%s: close failed: %s", path, strerror(errno));
     fd = -1;
     if (!bad && rename(tmp, path) != 0)
         bad = bs_err_set(e, "%s: cannot rename into place: %s", path, strerror(errno));

@@ -15,6 +15,10 @@ int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int 
 int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                          bs_err *e);
 
+/* bs_engine_ppl (decode 0) or bs_engine_ppl_decode (1), reporting windows to pg. */
+int bs_engine_ppl_p(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, int decode,
+                    const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
+
 /* A dense model of the prefix of n blocks (for evaluation and tests). */
 int bs_engine_dense(bs_engine *eng, int n, bs_model *out, bs_err *e);
 

@@ -8,6 +8,7 @@ PKGS=(
   libuv1-dev libjansson-dev libopenblas-dev liburing-dev libmicrohttpd-dev
   gnuplot-nox socat systemd bc curl
   nodejs chromium
+  clang libclang-rt-dev
 )
 # The HTTP tests (tests/http) run the official openai npm package and playwright-core,
 # pinned in tests/http/package-lock.json and installed by `npm ci` (.ci/run). npm comes from
