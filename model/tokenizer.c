@@ -9,6 +9,7 @@
  * and keeps each heap tiny. A tokenizer is read-only after construction, so threads
  * may share one. */
 #include "model/tokenizer.h"
+#include "model/merge_queue.h"
 
 #include "model/gguf.h"
 #include "model/tokenizer_bpe.h"
@@ -443,68 +444,8 @@ typedef struct {
     int id;               /* the piece this symbol is, or -1 (a character not in the vocabulary) */
 } sym;
 
-typedef struct {
-    float score;
-    int left;             /* symbol index == text order, so also the tie-break */
-    uint32_t len;         /* len(left) + len(right) when pushed: detects stale entries */
-    int id;
-} cand;
-
-typedef struct {
-    cand *a;
-    size_t n, cap;
-} heap;
-
-static int cand_before(const cand *x, const cand *y)
-{
-    return x->score > y->score || (x->score == y->score && x->left < y->left);
-}
-
-static int heap_push(heap *h, cand c)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 1024;
-        cand *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!cand_before(&c, &h->a[p]))
-            break;
-        h->a[i] = h->a[p];
-        i = p;
-    }
-    h->a[i] = c;
-    return 0;
-}
-
-static cand heap_pop(heap *h)
-{
-    cand top = h->a[0];
-    cand last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && cand_before(&h->a[c + 1], &h->a[c]))
-            c++;
-        if (!cand_before(&h->a[c], &last))
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return top;
-}
-
 /* Queues the merge of symbol l with its right neighbour if that makes a piece. */
-static int try_pair(const bs_tokenizer *t, const char *buf, const sym *s, int l, heap *h)
+static int try_pair(const bs_tokenizer *t, const char *buf, const sym *s, int l, bs_mq *h)
 {
     if (l < 0 || s[l].next < 0)
         return 0;
@@ -512,8 +453,8 @@ static int try_pair(const bs_tokenizer *t, const char *buf, const sym *s, int l,
     int id = lookup(t, buf + s[l].start, n);
     if (id < 0)
         return 0;
-    cand c = { .score = t->score[id], .left = l, .len = n, .id = id };
-    return heap_push(h, c);
+    /* a: the pair's length when queued, to spot entries gone stale */
+    return bs_mq_push(h, (bs_mq_item){ .prio = -(double)t->score[id], .left = l, .a = (int)n, .b = id });
 }
 
 /* Length of the UTF-8 character at p (at most n bytes), or 1 for a byte that does not
@@ -566,7 +507,7 @@ int bs_tok_encode(const bs_tokenizer *t, const char *text, size_t len,
     sym *s = malloc((blen + 1) * sizeof *s);
     /* every symbol becomes at most 4 byte pieces, but never more pieces than bytes */
     int *out = malloc((blen + 2) * sizeof *out);
-    heap h = { 0 };
+    bs_mq h = { 0 };
     int rc = -1;
     if (!buf || !s || !out)
         goto oom;
@@ -603,13 +544,13 @@ int bs_tok_encode(const bs_tokenizer *t, const char *text, size_t len,
             if (try_pair(t, buf, s, i, &h))
                 goto oom;
         while (h.n) {
-            cand c = heap_pop(&h);
+            bs_mq_item c = bs_mq_pop(&h);
             sym *l = &s[c.left];
-            if (l->len == 0 || l->next < 0 || l->len + s[l->next].len != c.len)
+            if (l->len == 0 || l->next < 0 || l->len + s[l->next].len != (uint32_t)c.a)
                 continue;
             sym *r = &s[l->next];
             l->len += r->len;
-            l->id = c.id;
+            l->id = c.b;
             l->next = r->next;
             if (r->next >= 0)
                 s[r->next].prev = c.left;
@@ -641,7 +582,7 @@ done:
     free(out);
     free(buf);
     free(s);
-    free(h.a);
+    bs_mq_free(&h);
     return rc;
 }
 

@@ -3,6 +3,7 @@
  * stale heap entries are recognised when popped (a side's id changed) rather than
  * removed. A bs_bpe is read-only after construction: threads may share one. */
 #include "model/tokenizer_bpe.h"
+#include "model/merge_queue.h"
 
 #include "model/gguf.h"
 #include "model/tokenizer.h"
@@ -321,63 +322,17 @@ bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const i
 /* ---- encoding ---- */
 
 typedef struct { int id, prev, next; } sym;
-typedef struct { int rank, left, lid, rid; } cand;
-typedef struct { cand *a; size_t n, cap; } heap;
 
-static int cand_before(const cand *x, const cand *y)
-{
-    return x->rank != y->rank ? x->rank < y->rank : x->left < y->left;
-}
-
-static int heap_push(heap *h, cand c)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        cand *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && cand_before(&c, &h->a[(i - 1) / 2])) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = c;
-    return 0;
-}
-
-static cand heap_pop(heap *h)
-{
-    cand top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && cand_before(&h->a[c + 1], &h->a[c]))
-            c++;
-        if (!cand_before(&h->a[c], &last))
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return top;
-}
-
-static int push_pair(const bs_bpe *b, const sym *s, int l, heap *h)
+static int push_pair(const bs_bpe *b, const sym *s, int l, bs_mq *h)
 {
     if (l < 0 || s[l].next < 0)
         return 0;
     const struct merge *m = find_merge(b, s[l].id, s[s[l].next].id);
-    return m ? heap_push(h, (cand){ m->rank, l, s[l].id, s[s[l].next].id }) : 0;
+    return m ? bs_mq_push(h, (bs_mq_item){ m->rank, l, s[l].id, s[s[l].next].id }) : 0;
 }
 
 /* BPE over the bytes of one pre-token; appends the ids to out. */
-static int merge_piece(const bs_bpe *b, const unsigned char *p, size_t n, sym *s, heap *h,
+static int merge_piece(const bs_bpe *b, const unsigned char *p, size_t n, sym *s, bs_mq *h,
                        int *out, int *m, bs_err *e)
 {
     for (size_t i = 0; i < n; i++) {
@@ -390,11 +345,11 @@ static int merge_piece(const bs_bpe *b, const unsigned char *p, size_t n, sym *s
         if (push_pair(b, s, (int)i, h))
             return bs_err_set(e, "tokenizer: out of memory");
     while (h->n) {
-        cand c = heap_pop(h);
+        bs_mq_item c = bs_mq_pop(h);
         int l = c.left, r = s[l].next;
-        if (s[l].id != c.lid || r < 0 || s[r].id != c.rid)
+        if (s[l].id != c.a || r < 0 || s[r].id != c.b)
             continue;   /* stale: a side was merged since */
-        s[l].id = find_merge(b, c.lid, c.rid)->id;
+        s[l].id = find_merge(b, c.a, c.b)->id;
         s[l].next = s[r].next;
         if (s[r].next >= 0)
             s[s[r].next].prev = l;
@@ -468,7 +423,7 @@ int bs_bpe_encode(const bs_bpe *b, const char *text, size_t len, int bos, int **
         return bs_err_set(e, "tokenizer: text of %zu bytes is too long", len);
     int *out = malloc((len + 1) * sizeof *out);   /* at most one id per byte, and BOS */
     sym *s = malloc((len ? len : 1) * sizeof *s);
-    heap h = { 0 };
+    bs_mq h = { 0 };
     if (!out || !s) {
         free(out);
         free(s);
@@ -483,13 +438,13 @@ int bs_bpe_encode(const bs_bpe *b, const char *text, size_t len, int bos, int **
         if (merge_piece(b, t + i, k, s, &h, out, &m, e)) {
             free(out);
             free(s);
-            free(h.a);
+            bs_mq_free(&h);
             return -1;
         }
         i += k;
     }
     free(s);
-    free(h.a);
+    bs_mq_free(&h);
     *ids = out;
     *n = m;
     return 0;
