@@ -11,6 +11,7 @@
  * touched a whole token ago; --warm leaves them cached (then most shapes run from L3).
  * Usage: bench_kernels [--quick] [--warm]   (--quick: one small shape, few runs) */
 #include "bench/common.h"
+#include "kernels/rng.h"
 #include "kernels/bitplane.h"
 #include "kernels/half.h"
 #include "kernels/ops.h"
@@ -60,14 +61,6 @@ static void ref_matvec_planes(const bs_kernel_planes *p, float *y, const float *
 /* ---- end of baseline ---- */
 
 static uint64_t rng_s = 99;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int quick, warm;
 static volatile float flush_sink;
@@ -175,11 +168,11 @@ static bs_kernel_planes make(int rows, int cols, int d, owned *o)
     for (int l = 0; l < d; l++) {
         o->planes[l] = aligned_alloc(64, (rows * rb + 63) & ~(size_t)63);
         for (size_t i = 0; i < rows * rb; i++)
-            o->planes[l][i] = (uint8_t)rng_next();
+            o->planes[l][i] = (uint8_t)bs_splitmix64(&rng_s);
     }
     o->scales = malloc(2 * rows * G);
     for (size_t i = 0; i < rows * G; i++)
-        o->scales[i] = bs_f32_to_fp16(0.01f + (float)(rng_next() % 1000) * 1e-3f);
+        o->scales[i] = bs_f32_to_fp16(0.01f + (float)(bs_splitmix64(&rng_s) % 1000) * 1e-3f);
     return (bs_kernel_planes){rows, cols, 32, d, (const uint8_t *const *)o->planes, o->scales, 1};
 }
 
@@ -238,9 +231,9 @@ int main(int argc, char **argv)
         float *w = big(sizeof(float) * (size_t)rows * cols), *gsum = big(sizeof(float) * cols);
         void *scr = big(bs_kernel_planes_scratch(cols, 32));
         for (int j = 0; j < cols; j++)
-            x[j] = (float)((double)(rng_next() % 2001) / 1000.0 - 1.0);
+            x[j] = (float)((double)(bs_splitmix64(&rng_s) % 2001) / 1000.0 - 1.0);
         for (size_t i = 0; i < (size_t)rows * cols; i++)
-            w[i] = (float)((double)(rng_next() % 2001) / 1000.0 - 1.0);
+            w[i] = (float)((double)(bs_splitmix64(&rng_s) % 2001) / 1000.0 - 1.0);
         ctx c = {.x = x, .y = y, .w = w, .gsum = gsum, .scr = scr};
         c.p.rows = rows, c.p.cols = cols;
         double t_gemv = median_time(run_sgemv, &c);
@@ -289,7 +282,7 @@ int main(int argc, char **argv)
         int T = toks[ntoks - 1];
         float *xt = big(sizeof(float) * (size_t)T * cols), *yt = big(sizeof(float) * (size_t)T * rows);
         for (size_t i = 0; i < (size_t)T * cols; i++)
-            xt[i] = (float)((double)(rng_next() % 2001) / 1000.0 - 1.0);
+            xt[i] = (float)((double)(bs_splitmix64(&rng_s) % 2001) / 1000.0 - 1.0);
         c.xt = xt, c.yt = yt;
         c.scr = big(bs_kernel_planes_scratch(cols, 32));
         c.w = big(sizeof(float) * BS_KERNEL_MATMUL_BLOCK * (size_t)cols);

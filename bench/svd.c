@@ -5,6 +5,7 @@
  * Usage: bench_svd [threads]   (0 or absent: OpenBLAS default; BS_SHARED overrides the
  * shared folder) */
 #include "bench/common.h"
+#include "kernels/rng.h"
 #include "kernels/svd.h"
 
 #include <cblas.h>
@@ -188,14 +189,6 @@ static void bench_model(const char *rel)
     report("|W|", &absval);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void bench_random(int m, int n)
 {
     float *a = malloc(sizeof(float) * (size_t)m * n);
@@ -205,7 +198,7 @@ static void bench_random(int m, int n)
      * decaying strength, so the spectrum has structure above a Marchenko–Pastur bulk. */
     uint64_t s = 2024;
     for (size_t i = 0; i < (size_t)m * n; i += 2) {
-        double u1 = ((rng_next(&s) >> 11) + 1.0) * 0x1.0p-53, u2 = (rng_next(&s) >> 11) * 0x1.0p-53;
+        double u1 = ((bs_splitmix64(&s) >> 11) + 1.0) * 0x1.0p-53, u2 = (bs_splitmix64(&s) >> 11) * 0x1.0p-53;
         double rr = 0.02 * sqrt(-2 * log(u1));
         a[i] = (float)(rr * cos(2 * M_PI * u2));
         if (i + 1 < (size_t)m * n)
@@ -214,9 +207,9 @@ static void bench_random(int m, int n)
     float *x = malloc(sizeof(float) * m), *y = malloc(sizeof(float) * n);
     for (int t = 0; x && y && t < 32; t++) {
         for (int i = 0; i < m; i++)
-            x[i] = (float)((rng_next(&s) >> 40) * 0x1.0p-24 - 0.5);
+            x[i] = (float)((bs_splitmix64(&s) >> 40) * 0x1.0p-24 - 0.5);
         for (int j = 0; j < n; j++)
-            y[j] = (float)(((rng_next(&s) >> 40) * 0x1.0p-24 - 0.5) * 0.05 / (1 + t));
+            y[j] = (float)(((bs_splitmix64(&s) >> 40) * 0x1.0p-24 - 0.5) * 0.05 / (1 + t));
         cblas_sger(CblasRowMajor, m, n, 1.0f, x, 1, y, 1, a, n);
     }
     free(x), free(y);

@@ -1,4 +1,5 @@
 #include "kernels/svd.h"
+#include "kernels/rng.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -104,22 +105,13 @@ static int svd_exact_prefix(const float *A, int m, int n, int k, float *U, float
     return rc;
 }
 
-/* splitmix64: a small, seedable, statistically sound generator with no shared state. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Standard normal samples by Box–Muller, two at a time. */
 static void fill_gaussian(float *x, size_t n, uint64_t seed)
 {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((rng_next(&s) >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
-        double u2 = (rng_next(&s) >> 11) * 0x1.0p-53;
+        double u1 = ((bs_splitmix64(&s) >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
+        double u2 = (bs_splitmix64(&s) >> 11) * 0x1.0p-53;
         double r = sqrt(-2.0 * log(u1));
         x[i] = (float)(r * cos(2.0 * M_PI * u2));
         if (i + 1 < n)

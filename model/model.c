@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "kernels/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -105,19 +106,10 @@ void bs_model_free(bs_model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* splitmix64: a small, good, seedable generator; state lives with the caller. */
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void fill_uniform(float *x, size_t n, float scale, uint64_t *s)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = scale * (2.0f * (float)((mix(s) >> 40) * (1.0 / 16777216.0)) - 1.0f);
+        x[i] = scale * (2.0f * (float)((bs_splitmix64(s) >> 40) * (1.0 / 16777216.0)) - 1.0f);
 }
 
 void bs_model_randomize(bs_model *m, uint64_t seed)

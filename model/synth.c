@@ -1,4 +1,5 @@
 #include "model/synth.h"
+#include "kernels/rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,19 +52,10 @@ int bs_synth_preset(bs_synth_opts *o, const char *shape, bs_err *e)
     return bs_err_set(e, "unknown shape '%s' (known: %s)", shape, bs_synth_preset_names());
 }
 
-/* splitmix64: fast and good enough for filler bits; state lives with the caller. */
-static inline uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* uniform in [0, 1) from the top 24 bits */
 static inline float unit(uint64_t *s)
 {
-    return (float)(mix(s) >> 40) * (1.0f / 16777216.0f);
+    return (float)(bs_splitmix64(s) >> 40) * (1.0f / 16777216.0f);
 }
 
 /* An independent stream per (a, b): a block's bytes do not depend on which blocks
@@ -71,7 +63,7 @@ static inline float unit(uint64_t *s)
 static uint64_t stream(uint64_t seed, uint64_t a, uint64_t b)
 {
     uint64_t s = seed ^ (a + 1) * 0xd1b54a32d192ed03ull ^ (b + 1) * 0xaef17502108ef2d9ull;
-    mix(&s);
+    bs_splitmix64(&s);
     return s;
 }
 
@@ -227,11 +219,11 @@ static void fill_plane(const bs_store_matrix *m, uint8_t *p, uint64_t *rng)
 {
     size_t rb = ((size_t)m->cols + 7) / 8, n = (size_t)m->rows * rb, i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t r = mix(rng);
+        uint64_t r = bs_splitmix64(rng);
         memcpy(p + i, &r, 8);
     }
     if (i < n) {
-        uint64_t r = mix(rng);
+        uint64_t r = bs_splitmix64(rng);
         memcpy(p + i, &r, n - i);
     }
     if (m->cols % 8) {

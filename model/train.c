@@ -1,4 +1,5 @@
 #include "model/train.h"
+#include "kernels/rng.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -446,14 +447,6 @@ static int ckpt_load(bs_trainer *t, const char *path, long *step, double *elapse
     return 1;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void adamw(bs_trainer *t, float lr, float wd, long step)
 {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -503,7 +496,7 @@ int bs_train_floor(const bs_model *teacher, const int *ids, int nids, int bos, b
         if (el >= total || (o->max_steps > 0 && step >= o->max_steps))
             break;
         for (int b = 0; b < t->B; b++) {
-            int s = (int)(rng_next(&rng) % (uint64_t)(nids - (t->T - 1) + 1));
+            int s = (int)(bs_splitmix64(&rng) % (uint64_t)(nids - (t->T - 1) + 1));
             tokens[b * t->T] = bos;
             memcpy(tokens + b * t->T + 1, ids + s, sizeof(int) * (size_t)(t->T - 1));
         }

@@ -8,6 +8,7 @@
  * With BS_KERNEL set (meson runs it once with BS_KERNEL=portable) the default path must be
  * the one named. */
 #include "kernels/bitplane.h"
+#include "kernels/rng.h"
 #include "kernels/half.h"
 #include "harness.h"
 
@@ -15,22 +16,14 @@
 
 static uint64_t rng_s = 0x1234567;
 
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static double urand(void)
 {
-    return (double)(rng_next() >> 11) / 9007199254740992.0;
+    return (double)(bs_splitmix64(&rng_s) >> 11) / 9007199254740992.0;
 }
 
 static int irand(int lo, int hi)
 {
-    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
+    return lo + (int)(bs_splitmix64(&rng_s) % (uint64_t)(hi - lo + 1));
 }
 
 typedef struct {
@@ -53,7 +46,7 @@ static void mat_make(mat *m, int rows, int cols, int group, int d, int shift0, i
         m->planes[l] = malloc(rows * rb);
         REQUIRE(m->planes[l]);
         for (size_t i = 0; i < rows * rb; i++)
-            m->planes[l][i] = (uint8_t)rng_next();
+            m->planes[l][i] = (uint8_t)bs_splitmix64(&rng_s);
         /* the store writes pad bits 0; half the time leave junk there, which the
          * kernels must ignore */
         if (!dirty_pad && cols % 8)
@@ -88,11 +81,11 @@ static void rand_x(float *x, int n)
 {
     for (int j = 0; j < n; j++) {
         double v = 2 * urand() - 1;
-        if (rng_next() % 17 == 0)
+        if (bs_splitmix64(&rng_s) % 17 == 0)
             v *= 8; /* outliers, as activations have */
         x[j] = (float)v;
     }
-    if (n > 40 && rng_next() % 3 == 0)
+    if (n > 40 && bs_splitmix64(&rng_s) % 3 == 0)
         memset(x + 8, 0, sizeof(float) * 16); /* an all-zero stretch: max |x| = 0 groups */
 }
 
@@ -177,7 +170,7 @@ static void check_planes(int rows, int cols, int group, int d, int shift0, int d
         bs_kernel_isa isa = (bs_kernel_isa)i;
         if (!bs_kernel_isa_supported(isa))
             continue;
-        int acc = (int)(rng_next() & 1);
+        int acc = (int)(bs_splitmix64(&rng_s) & 1);
         memcpy(y, y0, sizeof(float) * rows);
         CHECK(bs_kernel_planes_matvec_isa(isa, &m.p, x, y, acc, scr) == 0);
         CHECK(compare(&m, isa, x, y, y0, acc, is_int8(isa), "matvec") == 0);
@@ -235,7 +228,7 @@ static void check_materialize_matmul(int rows, int cols, int group, int d, int s
             bs_kernel_isa isa = (bs_kernel_isa)i;
             if (!bs_kernel_isa_supported(isa))
                 continue;
-            int acc = (int)(rng_next() & 1);
+            int acc = (int)(bs_splitmix64(&rng_s) & 1);
             memcpy(y, y0, sizeof(float) * T * rows);
             /* two row ranges, as two threads would run them (each with its own scratch
              * in real use; here one after the other) */
@@ -279,7 +272,7 @@ static void check_avd(int rows, int cols, int k, int dirty)
     float *y0 = malloc(sizeof(float) * rows);
     REQUIRE(bits && U && V && x && y && y0);
     for (size_t i = 0; i < rows * rb; i++)
-        bits[i] = (uint8_t)rng_next();
+        bits[i] = (uint8_t)bs_splitmix64(&rng_s);
     if (!dirty && cols % 8)
         for (int r = 0; r < rows; r++)
             bits[r * rb + rb - 1] &= (uint8_t)((1u << (cols % 8)) - 1);
@@ -296,7 +289,7 @@ static void check_avd(int rows, int cols, int k, int dirty)
         bs_kernel_isa isa = (bs_kernel_isa)i;
         if (!bs_kernel_isa_supported(isa) || isa == BS_KERNEL_LUT || isa == BS_KERNEL_AVX2)
             continue; /* those run the portable code */
-        int acc = (int)(rng_next() & 1);
+        int acc = (int)(bs_splitmix64(&rng_s) & 1);
         memcpy(y, y0, sizeof(float) * rows);
         CHECK(bs_kernel_avd_matvec(isa, &a, x, y, acc, scr) == 0);
         int bad = 0;
@@ -394,7 +387,7 @@ int main(void)
             check_planes(fixed[i][0], fixed[i][1], fixed[i][2], d, 1 + d % 4, (int)(i & 1));
     static const int groups[] = {8, 16, 24, 32, 32, 32, 40, 64, 128};
     for (int t = 0; t < 150; t++) {
-        int group = groups[rng_next() % (sizeof groups / sizeof groups[0])];
+        int group = groups[bs_splitmix64(&rng_s) % (sizeof groups / sizeof groups[0])];
         check_planes(irand(1, 70), irand(1, 700), group, irand(1, 16), irand(1, 4), t & 1);
     }
     /* the int8 paths must actually round something, or the bound check is vacuous */

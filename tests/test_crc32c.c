@@ -1,4 +1,5 @@
 #include "kernels/crc32c.h"
+#include "kernels/rng.h"
 #include "harness.h"
 
 #include <stdint.h>
@@ -13,14 +14,6 @@ static uint32_t crc_bitwise(uint32_t crc, const unsigned char *p, size_t len)
             c = (c >> 1) ^ ((c & 1) ? 0x82F63B78u : 0);
     }
     return ~c;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 int main(void)
@@ -50,20 +43,20 @@ int main(void)
     REQUIRE(buf);
     uint64_t s = 12345;
     for (size_t i = 0; i < CAP; i++)
-        buf[i] = (unsigned char)rng_next(&s);
+        buf[i] = (unsigned char)bs_splitmix64(&s);
     int bad_sw = 0, bad_hw = 0, bad_split = 0;
     for (int trial = 0; trial < 3000; trial++) {
-        size_t off = rng_next(&s) % 16;
-        size_t len = trial < 200 ? (size_t)trial : rng_next(&s) % 4096;
+        size_t off = bs_splitmix64(&s) % 16;
+        size_t len = trial < 200 ? (size_t)trial : bs_splitmix64(&s) % 4096;
         if (trial >= 200)
             len |= 1;
-        uint32_t seed = trial % 3 == 0 ? 0 : (uint32_t)rng_next(&s);
+        uint32_t seed = trial % 3 == 0 ? 0 : (uint32_t)bs_splitmix64(&s);
         uint32_t ref = crc_bitwise(seed, buf + off, len);
         if (bs_crc32c_sw(seed, buf + off, len) != ref)
             bad_sw++;
         if (hw && bs_crc32c_hw(seed, buf + off, len) != ref)
             bad_hw++;
-        size_t cut = len ? rng_next(&s) % (len + 1) : 0;
+        size_t cut = len ? bs_splitmix64(&s) % (len + 1) : 0;
         uint32_t a = bs_crc32c(seed, buf + off, cut);
         if (bs_crc32c(a, buf + off + cut, len - cut) != ref)
             bad_split++;

@@ -1,21 +1,14 @@
 #include "kernels/gptq.h"
+#include "kernels/rng.h"
 #include "kernels/half.h"
 #include "harness.h"
 
 #include <stdint.h>
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static double gauss(uint64_t *s)
 {
-    double u1 = ((rng_next(s) >> 11) + 1.0) * 0x1.0p-53;
-    double u2 = (rng_next(s) >> 11) * 0x1.0p-53;
+    double u1 = ((bs_splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = (bs_splitmix64(s) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
@@ -482,7 +475,7 @@ static void test_gq_synthetic(void)
     bufs b = bufs_new(m, n, group);
     uint64_t s = 5;
     for (size_t i = 0; i < (size_t)m * n; i++)
-        b.W[i] = (float)(0.05 * gauss(&s) * (1 + (rng_next(&s) % 16 == 0) * 3));
+        b.W[i] = (float)(0.05 * gauss(&s) * (1 + (bs_splitmix64(&s) % 16 == 0) * 3));
     bs_err e = {0};
     uint16_t *M16 = malloc(sizeof(uint16_t) * m * b.ng);
     float *Mf = malloc(sizeof(float) * m * b.ng), *R = malloc(sizeof(float) * m * n);

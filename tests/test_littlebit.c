@@ -3,6 +3,7 @@
  * lengths that are not multiples of 8 or 16), for every path this CPU runs. Tolerance:
  * 1e-5 · Σ |terms| (float summation of ±terms; nothing is quantised). */
 #include "kernels/half.h"
+#include "kernels/rng.h"
 #include "kernels/littlebit.h"
 #include "harness.h"
 
@@ -10,17 +11,9 @@
 
 static uint64_t rng_s = 0xfeed;
 
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static double urand(void)
 {
-    return (double)(rng_next() >> 11) / 9007199254740992.0;
+    return (double)(bs_splitmix64(&rng_s) >> 11) / 9007199254740992.0;
 }
 
 static uint8_t *random_bits(int rows, int cols)
@@ -28,7 +21,7 @@ static uint8_t *random_bits(int rows, int cols)
     size_t sb = ((size_t)cols + 7) / 8, n = (size_t)rows * sb;
     uint8_t *b = malloc(n ? n : 1);
     for (size_t i = 0; i < n; i++)
-        b[i] = (uint8_t)rng_next();   /* pad bits random too: they must be ignored */
+        b[i] = (uint8_t)bs_splitmix64(&rng_s);   /* pad bits random too: they must be ignored */
     return b;
 }
 
@@ -110,7 +103,7 @@ int main(void)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         one_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
     for (int t = 0; t < 20; t++)
-        one_shape(1 + (int)(rng_next() % 70), 1 + (int)(rng_next() % 90), 1 + (int)(rng_next() % 40));
+        one_shape(1 + (int)(bs_splitmix64(&rng_s) % 70), 1 + (int)(bs_splitmix64(&rng_s) % 90), 1 + (int)(bs_splitmix64(&rng_s) % 40));
     /* bad arguments are refused */
     bs_kernel_lb bad = {0};
     float x = 0, y = 0;

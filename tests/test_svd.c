@@ -1,4 +1,5 @@
 #include "kernels/svd.h"
+#include "kernels/rng.h"
 #include "harness.h"
 
 #include <stdint.h>
@@ -229,15 +230,7 @@ static void check_model(const char *file)
     free(blob);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float urand(uint64_t *s) { return (float)((rng_next(s) >> 40) * 0x1.0p-24) - 0.5f; }
+static float urand(uint64_t *s) { return (float)((bs_splitmix64(s) >> 40) * 0x1.0p-24) - 0.5f; }
 
 /* A random m×n matrix with singular values decaying like 1/(1+i): products of random
  * factors give a realistic, non-flat spectrum. rank limits the rank (0 = full). */
