@@ -115,6 +115,12 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
         }
     }
     print_row("stack", line);
+    if (bs_render_n_models(st) > 1) {
+        char *rows = bs_render_models(st, 0);
+        if (rows)
+            fputs(rows, stdout);
+        free(rows);
+    }
 
     char *mem = bs_render_status_memory(st);
     if (mem)
@@ -443,7 +449,27 @@ static int parse_seed(const char *v, uint64_t *out)
 #define SAMPLING_OPTS \
     {"socket", 0, 0, NULL}, {"max-tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, \
     {"top-p", 0, 0, NULL}, {"seed", 0, 0, NULL}, {"no-stream", 0, 1, NULL}, {"json", 0, 1, NULL}, \
-    {"stats", 0, 1, NULL}, {"help", 'h', 1, NULL}
+    {"stats", 0, 1, NULL}, {"help", 'h', 1, NULL}, {"model", 'm', 0, NULL}
+
+/* --model NAME: which of the daemon's models ("" : its default). -1 (printed) when the
+ * name is not one a daemon could have. */
+static int model_from_opts(const bs_opt *o, int no, const char *cmd, bs_request *r)
+{
+    const char *m = bs_opt_get(o, no, "model");
+    if (!m)
+        return 0;
+    size_t n = strlen(m);
+    bool ok = n > 0 && n <= BS_PROTO_MODEL_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = bs_proto_model_char(m[i]);
+    if (!ok) {
+        fprintf(stderr, "bitstackctl: %s: --model '%s': a model name is 1..%d letters, digits or . _ - : + / "
+                        "(bitstackctl status lists them)\n", cmd, m, BS_PROTO_MODEL_MAX);
+        return -1;
+    }
+    memcpy(r->model, m, n + 1);
+    return 0;
+}
 
 /* Fills r's sampling fields from the options. -1 (printed) on a bad value. */
 static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *lim, bs_request *r)
@@ -468,7 +494,7 @@ static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *li
         r->has_seed = true;
     }
     r->stream = !bs_opt_get(o, no, "no-stream");
-    return 0;
+    return model_from_opts(o, no, r->op == BS_OP_CHAT ? "chat" : "generate", r);
 }
 
 /* What one generate/chat exchange printed and collected. */
@@ -641,8 +667,9 @@ static void generate_usage(FILE *f)
     fprintf(f,
             "usage: bitstackctl generate PROMPT|- [-n|--max-tokens N] [--temperature T] [--top-p P]\n"
             "         [--seed S] [--stop STR]... [--no-stream] [--no-echo] [--json] [--stats]\n"
-            "         [--socket PATH]\n"
-            "  PROMPT '-' reads the prompt from standard input.\n");
+            "         [-m|--model NAME] [--socket PATH]\n"
+            "  PROMPT '-' reads the prompt from standard input.\n"
+            "  --model NAME  which of the daemon's models answers (default: its first)\n");
 }
 
 int bs_cmd_generate(int argc, char **argv)
@@ -856,7 +883,7 @@ static void chat_usage(FILE *f)
     fprintf(f,
             "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
             "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
-            "         [--stats] [--socket PATH]\n"
+            "         [--stats] [-m|--model NAME] [--socket PATH]\n"
             "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /help lists the\n"
             "  commands, /quit or Ctrl-D ends).\n"
             "  From a pipe: every line is the user's next message; --once sends all of standard\n"
@@ -988,7 +1015,9 @@ out:
 static void budget_usage(FILE *f)
 {
     fprintf(f, "usage: bitstackctl budget [B | --fixed B | --min B --max B | --auto] [--json]\n"
-               "         [--socket PATH]\n"
+               "         [-m|--model NAME] [--socket PATH]\n"
+               "  Without --model: the daemon's budget, for all its models together (a byte size is\n"
+               "  their total; the other forms apply to each). --model NAME: that model's own range.\n"
                "  B: bytes (\"180K\", \"2.5M\", \"1G\"), \"40%%\", \"4.0bpw\", \"min\" or \"max\".\n"
                "  --fixed B (or B alone)  pin the resident size at B (mode fixed)\n"
                "  --min B, --max B        resize automatically with free memory within [min, max];\n"
@@ -1050,6 +1079,8 @@ static int budget_request(const bs_opt *o, int no, const char *const *pos, int n
     if (mx)
         r->has_max = true;
     r->has_auto = r->auto_ = aut;
+    if (model_from_opts(o, no, "budget", r))
+        return -1;
 
     bs_proto_buf b = {0};
     bs_err e = {{0}};
@@ -1070,7 +1101,7 @@ int bs_cmd_budget(int argc, char **argv)
 {
     bs_opt o[] = {{"socket", 0, 0, NULL}, {"min", 0, 0, NULL}, {"max", 0, 0, NULL},
                   {"fixed", 0, 0, NULL}, {"auto", 0, 1, NULL}, {"json", 0, 1, NULL},
-                  {"help", 'h', 1, NULL}};
+                  {"help", 'h', 1, NULL}, {"model", 'm', 0, NULL}};
     int no = NOPTS(o);
     const char *pos[2];
     int np = bs_opts_parse(argc, argv, o, no, pos, 1);

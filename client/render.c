@@ -195,6 +195,89 @@ static const char *direction(double resident, double target)
     return resident < target ? "growing" : resident > target ? "shrinking" : "at target";
 }
 
+/* What all models hold: models_resident_bytes from a daemon that serves several (and
+ * says so), else the one model's resident_bytes; full likewise. */
+static double all_resident(const json_t *st)
+{
+    double v = bs_render_jnum(st, "models_resident_bytes");
+    return isfinite(v) ? v : bs_render_jnum(st, "resident_bytes");
+}
+
+static double all_full(const json_t *st)
+{
+    const json_t *ms = json_object_get(st, "models");
+    if (!json_is_array(ms) || json_array_size(ms) < 2)
+        return bs_render_jnum(st, "full_bytes");
+    double sum = 0;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(ms, i, m) {
+        double f = bs_render_jnum(m, "full_bytes");
+        if (isfinite(f))
+            sum += f;
+    }
+    return sum;
+}
+
+int bs_render_n_models(const json_t *st)
+{
+    const json_t *ms = json_object_get(st, "models");
+    return json_is_array(ms) ? (int)json_array_size(ms) : 0;
+}
+
+/* One row per model, side by side: its bar (resident against its target, of its whole
+ * store), blocks, bpw, its share of what all hold, and how busy it is. */
+static void model_rows(sbuf *b, const json_t *st, int width)
+{
+    const json_t *ms = json_object_get(st, "models");
+    size_t i, wname = 4;
+    const json_t *m;
+    json_array_foreach(ms, i, m) {
+        const char *name = bs_render_jstr(m, "name");
+        if (name && strlen(name) > wname)
+            wname = strlen(name) > 24 ? 24 : strlen(name);
+    }
+    json_array_foreach(ms, i, m) {
+        const char *name = bs_render_jstr(m, "name"), *state = bs_render_jstr(m, "state");
+        double res = bs_render_jnum(m, "resident_bytes"), tgt = bs_render_jnum(m, "target_bytes");
+        double full = bs_render_jnum(m, "full_bytes"), n = bs_render_jnum(m, "stack_n");
+        double total = bs_render_jnum(m, "stack_total"), bpw = bs_render_jnum(m, "bpw");
+        double share = bs_render_jnum(m, "share"), sess = bs_render_jnum(m, "sessions");
+        char r[32], t[32];
+        bs_render_bytes(res, r, sizeof r);
+        bs_render_bytes(tgt, t, sizeof t);
+        sb_add(b, "%-10s %-*.*s ", i == 0 ? "models" : "", (int)wname, (int)wname, name ? name : "-");
+        if (state && strcmp(state, "ready")) {
+            const char *err = bs_render_jstr(m, "error");
+            sb_add(b, "%s%s%s\n", state, err ? ": " : "", err ? err : "");
+            if (!isfinite(res))
+                continue;
+        }
+        char *bar = width > 0 ? bs_render_bar(res, tgt, full, width) : NULL;
+        if (bar)
+            sb_add(b, "%s ", bar);
+        free(bar);
+        sb_add(b, "%.0f/%.0f blocks", n, total);
+        if (isfinite(bpw))
+            sb_add(b, " %.2f bpw", bpw);
+        sb_add(b, ", %s", r);
+        if (isfinite(share))
+            sb_add(b, " (%.0f%%)", 100 * share);
+        if (isfinite(tgt) && tgt != res)
+            sb_add(b, ", target %s", t);
+        if (isfinite(sess))
+            sb_add(b, ", %.0f session%s", sess, sess == 1 ? "" : "s");
+        sb_add(b, "\n");
+    }
+}
+
+char *bs_render_models(const json_t *st, int width)
+{
+    sbuf b = {0};
+    model_rows(&b, st, width);
+    return sb_done(&b);
+}
+
 static void target_row(sbuf *b, const json_t *st)
 {
     double tb = bs_render_jnum(st, "target_bytes"), tn = bs_render_jnum(st, "target_n");
@@ -206,7 +289,7 @@ static void target_row(sbuf *b, const json_t *st)
     int k = snprintf(line, sizeof line, "%s", t);
     if (isfinite(tn))
         k += snprintf(line + k, sizeof line - (size_t)k, ", %.0f blocks", tn);
-    const char *dir = direction(bs_render_jnum(st, "resident_bytes"), tb);
+    const char *dir = direction(all_resident(st), tb);
     if (dir)
         k += snprintf(line + k, sizeof line - (size_t)k, " (resident %s)", dir);
     if (why)
@@ -424,8 +507,8 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
     }
     sb_add(&b, "\n");
 
-    double res = bs_render_jnum(st, "resident_bytes"), tgt = bs_render_jnum(st, "target_bytes");
-    double full = bs_render_jnum(st, "full_bytes");
+    double res = all_resident(st), tgt = bs_render_jnum(st, "target_bytes");
+    double full = all_full(st);
     bs_render_bytes(res, r, sizeof r);
     bs_render_bytes(tgt, t, sizeof t);
     bs_render_bytes(full, f, sizeof f);
@@ -466,8 +549,11 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
         sb_add(&b, "%s%s\n", trig ? "  trigger " : "  no trigger", trig ? trig : "");
     }
 
+    if (bs_render_n_models(st) > 1)
+        model_rows(&b, st, width);
     char *sp = bs_render_sparkline(h, 0, bs_render_jnum(st, "stack_total"));
-    sb_add(&b, "N        %s\n", sp ? sp : "");
+    sb_add(&b, "N        %s%s%s\n", sp ? sp : "", bs_render_n_models(st) > 1 ? "  " : "",
+           bs_render_n_models(st) > 1 && model ? model : "");
     free(sp);
 
     const json_t *e = newest_resize(st);
@@ -485,10 +571,10 @@ char *bs_render_watch_line(const json_t *st, const bs_watch_hist *h)
     sbuf b = {0};
     char blocks[64], r[32], t[32], hr[32], line[384];
     blocks_text(st, blocks, sizeof blocks);
-    double res = bs_render_jnum(st, "resident_bytes"), tgt = bs_render_jnum(st, "target_bytes");
+    double res = all_resident(st), tgt = bs_render_jnum(st, "target_bytes");
     bs_render_bytes(res, r, sizeof r);
     bs_render_bytes(tgt, t, sizeof t);
-    char *bar = bs_render_bar(res, tgt, bs_render_jnum(st, "full_bytes"), 10);
+    char *bar = bs_render_bar(res, tgt, all_full(st), 10);
     sb_add(&b, "%s resident %s %s", blocks, bar ? bar : "", r);
     if (isfinite(tgt))
         sb_add(&b, " target %s", t);
@@ -501,6 +587,14 @@ char *bs_render_watch_line(const json_t *st, const bs_watch_hist *h)
     char *sp = bs_render_sparkline(h, 0, bs_render_jnum(st, "stack_total"));
     sb_add(&b, " N %s", sp ? sp : "");
     free(sp);
+    const json_t *ms = json_object_get(st, "models");
+    size_t i;
+    const json_t *m;
+    if (bs_render_n_models(st) > 1)
+        json_array_foreach(ms, i, m) {
+            sb_add(&b, " %s=%.0f/%.0f", bs_render_jstr(m, "name") ? bs_render_jstr(m, "name") : "-",
+                   bs_render_jnum(m, "stack_n"), bs_render_jnum(m, "stack_total"));
+        }
     const json_t *e = newest_resize(st);
     if (e) {
         resize_text(e, line, sizeof line);

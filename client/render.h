@@ -43,6 +43,12 @@ char *bs_render_sparkline(const bs_watch_hist *h, double lo, double hi);
  * headroom, psi, io, kv, bad blocks, and the resize events as a table. */
 char *bs_render_status_memory(const json_t *st);
 
+/* The models a status lists (0 from a daemon that does not list them). */
+int bs_render_n_models(const json_t *st);
+
+/* `status` of several models: a row each, side by side (bars width cells wide; 0: none). */
+char *bs_render_models(const json_t *st, int width);
+
 /* A string field, or NULL; a number field, or NAN when absent, null or not a number. */
 const char *bs_render_jstr(const json_t *o, const char *key);
 double bs_render_jnum(const json_t *o, const char *key);

@@ -49,6 +49,7 @@ typedef struct hreq {
     /* a completion */
     bs_session *s;                  /* NULL once it ended or was abandoned */
     bs_openai_req oreq;
+    char model[BS_SERVED_NAME_MAX];    /* the model that answers */
     char id[48];
     int64_t created;
     bool stream, suspended, first, ended, failed;
@@ -179,7 +180,7 @@ static bool event(hreq *q, json_t *o)
 static bool chunk(hreq *q, const bs_session *s, const char *text, size_t n, int finish, int stack_n)
 {
     bs_openai_ext x = ext_for(s, stack_n < 0 ? 0 : stack_n);
-    bool ok = event(q, bs_openai_chunk(&q->oreq, q->id, q->created, q->h->srv->cfg.model_name, q->first, text, n,
+    bool ok = event(q, bs_openai_chunk(&q->oreq, q->id, q->created, q->model, q->first, text, n,
                                        finish, &x));
     q->first = false;
     return ok;
@@ -227,7 +228,7 @@ static void on_done(bs_session *s, void *ctx)
     if (!q->stream) {
         bs_openai_ext x = ext_for(s, s->last_n < 0 ? (s->gen_ready ? s->logits_n : 0) : s->last_n);
         q->status = 200;
-        q->answer = bs_openai_completion(&q->oreq, q->id, q->created, q->h->srv->cfg.model_name,
+        q->answer = bs_openai_completion(&q->oreq, q->id, q->created, q->model,
                                          s->text.data ? s->text.data : "", s->text.len, s->finish, s->prompt_tokens,
                                          s->generated, &x);
         resume(q);
@@ -239,7 +240,7 @@ static void on_done(bs_session *s, void *ctx)
     s->sent = s->text.len;
     ok = ok && chunk(q, s, "", 0, (int)s->finish, s->last_n);
     if (ok && q->oreq.include_usage)
-        ok = event(q, bs_openai_usage_chunk(&q->oreq, q->id, q->created, q->h->srv->cfg.model_name,
+        ok = event(q, bs_openai_usage_chunk(&q->oreq, q->id, q->created, q->model,
                                             s->prompt_tokens, s->generated));
     ok = ok && !bs_proto_buf_append(&q->out, "data: [DONE]\n\n", 14, NULL);
     if (!ok)
@@ -326,10 +327,21 @@ static enum MHD_Result do_completion(hreq *q)
     bs_proto_code code;
     char msg[160];
     bs_log_debug(srv->log, "http request %s: %s", q->id, q->kind == R_CHAT ? "chat" : "completion");
+    /* the model the client named; a daemon serving one model answers whatever the name,
+     * as llama.cpp's server does (clients send names of their own) */
+    bs_served *m = q->oreq.model[0] ? bs_models_find(srv->models, q->oreq.model) : NULL;
+    if (m)
+        snprintf(r.model, sizeof r.model, "%s", m->spec.name);
+    else if (q->oreq.model[0] && bs_models_serving(srv->models) != 1) {
+        bs_request_free(&r);
+        return reply_error(q, 0, BS_PERR_MODEL_NOT_FOUND, NULL, "The model `%.100s` does not exist (GET /v1/models lists them)",
+                           q->oreq.model);
+    }
     q->s = bs_server_submit(srv, &r, &q->own, &sink, &code, msg, sizeof msg);
     bs_request_free(&r);
     if (!q->s)
         return reply_error(q, 0, code, NULL, "%s", msg);
+    snprintf(q->model, sizeof q->model, "%s", q->s->served->spec.name);
     /* wait for the first thing the session has to say */
     q->suspended = true;
     MHD_suspend_connection(q->conn);
@@ -386,27 +398,33 @@ static enum MHD_Result do_budget(hreq *q)
     char who[64];
     snprintf(who, sizeof who, "http (pid %d)", (int)q->peer.pid);
     bs_err e;
-    json_t *o = bs_info_budget(srv, &r, who, &e);
+    bs_proto_code code;
+    json_t *o = bs_info_budget(srv, &r, who, &code, &e);
     bs_request_free(&r);
     if (!o)
-        return reply_error(q, 0, BS_PERR_BAD_REQUEST, NULL, "%s", e.msg);
+        return reply_error(q, 0, code, NULL, "%s", e.msg);
     return reply_json(q, 200, o);
 }
 
+/* Every model not draining, the default first, with its live size (a loading one has
+ * none yet). */
 static enum MHD_Result do_models(hreq *q)
 {
     bs_server *srv = q->h->srv;
-    const bs_store *st = &srv->eng->store;
-    int n = srv->eng->cur ? srv->eng->cur->n : 0;
-    json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", srv->cfg.model_name, "object", "model", "created",
-                          (json_int_t)srv->t_wall, "owned_by", "bitstack");
-    if (m)
-        json_object_set_new(m, "bitstack",
-                            json_pack("{s:i, s:i, s:I, s:I, s:f, s:i}", "stack_n", n, "stack_total", st->n_blocks,
-                                      "resident_bytes", (json_int_t)st->resident[n], "target_bytes",
-                                      (json_int_t)srv->sizer->target, "bpw", bs_store_bpw(st, n), "context",
-                                      st->cfg.seq_len));
-    return reply_json(q, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+    json_t *data = json_array();
+    bs_served *def = bs_models_default(srv->models);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < srv->models->n; i++) {
+            bs_served *x = srv->models->m[i];
+            if (x->state == BS_SERVED_DRAINING || (pass == 0) != (x == def))
+                continue;
+            json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", x->spec.name, "object", "model", "created",
+                                  (json_int_t)srv->t_wall, "owned_by", "bitstack");
+            if (m)
+                json_object_set_new(m, "bitstack", bs_sizer_model_json(srv->sizer, x));
+            json_array_append_new(data, m);
+        }
+    return reply_json(q, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 static enum MHD_Result do_metrics(hreq *q)

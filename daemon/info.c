@@ -30,28 +30,35 @@ static json_t *memory_json(const bs_mem_facts *f)
     return o;
 }
 
+/* Keys of the default model's entry that status also gives at the top, as it did when a
+ * daemon served one model. */
+static const char *const default_keys[] = {
+    "store", "context", "vocab_size", "stack_n", "stack_total", "resident_bytes", "full_bytes", "min_bytes", "bpw",
+    "session_bytes_max", "target_n", "io_backend", "io_why", "bad_blocks", "resizing", "resizes",
+};
+
 json_t *bs_info_status(bs_server *srv)
 {
-    const bs_engine *eng = srv->eng;
-    const bs_store *st = &eng->store;
-    int n = eng->cur ? eng->cur->n : 0;
     const bs_mem_facts mf = srv->sizer->facts;   /* the sizer's last sample, not a read per request */
     int running = srv->sched.running, ready = srv->sched.n_ready;
     json_t *o = json_object();
-    json_object_set_new(o, "model", json_string(srv->cfg.model_name));
-    json_object_set_new(o, "store", json_string(st->path));
-    json_object_set_new(o, "context", json_integer(st->cfg.seq_len));
-    json_object_set_new(o, "vocab_size", json_integer(st->cfg.vocab_size));
-    json_object_set_new(o, "stack_n", json_integer(n));
-    json_object_set_new(o, "stack_total", json_integer(st->n_blocks));
-    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)st->resident[n]));
-    json_object_set_new(o, "full_bytes", json_integer((json_int_t)st->resident[st->n_blocks]));
-    json_object_set_new(o, "min_bytes", json_integer((json_int_t)st->resident[st->min_blocks]));
-    json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, n)));
-    /* what one request at the full context may come to: admission counts with this */
-    json_object_set_new(o, "session_bytes_max",
-                        json_integer((json_int_t)bs_state_bytes_for(&st->cfg, st->cfg.seq_len, 64, st->cfg.seq_len)));
+    bs_served *def = bs_models_default(srv->models);
+    json_object_set_new(o, "model", def ? json_string(def->spec.name) : json_null());
+    json_t *models = json_array();
+    for (int i = 0; i < srv->models->n; i++) {
+        bs_served *m = srv->models->m[i];
+        json_t *mj = bs_sizer_model_json(srv->sizer, m);
+        if (m == def)
+            for (size_t k = 0; k < sizeof default_keys / sizeof *default_keys; k++) {
+                json_t *v = json_object_get(mj, default_keys[k]);
+                if (v)
+                    json_object_set(o, default_keys[k], v);
+            }
+        json_array_append_new(models, mj);
+    }
     bs_sizer_status(srv->sizer, o);
+    json_object_set_new(o, "models", models);
+    json_object_set_new(o, "models_resident_bytes", json_integer((json_int_t)bs_models_resident(srv->models)));
     json_object_set_new(o, "sessions", json_integer(srv->n_sessions));
     json_object_set_new(o, "sessions_running", json_integer(running));
     json_object_set_new(o, "sessions_waiting", json_integer(ready));
@@ -74,20 +81,30 @@ json_t *bs_info_metrics(bs_server *srv)
 {
     const bs_server_metrics *m = &srv->m;
     const bs_mem_facts mf = srv->sizer->facts;
+    uint64_t grows = 0, shrinks = 0, failures = 0, read = 0;
+    for (int i = 0; i < srv->models->n; i++) {
+        const bs_served *x = srv->models->m[i];
+        if (x->state == BS_SERVED_LOADING)
+            continue;
+        grows += x->res.grows;
+        shrinks += x->res.shrinks;
+        failures += x->res.failures;
+        read += x->res.bytes_read;
+    }
+    bs_served *def = bs_models_default(srv->models);
     json_t *o = json_object();
 #define SET_U(name, v) json_object_set_new(o, name, json_integer((json_int_t)(v)))
     SET_U("requests", m->requests);
     SET_U("errors", m->errors);
     SET_U("tokens_generated", m->tokens_generated);
     SET_U("prompt_tokens", m->prompt_tokens);
-    const bs_res *res = &srv->sizer->res;
-    SET_U("resize_events", res->grows + res->shrinks);
-    SET_U("resize_grows", res->grows);
-    SET_U("resize_shrinks", res->shrinks);
-    SET_U("resize_failures", res->failures);
-    SET_U("bytes_read", m->store_bytes_read + res->bytes_read);
-    SET_U("stack_n", srv->eng->cur ? srv->eng->cur->n : 0);
-    SET_U("resident_bytes", srv->eng->store.resident[srv->eng->cur ? srv->eng->cur->n : 0]);
+    SET_U("resize_events", grows + shrinks);
+    SET_U("resize_grows", grows);
+    SET_U("resize_shrinks", shrinks);
+    SET_U("resize_failures", failures);
+    SET_U("bytes_read", m->store_bytes_read + read);
+    SET_U("stack_n", def && def->eng.cur ? def->eng.cur->n : 0);
+    SET_U("resident_bytes", bs_models_resident(srv->models));
     SET_U("target_bytes", srv->sizer->target);
     SET_U("kv_bytes", srv->sizer->kv_bytes);
     SET_U("psi_triggers", srv->sizer->triggers);
@@ -119,12 +136,41 @@ json_t *bs_info_metrics(bs_server *srv)
     json_object_set_new(o, "memory_max", int_or_null(mf.memory_max));
     json_object_set_new(o, "mem_available", int_or_null(mf.mem_available));
     json_object_set_new(o, "headroom_bytes", int_or_null(srv->sizer->headroom));
+    /* per model: {name: {stack_n, resident_bytes, target_bytes, sessions, requests}} */
+    json_t *per = json_object();
+    for (int i = 0; per && i < srv->models->n; i++) {
+        const bs_served *x = srv->models->m[i];
+        if (x->state == BS_SERVED_LOADING)
+            continue;
+        int n = x->eng.cur ? x->eng.cur->n : 0;
+        json_object_set_new(per, x->spec.name,
+                            json_pack("{s:i, s:I, s:I, s:i, s:I}", "stack_n", n, "resident_bytes",
+                                      (json_int_t)x->eng.store.resident[n], "target_bytes",
+                                      (json_int_t)x->eng.store.resident[x->target_n], "sessions", x->sessions,
+                                      "requests", (json_int_t)x->requests));
+    }
+    json_object_set_new(o, "models", per ? per : json_null());
     return o;
 }
 
-json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_err *e)
+json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_proto_code *code, bs_err *e)
 {
     bs_sizer *sz = srv->sizer;
+    *code = BS_PERR_BAD_REQUEST;
+    bs_served *m = NULL;
+    if (r->model[0]) {
+        m = bs_models_find(srv->models, r->model);
+        if (!m) {
+            *code = BS_PERR_MODEL_NOT_FOUND;
+            bs_err_set(e, "no model named \"%s\" is served", r->model);
+            return NULL;
+        }
+        if (m->state != BS_SERVED_READY) {
+            *code = BS_PERR_BUSY;
+            bs_err_set(e, "model %s is still loading", m->spec.name);
+            return NULL;
+        }
+    }
     if (r->has_auto || r->has_min || r->has_max) {
         bs_budget lo, hi;
         bs_proto_parse_budget("min", &lo, NULL);
@@ -135,22 +181,25 @@ json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_
             hi = r->max;
         /* "budget": X comes as min = max = X: a fixed size */
         bool fixed = r->has_min && r->has_max && !strcmp(r->min.text, r->max.text);
-        if (bs_sizer_set_budget(sz, fixed, &lo, &hi, e))
+        if (bs_sizer_set_budget(sz, m, fixed, &lo, &hi, e))
             return NULL;
-        bs_log_info(srv->log, "%s: budget %s %s..%s", who, fixed ? "fixed" : "auto", lo.text,
-                    fixed ? lo.text : hi.text);
+        bs_log_info(srv->log, "%s: budget%s%s %s %s..%s", who, m ? " of model " : "", m ? m->spec.name : "",
+                    fixed ? "fixed" : "auto", lo.text, fixed ? lo.text : hi.text);
     }
-    const bs_engine *eng = srv->eng;
-    int n = eng->cur ? eng->cur->n : 0;
-    json_t *o = bs_sizer_budget_json(sz);
+    json_t *o = bs_sizer_budget_json(sz, m);
     if (!o) {
         bs_err_set(e, "out of memory for the answer");
+        *code = BS_PERR_INTERNAL;
         return NULL;
     }
-    json_object_set_new(o, "target_bytes", json_integer((json_int_t)sz->target));
-    json_object_set_new(o, "target_n", json_integer(sz->target_n));
+    bs_served *one = m ? m : bs_models_default(srv->models);
+    int n = one && one->eng.cur ? one->eng.cur->n : 0;
+    json_object_set_new(o, "target_bytes",
+                        json_integer((json_int_t)(m ? m->eng.store.resident[m->target_n] : sz->target)));
+    json_object_set_new(o, "target_n", json_integer(one ? one->target_n : 0));
     json_object_set_new(o, "stack_n", json_integer(n));
-    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)eng->store.resident[n]));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)(m ? m->eng.store.resident[n]
+                                                                          : bs_models_resident(srv->models))));
     return o;
 }
 
@@ -189,6 +238,26 @@ int bs_info_prometheus(bs_server *srv, bs_proto_buf *b)
             break;
         }
     }
+    /* per model, labelled */
+    static const char *const keys[] = {"stack_n", "resident_bytes", "target_bytes", "sessions", "requests"};
+    json_t *per = json_object_get(m, "models");
+    for (size_t k = 0; !rc && per && k < sizeof keys / sizeof *keys; k++) {
+        bool counter = !strcmp(keys[k], "requests");
+        char line[320];
+        int n = snprintf(line, sizeof line, "# TYPE bitstack_model_%s%s %s\n", keys[k], counter ? "_total" : "",
+                         counter ? "counter" : "gauge");
+        rc = n < 0 || (size_t)n >= sizeof line || bs_proto_buf_append(b, line, (size_t)n, NULL);
+        const char *name;
+        json_t *x;
+        json_object_foreach(per, name, x) {
+            if (rc)
+                break;
+            /* model names are [A-Za-z0-9._:+-]: nothing to escape in a label */
+            n = snprintf(line, sizeof line, "bitstack_model_%s%s{model=\"%s\"} %.17g\n", keys[k],
+                         counter ? "_total" : "", name, json_number_value(json_object_get(x, keys[k])));
+            rc = n < 0 || (size_t)n >= sizeof line || bs_proto_buf_append(b, line, (size_t)n, NULL);
+        }
+    }
     json_decref(m);
-    return rc;
+    return rc ? -1 : 0;
 }

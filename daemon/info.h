@@ -14,8 +14,9 @@ json_t *bs_info_metrics(bs_server *srv);
  * b; -1 on OOM. */
 int bs_info_prometheus(bs_server *srv, bs_proto_buf *b);
 
-/* Applies the budget a BUDGET request sets (if any) and returns the budget now; NULL with
- * e filled when the request's budget is not one this store can take. who: for the log. */
-json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_err *e);
+/* Applies the budget a BUDGET request sets (if any) and returns the budget now: the
+ * daemon's, or with r->model that model's own. NULL with *code and e filled when the
+ * request's budget is not one the models can take, or names no model. who: for the log. */
+json_t *bs_info_budget(bs_server *srv, const bs_request *r, const char *who, bs_proto_code *code, bs_err *e);
 
 #endif

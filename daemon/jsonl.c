@@ -342,9 +342,10 @@ static void do_budget(bs_conn *c, const bs_request *r)
     char who[48];
     snprintf(who, sizeof who, "connection %llu", (unsigned long long)c->num);
     bs_err e;
-    json_t *o = bs_info_budget(c->srv, r, who, &e);
+    bs_proto_code code;
+    json_t *o = bs_info_budget(c->srv, r, who, &code, &e);
     if (!o) {
-        send_error(c, &r->id, BS_PERR_BAD_REQUEST, e.msg);
+        send_error(c, &r->id, code, e.msg);
         return;
     }
     send_result(c, &r->id, o);

@@ -1,8 +1,10 @@
-/* bitstackd: serves a stacked store over a Unix socket (docs/daemon.md).
+/* bitstackd: serves stacked stores over a Unix socket (docs/daemon.md).
  *
- * This file wires things together: options, the store load (before the loop starts, so
- * no disk read ever happens on the loop), the listener, signals and sd_notify. The
- * libuv signal handles are the daemon's only link to process-wide state. */
+ * This file wires things together: options and the config file, the stores' first
+ * prefixes (read before the loop starts, so no disk read ever happens on the loop;
+ * stores a reload adds load on a worker), the listener, signals (SIGHUP reloads the
+ * config) and sd_notify. The libuv signal handles are the daemon's only link to
+ * process-wide state. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -15,7 +17,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "daemon/conf.h"
 #include "daemon/log.h"
+#include "daemon/models.h"
 #include "daemon/notify.h"
 #include "daemon/peers.h"
 #include "daemon/server.h"
@@ -29,7 +33,10 @@
 #define EXIT_USAGE 2
 
 typedef struct {
-    const char *store;
+    bs_served_spec stores[BS_MODELS_MAX];   /* --store, in order */
+    int n_stores;
+    const char *config;
+    double idle_after, idle_half_life;
     const char *socket;
     const char *budget, *budget_min, *budget_max;
     const char *io;
@@ -53,9 +60,10 @@ typedef struct {
 typedef struct {
     bs_log log;
     uv_loop_t loop;
-    uv_signal_t sig[2];
+    uv_signal_t sig[3];
+    const options *opt;
     bs_server srv;
-    bs_engine eng;
+    bs_models models;
     bs_sizer sizer;
     bool sizing;      /* sizer is initialised */
     bool serving;     /* srv is initialised and the loop runs it */
@@ -64,7 +72,9 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bitstackd --store S.bstk [--socket PATH] [--budget B | --budget-min B --budget-max B] [--threads N]\n"
+            "usage: bitstackd (--store [NAME=]S.bstk ... | --config F) [--socket PATH]\n"
+            "                 [--budget B | --budget-min B --budget-max B] [--threads N]\n"
+            "                 [--idle-after S] [--idle-half-life S]\n"
             "                 [--io auto|io_uring|pread] [--io-depth N] [--io-chunk BYTES] [--sample-ms MS]\n"
             "                 [--reserve BYTES] [--grow-delay-ms MS] [--grow-rate BYTES]\n"
             "                 [--max-connections N] [--max-sessions N] [--max-sessions-per-conn N]\n"
@@ -72,12 +82,17 @@ static void usage(FILE *f)
             "                 [--max-connections-per-user N] [--max-sessions-per-user N] [--trusted-uids LIST]\n"
             "                 [--listen HOST:PORT] [--api-key-file F] [--idle-timeout S] [--verbose] [--version]\n"
             "\n"
-            "  --store S     the stacked store to serve (bitstackctl compress makes one)\n"
+            "  --store S     a stacked store to serve (bitstackctl compress makes one); repeat it to serve\n"
+            "                several models under one budget. NAME=S names it (default: the file name\n"
+            "                without .bstk); requests name a model, the first one is the default\n"
+            "  --config F    bitstackd.conf: [model NAME] sections with store, weight, min, max; read\n"
+            "                again on SIGHUP (models removed drain, models added load, the rest serve on)\n"
             "  --socket P    default: $BITSTACK_SOCKET, else $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
             "                /run/bitstackd/bitstackd.sock as root, else $XDG_RUNTIME_DIR/bitstackd.sock;\n"
             "                ignored when systemd passes a socket (LISTEN_FDS)\n"
-            "  --budget B    a fixed resident size: bytes (\"180K\", \"2.5M\"), \"40%%\", \"4bpw\", \"min\", \"max\";\n"
-            "                \"auto\" (the default): follow free memory between --budget-min and --budget-max\n"
+            "  --budget B    a fixed resident size: bytes (\"180K\", \"2.5M\": the total of all models),\n"
+            "                or per model \"40%%\", \"4bpw\", \"min\", \"max\"; \"auto\" (the default): follow\n"
+            "                free memory between --budget-min and --budget-max\n"
             "  --budget-min, --budget-max   the range auto mode keeps to (default min, max)\n"
             "  --io M        how blocks are read as the model grows: io_uring (O_DIRECT), pread (a worker\n"
             "                thread), auto (io_uring when the kernel allows it; the default)\n"
@@ -86,6 +101,8 @@ static void usage(FILE *f)
             "  --reserve B   memory left free beside the model (64M); --grow-delay-ms (2000): how long\n"
             "                room must last before growing; --grow-rate B: bytes per second, at most (256M)\n"
             "  --threads N   generation threads (default, or 0: the CPUs this process may use)\n"
+            "  --idle-after S, --idle-half-life S   a model unused for S seconds (300) counts for less\n"
+            "                when memory is split, halving every S seconds (300): it yields blocks first\n"
             "  --max-output  bytes queued for one client before it is dropped (default 1048576)\n"
             "  --grace-ms    how long stopping waits for clients to read their last lines (10000)\n"
             "  --listen H:P  also serve HTTP (the OpenAI API, the chat page) on TCP; a loopback address\n"
@@ -131,11 +148,39 @@ static int parse_num(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* --store [NAME=]PATH: a name is what comes before '=' when that is a valid name. */
+static int add_store(options *o, const char *arg)
+{
+    if (o->n_stores == BS_MODELS_MAX)
+        return fprintf(stderr, "bitstackd: --store: at most %d models\n", BS_MODELS_MAX), -1;
+    bs_served_spec *sp = &o->stores[o->n_stores];
+    memset(sp, 0, sizeof *sp);
+    sp->weight = 1;
+    const char *eq = strchr(arg, '=');
+    if (eq && !memchr(arg, '/', (size_t)(eq - arg))) {
+        snprintf(sp->name, sizeof sp->name, "%.*s", (int)(eq - arg), arg);
+        if (!bs_conf_name_ok(sp->name) || (size_t)(eq - arg) >= sizeof sp->name)
+            return fprintf(stderr, "bitstackd: --store %s: a name is 1..%d letters, digits or . _ - : + /\n", arg,
+                           BS_PROTO_MODEL_MAX), -1;
+        arg = eq + 1;
+    }
+    if (!*arg || strlen(arg) >= sizeof sp->path)
+        return fprintf(stderr, "bitstackd: --store: expected [NAME=]PATH\n"), -1;
+    snprintf(sp->path, sizeof sp->path, "%s", arg);
+    char name[BS_SERVED_NAME_MAX];
+    bs_served_name(sp, name, sizeof name);
+    if (!bs_conf_name_ok(name))
+        return fprintf(stderr, "bitstackd: --store %s: the file name does not make a model name (letters, digits, "
+                       ". _ - : +): give one, NAME=PATH\n", arg), -1;
+    o->n_stores++;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
            O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE, O_LISTEN, O_APIKEY,
-           O_IDLE, O_CONNUSER, O_SESSUSER, O_TRUSTED };
+           O_IDLE, O_CONNUSER, O_SESSUSER, O_TRUSTED, O_CONFIG, O_IDLEAFTER, O_IDLEHALF };
     static const struct option longs[] = {
         {"store", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
@@ -166,6 +211,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"max-connections-per-user", required_argument, NULL, O_CONNUSER},
         {"max-sessions-per-user", required_argument, NULL, O_SESSUSER},
         {"trusted-uids", required_argument, NULL, O_TRUSTED},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"idle-after", required_argument, NULL, O_IDLEAFTER},
+        {"idle-half-life", required_argument, NULL, O_IDLEHALF},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -184,11 +232,23 @@ static int parse_options(int argc, char **argv, options *o)
     o->n_trusted = -1;
     o->proc_root = "/proc";
     o->sys_root = "/sys";
+    o->idle_after = o->idle_half_life = 300;
     int ch;
     long v;
     while ((ch = getopt_long(argc, argv, "s:S:b:t:vh", longs, NULL)) != -1) {
         switch (ch) {
-        case 's': o->store = optarg; break;
+        case 's':
+            if (add_store(o, optarg))
+                return -1;
+            break;
+        case O_CONFIG: o->config = optarg; break;
+        case O_IDLEAFTER:
+        case O_IDLEHALF:
+            if (parse_num(optarg, 1, 86400 * 7, &v))
+                return fprintf(stderr, "bitstackd: --%s: expected 1..604800 seconds\n",
+                               ch == O_IDLEAFTER ? "idle-after" : "idle-half-life"), -1;
+            *(ch == O_IDLEAFTER ? &o->idle_after : &o->idle_half_life) = (double)v;
+            break;
         case 'S': o->socket = optarg; break;
         case 'b': o->budget = optarg; break;
         case 'v': o->verbose = true; break;
@@ -297,8 +357,8 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (optind < argc)
         return fprintf(stderr, "bitstackd: unexpected argument '%s'\n", argv[optind]), usage(stderr), -1;
-    if (!o->store)
-        return fprintf(stderr, "bitstackd: --store is required\n"), usage(stderr), -1;
+    if (!o->n_stores && !o->config)
+        return fprintf(stderr, "bitstackd: --store or --config is required\n"), usage(stderr), -1;
     if (strcmp(o->budget, "auto") && (o->budget_min || o->budget_max))
         return fprintf(stderr, "bitstackd: --budget %s is a fixed size; --budget-min/--budget-max go with auto\n",
                        o->budget), -1;
@@ -313,16 +373,6 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-/* "model.bstk" from "/path/to/model.bstk", without the extension. */
-static void model_name(const char *path, char *buf, size_t n)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *dot = strrchr(base, '.');
-    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-    snprintf(buf, n, "%.*s", (int)len, base);
-}
-
 static void notify(daemon_t *d, const char *state)
 {
     bs_err e;
@@ -334,7 +384,7 @@ static void on_stopped(bs_server *srv, void *ctx)
 {
     (void)srv;
     daemon_t *d = ctx;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (!uv_is_closing((uv_handle_t *)&d->sig[i]))
             uv_close((uv_handle_t *)&d->sig[i], NULL);
     /* closing the handles restored the default action (death); a repeated SIGTERM in the
@@ -343,12 +393,79 @@ static void on_stopped(bs_server *srv, void *ctx)
     signal(SIGINT, SIG_IGN);
     if (d->sizing)
         bs_sizer_close(&d->sizer);
+    bs_models_close(&d->models);
     bs_log_info(&d->log, "stopped");
+}
+
+/* SIGHUP: the config file again. Models it no longer lists drain; new ones load; the
+ * rest keep serving (with the weight and range it gives them now). A file that does not
+ * parse changes nothing. */
+static void reload(daemon_t *d)
+{
+    const options *o = d->opt;
+    if (!o->config) {
+        bs_log_notice(&d->log, "SIGHUP: no --config to read again");
+        return;
+    }
+    bs_served_spec specs[BS_MODELS_MAX];
+    int n;
+    bs_err e;
+    if (bs_conf_load(o->config, specs, BS_MODELS_MAX, &n, &e)) {
+        bs_log_err(&d->log, "reload: %s: keeping the models served", e.msg);
+        return;
+    }
+    bs_models *set = &d->models;
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        if (!m->spec.from_config || m->state == BS_SERVED_DRAINING)
+            continue;
+        const bs_served_spec *now = NULL;
+        for (int j = 0; j < n; j++)
+            if (!strcmp(specs[j].name, m->spec.name))
+                now = &specs[j];
+        if (!now || strcmp(now->path, m->spec.path)) {
+            bs_models_remove(set, m);
+            i = -1;   /* the set may have changed under us (a model closed at once) */
+            continue;
+        }
+        m->spec.weight = now->weight;
+        m->spec.has_min = now->has_min;
+        m->spec.has_max = now->has_max;
+        m->spec.min = now->min;
+        m->spec.max = now->max;
+    }
+    for (int j = 0; j < n; j++) {
+        bs_served *m = bs_models_find(set, specs[j].name);
+        if (m && !strcmp(m->spec.path, specs[j].path))
+            continue;
+        if (bs_models_add(set, &specs[j], &e))
+            bs_log_err(&d->log, "reload: %s", e.msg);
+        else
+            bs_log_info(&d->log, "reload: loading model %s from %s", specs[j].name, specs[j].path);
+    }
+    bs_sizer_decide(&d->sizer);
+}
+
+/* A model came in (or failed to) or closed: the split is made again. */
+static void on_model_event(bs_models *set, bs_served *m, void *ctx)
+{
+    (void)set;
+    (void)m;
+    daemon_t *d = ctx;
+    if (d->sizing)
+        bs_sizer_decide(&d->sizer);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_t *d = h->data;
+    if (signum == SIGHUP) {
+        if (d->serving && !d->srv.stopping) {
+            bs_log_notice(&d->log, "SIGHUP: reloading %s", d->opt->config ? d->opt->config : "(no config)");
+            reload(d);
+        }
+        return;
+    }
     if (!d->serving) {
         bs_log_notice(&d->log, "%s: exiting", strsignal(signum));
         return;
@@ -396,32 +513,61 @@ static void sizer_config(const options *o, bs_sizer_config *sc)
     /* systemd (254+) names the pressure file and trigger it wants us to use */
     sc->psi_watch = getenv("MEMORY_PRESSURE_WATCH");
     sc->psi_write = getenv("MEMORY_PRESSURE_WRITE");
+    sc->idle_after = o->idle_after;
+    sc->idle_half_life = o->idle_half_life;
 }
 
-/* The size to start at, read before the loop runs: a fixed budget's, else what fits in
- * the memory free now (the sizer follows from there). */
-static int start_n(const bs_store *st, const bs_sizer_config *sc, const options *o, bs_log *log)
+/* Every model's working minimum first, then the split of what the budget (or free
+ * memory) allows, all read before the loop runs. */
+static int load_models(daemon_t *d, const options *o, const bs_sizer_config *sc, bs_err *e)
 {
-    int lo, hi, c;
-    bs_engine_resolve(st, &sc->min, false, &lo, &c, NULL);
-    if (c)
-        bs_log_warn(log, "budget %s is %s this store: using %d blocks", sc->min.text,
-                    c < 0 ? "below the smallest working prefix of" : "above the whole of", lo);
-    if (sc->fixed)
-        return lo;
-    bs_engine_resolve(st, &sc->max, false, &hi, &c, NULL);
-    if (c > 0)
-        bs_log_warn(log, "--budget-max %s is above the whole store: using %d blocks", sc->max.text, hi);
-    if (hi < lo)
-        hi = lo;
-    bs_mem_facts f;
-    bs_mem_read(o->proc_root, o->sys_root, &f);
-    int64_t head = bs_mem_headroom(&f, NULL);
-    if (head < 0)
-        return hi;
-    double fit = (double)head - (double)sc->policy.reserve;
-    int n = bs_engine_n_for_bytes(st, fit);
-    return n < lo ? lo : n > hi ? hi : n;
+    bs_served_spec conf[BS_MODELS_MAX];
+    int n_conf = 0;
+    if (o->config && bs_conf_load(o->config, conf, BS_MODELS_MAX, &n_conf, e))
+        return -1;
+    for (int i = 0; i < o->n_stores + n_conf; i++)
+        if (bs_models_add_now(&d->models, i < o->n_stores ? &o->stores[i] : &conf[i - o->n_stores], -1, NULL, e))
+            return -1;
+    if (d->models.n == 0)
+        return bs_err_set(e, "%s lists no model", o->config);
+    /* a budget out of what the stores can do is followed as far as it goes, and said so */
+    uint64_t floor = 0, full = 0;
+    for (int i = 0; i < d->models.n; i++) {
+        const bs_store *st = &d->models.m[i]->eng.store;
+        floor += st->resident[st->min_blocks];
+        full += st->resident[st->n_blocks];
+        int c, n;
+        const bs_budget *b[2] = {&sc->min, &sc->max};
+        for (int k = 0; k < (sc->fixed ? 1 : 2); k++) {
+            if (b[k]->kind == BS_BUDGET_BYTES)
+                continue;
+            bs_engine_resolve(st, b[k], false, &n, &c, NULL);
+            if ((c < 0 && k == 0) || (c > 0 && k == 1))
+                bs_log_warn(&d->log, "budget %s is %s of model %s: using %d blocks", b[k]->text,
+                            c < 0 ? "below the smallest working prefix" : "above the whole", d->models.m[i]->spec.name,
+                            n);
+        }
+    }
+    if (sc->min.kind == BS_BUDGET_BYTES && sc->min.bytes < floor)
+        bs_log_warn(&d->log, "budget %s is below the smallest working prefix of %s (%llu bytes): serving that",
+                    sc->min.text, d->models.n == 1 ? "the store" : "the stores together", (unsigned long long)floor);
+    if (sc->fixed && sc->min.kind == BS_BUDGET_BYTES && sc->min.bytes > full)
+        bs_log_warn(&d->log, "budget %s is above the whole of %s (%llu bytes)", sc->min.text,
+                    d->models.n == 1 ? "the store" : "the stores together", (unsigned long long)full);
+    int ns[BS_MODELS_MAX];
+    bs_sizer_start_split(sc, &d->models, ns);
+    for (int i = 0; i < d->models.n; i++) {
+        bs_served *m = d->models.m[i];
+        if (bs_models_grow_now(m, ns[i], e))
+            return -1;
+        const bs_store *st = &m->eng.store;
+        int n = m->eng.cur->n;
+        bs_log_info(&d->log, "model %s (%s): %d of %d blocks resident, %llu bytes (%.2f bits per weight), context %d",
+                    m->spec.name, m->spec.path, n, st->n_blocks, (unsigned long long)st->resident[n],
+                    bs_store_bpw(st, n), st->cfg.seq_len);
+        d->srv.m.store_bytes_read += bs_store_prefix_end(st, n);
+    }
+    return 0;
 }
 
 /* Loads the store, listens and runs the loop until the server has stopped. 0 after a
@@ -429,8 +575,8 @@ static int start_n(const bs_store *st, const bs_sizer_config *sc, const options 
 static int serve(daemon_t *d, const options *o)
 {
     bs_err e;
-    int rc = 1, listen_fd = -1, bad;
-    char sock[BS_SOCKPATH_MAX > PATH_MAX ? BS_SOCKPATH_MAX : PATH_MAX] = "", name[128];
+    int rc = 1, listen_fd = -1;
+    char sock[BS_SOCKPATH_MAX > PATH_MAX ? BS_SOCKPATH_MAX : PATH_MAX] = "";
 
     int act = bs_listen_fd(&listen_fd, &e);
     if (act < 0) {
@@ -447,38 +593,21 @@ static int serve(daemon_t *d, const options *o)
         bs_log_notice(&d->log, "socket activation: serving on the socket systemd passed, not %s", o->socket);
     }
 
-    /* the starting prefix is read here, before the loop; later sizes come through the sizer */
-    notify(d, "STATUS=loading the store");
+    /* the starting prefixes are read here, before the loop; later sizes come through the sizer */
+    notify(d, "STATUS=loading the stores");
     uint64_t t0 = uv_hrtime();
-    if (bs_engine_open(&d->eng, o->store, &e)) {
-        bs_log_err(&d->log, "%s", e.msg);
-        goto out;
-    }
-    const bs_store *st = &d->eng.store;
     bs_sizer_config sc;
     sizer_config(o, &sc);
-    int n = start_n(st, &sc, o, &d->log);
-    char bad_msg[sizeof e.msg] = "";
-    int start_bad = -1;
-    if (bs_engine_read_blocks(&d->eng, n, &bad, &e)) {
-        /* a damaged block past a working prefix costs the blocks from it on, not the service */
-        if (bad < st->min_blocks) {
-            bs_log_err(&d->log, "%s", e.msg);
-            goto out;
-        }
-        bs_log_err(&d->log, "%s: serving the %d blocks before it", e.msg, bad);
-        snprintf(bad_msg, sizeof bad_msg, "%s", e.msg);
-        start_bad = bad;
-        n = d->eng.resident_n;
-    }
-    if (bs_engine_publish(&d->eng, n, &e)) {
+    bs_models_io io = {sc.io, sc.qd, sc.chunk, bs_sizer_resized, &d->sizer};
+    bs_models_init(&d->models, &d->loop, &d->log, &io, on_model_event, d);
+    uint64_t bytes_read = 0;
+    if (load_models(d, o, &sc, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
-    model_name(o->store, name, sizeof name);
-    bs_log_info(&d->log, "store %s: %d of %d blocks resident, %llu bytes (%.2f bits per weight), "
-                "context %d, in %.2f s", o->store, n, st->n_blocks, (unsigned long long)st->resident[n],
-                bs_store_bpw(st, n), st->cfg.seq_len, (double)(uv_hrtime() - t0) / 1e9);
+    bytes_read = d->srv.m.store_bytes_read;
+    bs_log_info(&d->log, "%d model%s loaded in %.2f s", d->models.n, d->models.n == 1 ? "" : "s",
+                (double)(uv_hrtime() - t0) / 1e9);
 
     /* parallelism comes from running sessions side by side, one thread each */
     bs_blas_threads(1);
@@ -495,7 +624,6 @@ static int serve(daemon_t *d, const options *o)
         .lim = o->lim,
         .max_output = o->max_output,
         .grace_ms = o->grace_ms,
-        .model_name = name,
         .listen = o->listen,
         .api_key = api_key[0] ? api_key : NULL,
         .idle_timeout_s = o->idle_timeout_s,
@@ -509,28 +637,28 @@ static int serve(daemon_t *d, const options *o)
         cfg.trusted = defaults;
         cfg.n_trusted = 2;
     }
-    if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->eng, &sc, bs_server_kv, &d->srv, &e)) {
+    if (bs_sizer_init(&d->sizer, &d->loop, &d->log, &d->models, &sc, bs_server_kv, &d->srv, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
     d->sizing = true;
-    if (start_bad >= 0)
-        bs_res_mark_bad(&d->sizer.res, start_bad, bad_msg);
-    bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto",
-                bs_res_backend(&d->sizer.res), d->sizer.res.uring ? "" : ": ", d->sizer.res.uring ? "" : d->sizer.res.io_why);
+    const bs_res *r0 = &d->models.m[0]->res;
+    bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto", bs_res_backend(r0),
+                r0->uring ? "" : ": ", r0->uring ? "" : r0->io_why);
     /* from here the server owns an inherited socket */
     bool fd_passed = listen_fd >= 0;
     listen_fd = -1;
-    if (bs_server_init(&d->srv, &d->loop, &d->log, &cfg, &d->eng, &d->sizer, &e)) {
+    if (bs_server_init(&d->srv, &d->loop, &d->log, &cfg, &d->models, &d->sizer, &e)) {
         bs_log_err(&d->log, "%s", e.msg);
         goto out;
     }
     d->serving = true;
-    d->srv.m.store_bytes_read = bs_store_prefix_end(st, n);
+    d->srv.m.store_bytes_read = bytes_read;
 
     char status[512];
-    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s: %d/%d blocks, %llu bytes, %d threads", name, n,
-             st->n_blocks, (unsigned long long)st->resident[n], o->threads);
+    const bs_served *m0 = d->models.m[0];
+    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s%s: %llu bytes, %d threads", m0->spec.name,
+             d->models.n > 1 ? " and more" : "", (unsigned long long)bs_models_resident(&d->models), o->threads);
     notify(d, status);
     bs_log_info(&d->log, "listening on %s, %d threads", fd_passed ? "the socket systemd passed" : sock, o->threads);
 
@@ -541,6 +669,7 @@ static int serve(daemon_t *d, const options *o)
 out:
     if (d->sizing)
         bs_sizer_close(&d->sizer);
+    bs_models_close(&d->models);
     if (listen_fd >= 0)
         close(listen_fd);
     return rc;
@@ -564,8 +693,9 @@ int main(int argc, char **argv)
     /* signals are caught from the start, so that one arriving while the store loads or
      * right after the socket appears stops the daemon cleanly once the loop runs */
     uv_loop_init(&d->loop);
-    const int sigs[2] = {SIGTERM, SIGINT};
-    for (int i = 0; i < 2; i++) {
+    d->opt = &o;
+    const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
         uv_signal_init(&d->loop, &d->sig[i]);
         d->sig[i].data = d;
         uv_signal_start(&d->sig[i], on_signal, sigs[i]);
@@ -573,13 +703,13 @@ int main(int argc, char **argv)
 
     int rc = serve(d, &o);
 
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (!uv_is_closing((uv_handle_t *)&d->sig[i]))
             uv_close((uv_handle_t *)&d->sig[i], NULL);
     drain_loop(&d->loop);
     bs_server_free(&d->srv);
-    /* only now: a read still in flight at the stop targeted the engine's mapping */
-    bs_engine_close(&d->eng);
+    /* only now: a read still in flight at the stop targeted the engines' mappings */
+    bs_models_free(&d->models);
     free(d);
     return rc;
 }

@@ -425,7 +425,7 @@ int bs_server_connections(const bs_server *srv)
 /* ---- life -------------------------------------------------------------------------- */
 
 int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_server_config *cfg,
-                   bs_engine *eng, bs_sizer *sizer, bs_err *e)
+                   bs_models *models, bs_sizer *sizer, bs_err *e)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
@@ -433,7 +433,7 @@ int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_
     srv->cfg = *cfg;
     if (srv->cfg.idle_timeout_s <= 0)
         srv->cfg.idle_timeout_s = 30;
-    srv->eng = eng;
+    srv->models = models;
     srv->sizer = sizer;
     srv->t_start = uv_hrtime();
     srv->t_wall = (int64_t)time(NULL);

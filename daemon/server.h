@@ -35,7 +35,6 @@ typedef struct {
     bs_proto_limits lim;
     size_t max_output;          /* bytes queued for one client before it is dropped */
     int grace_ms;               /* how long stopping waits for clients to take their lines */
-    const char *model_name;
     const char *listen;         /* "HOST:PORT" for HTTP over TCP, or NULL */
     const char *api_key;        /* required (Bearer) from TCP clients when set */
     int idle_timeout_s;         /* an HTTP connection with nothing going on is closed */
@@ -74,8 +73,8 @@ struct bs_server {
     uv_loop_t *loop;
     const bs_log *log;
     bs_server_config cfg;
-    bs_engine *eng;
-    bs_sizer *sizer;            /* keeps the engine at the size memory allows */
+    bs_models *models;          /* what is served */
+    bs_sizer *sizer;            /* keeps the models at the size memory allows */
     bs_sched sched;
     bs_listener unix_l;
     bs_listener tcp_l;          /* --listen */
@@ -111,17 +110,19 @@ struct bs_server {
  * A socket file left by a dead daemon is replaced; one a live daemon answers on is not
  * (the error says so). Before the loop runs. */
 int bs_server_init(bs_server *srv, uv_loop_t *loop, const bs_log *log, const bs_server_config *cfg,
-                   bs_engine *eng, bs_sizer *sizer, bs_err *e);
+                   bs_models *models, bs_sizer *sizer, bs_err *e);
 
-/* Bytes the live sessions' KV caches hold, and how many sessions there are (the
- * sizer's kv_fn). */
-void bs_server_kv(void *srv, uint64_t *kv_bytes, int *sessions);
+/* Bytes the live sessions' KV caches hold, what they may take next, and how many
+ * sessions there are (the sizer's kv_fn). */
+void bs_server_kv(void *srv, uint64_t *kv_bytes, uint64_t *kv_next, int *sessions);
 
 /* ---- sessions (sessions.c): the one registry, whichever front end made them ---------- */
 
 /* Makes a session of a GENERATE or CHAT request (its strings are taken) for owner, with
- * results going to sink, and queues it. NULL when refused: the limits (the daemon's, the
- * owner's), an id already open for this owner, no memory; *code and msg say why. */
+ * results going to sink, and queues it, on the model the request names (r->model; "":
+ * the default). NULL when refused: no such model (or it is still loading), the limits
+ * (the daemon's, the owner's), an id already open for this owner, no memory; *code and
+ * msg say why. */
 bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, const bs_sink *sink,
                              bs_proto_code *code, char *msg, size_t msg_len);
 

@@ -81,7 +81,8 @@ typedef struct bs_session {
     uint64_t t_recv;                 /* uv_hrtime() when the request arrived */
 
     /* the request */
-    bs_engine *eng;
+    struct bs_served *served;        /* the model it runs on (daemon/models.h) */
+    bs_engine *eng;                  /* its engine */
     bs_view *view;                   /* held by the loop for the running slice */
     char *prompt;
     size_t prompt_len;

@@ -51,6 +51,10 @@ static void unlink_session(bs_server *srv, bs_session *s)
         s->use = NULL;
         s->item.served = NULL;
     }
+    if (s->served) {
+        s->served->sessions--;
+        s->served->last_used = uv_now(srv->loop);
+    }
     srv->n_sessions--;
 }
 
@@ -66,6 +70,8 @@ static void destroy(bs_server *srv, bs_session *s)
     count_tokens(srv, s);
     srv->m.prompt_tokens += (uint64_t)s->prompt_tokens;
     bs_session_free(s);
+    /* a draining model may have lost its last session */
+    bs_models_check(srv->models);
 }
 
 static void end_with_error(bs_server *srv, bs_session *s, bs_proto_code code, const char *msg)
@@ -101,6 +107,17 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
 {
     const bs_proto_limits *lim = &srv->cfg.lim;
     /* a client's mistake first, whatever the load */
+    bs_served *m = bs_models_find(srv->models, r->model);
+    if (!m || m->state != BS_SERVED_READY) {
+        *code = m ? BS_PERR_BUSY : BS_PERR_MODEL_NOT_FOUND;
+        if (m)
+            snprintf(msg, msg_len, "model %s is still loading", m->spec.name);
+        else if (r->model[0])
+            snprintf(msg, msg_len, "no model named \"%s\" is served (status lists them)", r->model);
+        else
+            snprintf(msg, msg_len, "no model is ready yet");
+        return NULL;
+    }
     if (bs_server_find(srv, owner, &r->id)) {
         *code = BS_PERR_BAD_REQUEST;
         snprintf(msg, msg_len, "request %.*s is still open on this connection; ids in flight must differ",
@@ -124,7 +141,7 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
     }
     /* memory first: a session that could not fit even with the model at its floor is
      * refused now, not left to get the daemon OOM-killed later */
-    const bs_config *cfg = &srv->eng->store.cfg;
+    const bs_config *cfg = &m->eng.store.cfg;
     size_t prompt = r->prompt_len;
     for (int i = 0; i < r->n_messages; i++)
         prompt += r->messages[i].len + 32;   /* the chat template's words around each */
@@ -146,12 +163,16 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
         return NULL;
     }
     bs_err e;
-    bs_session *s = bs_session_new(srv->eng, r, r->has_seed ? r->seed : pick_seed(), &e);
+    bs_session *s = bs_session_new(&m->eng, r, r->has_seed ? r->seed : pick_seed(), &e);
     if (!s) {
         *code = BS_PERR_INTERNAL;
         snprintf(msg, msg_len, "%s", e.msg);
         return NULL;
     }
+    s->served = m;
+    m->sessions++;
+    m->requests++;
+    m->last_used = uv_now(srv->loop);
     s->t_recv = uv_hrtime();
     s->need = need;
     s->sink = *sink;
@@ -240,13 +261,18 @@ void bs_server_stop_sessions(bs_server *srv)
     }
 }
 
-void bs_server_kv(void *ctx, uint64_t *kv_bytes, int *sessions)
+void bs_server_kv(void *ctx, uint64_t *kv_bytes, uint64_t *kv_next, int *sessions)
 {
     bs_server *srv = ctx;
-    uint64_t kv = 0;
-    for (bs_session *s = srv->sessions; s; s = s->next)
+    uint64_t kv = 0, next = 0;
+    for (bs_session *s = srv->sessions; s; s = s->next) {
         kv += s->kv_bytes;
+        /* a KV cache grows by one chunk at a time: room for the next one */
+        const bs_config *c = &s->eng->store.cfg;
+        next += 2ull * BS_KV_CHUNK * (uint64_t)c->n_layers * (uint64_t)c->kv_dim * sizeof(float);
+    }
     *kv_bytes = kv;
+    *kv_next = next;
     *sessions = srv->n_sessions;
 }
 
@@ -263,13 +289,14 @@ void bs_server_slice_work(bs_sched_item *it)
 
 void bs_server_slice_start(bs_sched_item *it, void *ctx)
 {
-    bs_server *srv = ctx;
+    (void)ctx;
     /* the slice runs one prefix from start to end, whatever is published meanwhile; a
-     * batch runs one for all its sessions (each holds it) */
-    bs_view *v = bs_engine_acquire(srv->eng);
+     * batch (sessions of one engine) runs one for all its sessions (each holds it) */
+    bs_engine *eng = SESSION_OF(it)->eng;
+    bs_view *v = bs_engine_acquire(eng);
     SESSION_OF(it)->view = v;
     for (bs_sched_item *m = it->batch_next; m; m = m->batch_next)
-        SESSION_OF(m)->view = v ? bs_engine_hold(srv->eng, v) : NULL;
+        SESSION_OF(m)->view = v ? bs_engine_hold(eng, v) : NULL;
 }
 
 /* A session whose owner went away (abandoned) leaves the registry here. */
@@ -286,8 +313,10 @@ void bs_server_slice_done(bs_sched_item *it, void *ctx)
 {
     bs_server *srv = ctx;
     bs_session *s = SESSION_OF(it);
-    bs_engine_release(srv->eng, s->view);
+    bs_engine_release(s->eng, s->view);
     s->view = NULL;
+    if (s->served)
+        s->served->last_used = uv_now(srv->loop);
     srv->sched.batched_steps += s->batch.steps;
     srv->sched.batched_rows += s->batch.rows;
     s->batch.steps = s->batch.rows = 0;

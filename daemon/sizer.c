@@ -1,28 +1,85 @@
 #include "daemon/sizer.h"
 
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/forward.h"
 
 /* ---- the range a budget mode allows ----------------------------------------------- */
 
-static void range_n(const bs_sizer *sz, int *lo, int *hi)
+/* A model's range: its own bounds, else the daemon's where those are per model (every
+ * form but bytes, which bound the total). */
+static void range_of(bool fixed, const bs_budget *gmin, const bs_budget *gmax, const bs_served *m, int *lo, int *hi)
 {
-    const bs_store *s = &sz->eng->store;
+    const bs_store *s = &m->eng.store;
+    bs_budget dmin, dmax;
+    bs_proto_parse_budget("min", &dmin, NULL);
+    bs_proto_parse_budget("max", &dmax, NULL);
+    const bs_budget *bmin = m->spec.has_min ? &m->spec.min : gmin->kind != BS_BUDGET_BYTES ? gmin : &dmin;
+    const bs_budget *bmax = m->spec.has_max ? &m->spec.max : gmax->kind != BS_BUDGET_BYTES ? gmax : &dmax;
     int c;
-    bs_engine_resolve(s, &sz->min, false, lo, &c, NULL);
-    if (sz->fixed)
-        *hi = *lo;
-    else
-        bs_engine_resolve(s, &sz->max, false, hi, &c, NULL);
+    bs_engine_resolve(s, bmin, false, lo, &c, NULL);
+    bs_engine_resolve(s, bmax, false, hi, &c, NULL);
+    if (fixed && gmin->kind != BS_BUDGET_BYTES && !(m->spec.has_min && m->spec.has_max)) {
+        /* a fixed size per model, inside its own range */
+        int n;
+        bs_engine_resolve(s, gmin, false, &n, &c, NULL);
+        int own_lo = m->spec.has_min ? *lo : s->min_blocks, own_hi = m->spec.has_max ? *hi : s->n_blocks;
+        n = n < own_lo ? own_lo : n > own_hi ? own_hi : n;
+        *lo = *hi = n;
+    }
     if (*hi < *lo)
         *hi = *lo;
+}
+
+void bs_sizer_range(const bs_sizer *sz, const bs_served *m, int *lo, int *hi)
+{
+    range_of(sz->fixed, &sz->min, &sz->max, m, lo, hi);
     /* growth never passes a bad block */
-    if (*hi > sz->res.limit_n)
-        *hi = sz->res.limit_n > s->min_blocks ? sz->res.limit_n : s->min_blocks;
+    const bs_store *s = &m->eng.store;
+    if (m->res_open && *hi > m->res.limit_n)
+        *hi = m->res.limit_n > s->min_blocks ? m->res.limit_n : s->min_blocks;
     if (*lo > *hi)
         *lo = *hi;
+}
+
+static int cur_n(const bs_served *m)
+{
+    return m->eng.cur ? m->eng.cur->n : 0;
+}
+
+/* Models the split is made over: READY ones (a LOADING one has no table yet; a DRAINING
+ * one keeps what it has until it closes). */
+static bool in_split(const bs_served *m)
+{
+    return m->state == BS_SERVED_READY;
+}
+
+/* Splits `total` bytes over the models in k (lo/hi/weight given): bs_policy_alloc, or for a
+ * lone model simply the longest prefix that fits. */
+static void split(bs_served *const *ms, int k, const int *lo, const int *hi, const double *w, uint64_t total,
+                  int *out_n)
+{
+    if (k == 1) {
+        int n = bs_engine_n_for_bytes(&ms[0]->eng.store, (double)total);
+        out_n[0] = n < lo[0] ? lo[0] : n > hi[0] ? hi[0] : n;
+        return;
+    }
+    bs_alloc_model am[BS_MODELS_MAX];
+    size_t cells = 0;
+    for (int i = 0; i < k; i++) {
+        am[i] = (bs_alloc_model){ms[i]->eng.store.resident, ms[i]->loss, lo[i], hi[i], w[i]};
+        cells += (size_t)(hi[i] - lo[i] + 1);
+    }
+    int *scratch = malloc(sizeof *scratch * (cells ? cells : 1));
+    if (!scratch) {
+        for (int i = 0; i < k; i++)
+            out_n[i] = lo[i];
+        return;
+    }
+    bs_policy_alloc(am, k, total, out_n, scratch);
+    free(scratch);
 }
 
 /* ---- decisions ----------------------------------------------------------------------- */
@@ -31,40 +88,91 @@ static void sample(bs_sizer *sz)
 {
     bs_mem_read(sz->cfg.proc_root, sz->cfg.sys_root, &sz->facts);
     sz->headroom = bs_mem_headroom(&sz->facts, &sz->source);
-    sz->kv_bytes = 0;
+    sz->kv_bytes = sz->kv_next = 0;
     sz->kv_sessions = 0;
     if (sz->kv_fn)
-        sz->kv_fn(sz->kv_ctx, &sz->kv_bytes, &sz->kv_sessions);
+        sz->kv_fn(sz->kv_ctx, &sz->kv_bytes, &sz->kv_next, &sz->kv_sessions);
 }
 
+/* Shrinks first; grows only once no model holds pages past its target any more. */
 static void apply(bs_sizer *sz)
 {
-    bs_engine *eng = sz->eng;
-    int cur = eng->cur ? eng->cur->n : 0;
-    if (sz->target_n == cur && eng->resident_n == cur)
-        return;
-    bs_err e;
-    int rc = bs_res_request(&sz->res, sz->target_n, sz->reason, &e);
-    if (rc < 0)
-        bs_log_err(sz->log, "resize to %d blocks: %s", sz->target_n, e.msg);
-    else if (rc == 0 && bs_res_busy(&sz->res))
-        bs_log_debug(sz->log, "resize %d -> %d blocks (%s)", cur, sz->target_n, sz->reason);
+    bs_models *set = sz->models;
+    bool holding = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < set->n; i++) {
+            bs_served *m = set->m[i];
+            if (!m->res_open)
+                continue;
+            int cur = cur_n(m), t = m->target_n;
+            bool shrink = t < cur || t < m->eng.resident_n;
+            if (pass == 0 && !shrink) {
+                continue;
+            } else if (pass == 1 && (holding || t <= cur)) {
+                continue;
+            }
+            bs_err e;
+            int rc = bs_res_request(&m->res, t, sz->reason, &e);
+            if (rc < 0)
+                bs_log_err(sz->log, "model %s: resize to %d blocks: %s", m->spec.name, t, e.msg);
+            else if (bs_res_busy(&m->res))
+                bs_log_debug(sz->log, "model %s: resize %d -> %d blocks (%s)", m->spec.name, cur, t, sz->reason);
+        }
+        for (int i = 0; i < set->n && pass == 0; i++)
+            if (set->m[i]->res_open && set->m[i]->eng.resident_n > set->m[i]->target_n)
+                holding = true;
+    }
     /* busy: the residency calls back when done, and the decision is taken again */
+}
+
+/* The bytes of every model at its floor and at its ceiling, and each one's range. */
+static void ranges(bs_sizer *sz, int *lo, int *hi, uint64_t *floor, uint64_t *ceil, uint64_t *fixed_bytes)
+{
+    bs_models *set = sz->models;
+    *floor = *ceil = *fixed_bytes = 0;
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        lo[i] = hi[i] = 0;
+        if (m->state == BS_SERVED_LOADING)
+            continue;
+        const bs_store *s = &m->eng.store;
+        if (in_split(m)) {
+            bs_sizer_range(sz, m, &lo[i], &hi[i]);
+        } else {
+            lo[i] = hi[i] = cur_n(m);
+            *fixed_bytes += s->resident[cur_n(m)];
+        }
+        *floor += s->resident[lo[i]];
+        *ceil += s->resident[hi[i]];
+    }
+    /* a byte size in the daemon's own range bounds the total */
+    if (sz->min.kind == BS_BUDGET_BYTES && sz->min.bytes > *floor)
+        *floor = sz->min.bytes < *ceil ? sz->min.bytes : *ceil;
+    if (!sz->fixed && sz->max.kind == BS_BUDGET_BYTES && sz->max.bytes < *ceil)
+        *ceil = sz->max.bytes > *floor ? sz->max.bytes : *floor;
 }
 
 int bs_sizer_admit(bs_sizer *sz, uint64_t need, uint64_t promised, int64_t *room)
 {
     sample(sz);   /* fresh: a burst of requests must not all pass on one stale reading */
-    const bs_store *s = &sz->eng->store;
-    int lo, hi;
-    range_n(sz, &lo, &hi);
-    int cur = sz->eng->cur ? sz->eng->cur->n : 0;
+    bs_models *set = sz->models;
+    int lo[BS_MODELS_MAX], hi[BS_MODELS_MAX];
+    uint64_t fl, ce, fx, resident = 0, floor = 0;
+    ranges(sz, lo, hi, &fl, &ce, &fx);
+    for (int i = 0; i < set->n; i++) {
+        const bs_served *m = set->m[i];
+        if (m->state == BS_SERVED_LOADING)
+            continue;
+        int cur = cur_n(m);
+        resident += m->eng.store.resident[cur];
+        floor += m->eng.store.resident[lo[i] < cur ? lo[i] : cur];
+    }
     bs_admit_input in = {
         .headroom = sz->headroom,
-        .resident = s->resident[cur],
-        .floor = s->resident[lo < cur ? lo : cur],
-        /* the reserve is what the sizer keeps free by shrinking the model, not a wall:
-         * a request may use it (the model then shrinks to restore it) */
+        .resident = resident,
+        .floor = floor,
+        /* the reserve is what the sizer keeps free by shrinking the models, not a wall:
+         * a request may use it (the models then shrink to restore it) */
         .reserve = 0,
         .promised = promised,
         .need = need,
@@ -77,41 +185,98 @@ void bs_sizer_decide(bs_sizer *sz)
     if (sz->closed)
         return;
     sample(sz);
-    const bs_store *s = &sz->eng->store;
-    int lo, hi;
-    range_n(sz, &lo, &hi);
-    int cur = sz->eng->cur ? sz->eng->cur->n : 0;
+    bs_models *set = sz->models;
+    int lo[BS_MODELS_MAX], hi[BS_MODELS_MAX];
+    uint64_t fixed_bytes;
+    ranges(sz, lo, hi, &sz->floor, &sz->ceil, &fixed_bytes);
+    uint64_t total;
     if (sz->fixed) {
-        sz->target_n = lo;
-        sz->target = s->resident[lo];
+        total = sz->min.kind == BS_BUDGET_BYTES ? sz->min.bytes : sz->ceil;
         snprintf(sz->reason, sizeof sz->reason, "fixed budget %s", sz->min.text);
         sz->trigger = false;
     } else {
-        /* a session's KV cache grows by one chunk at a time: keep room for the next one */
-        const bs_config *c = &s->cfg;
-        uint64_t chunk = 2ull * BS_KV_CHUNK * (uint64_t)c->n_layers * (uint64_t)c->kv_dim * sizeof(float);
         bs_policy_input in = {
             .now = (double)uv_now(sz->loop) / 1e3,
             .headroom = sz->headroom,
             .trigger = sz->trigger,
             .psi_some_avg10 = sz->facts.psi_some_avg10,
-            .resident = s->resident[cur],
-            .kv_next = chunk * (uint64_t)sz->kv_sessions,
-            .floor = s->resident[lo],
-            .ceil = s->resident[hi],
+            .resident = bs_models_resident(set),
+            .kv_next = sz->kv_next,
+            .floor = sz->floor,
+            .ceil = sz->ceil,
         };
         bs_policy_decision d;
         bs_policy_decide(&sz->pol, &sz->cfg.policy, &in, &d);
         sz->trigger = false;
-        int n = bs_engine_n_for_bytes(s, (double)d.target);
-        sz->target_n = n < lo ? lo : n > hi ? hi : n;
-        sz->target = s->resident[sz->target_n];
-        if (d.why == BS_POLICY_HOLD && sz->target_n != cur)
-            snprintf(sz->reason, sizeof sz->reason, "%s", bs_policy_why_name(BS_POLICY_CLAMP));
-        else
-            snprintf(sz->reason, sizeof sz->reason, "%s", bs_policy_why_name(d.why));
+        total = d.target;
+        snprintf(sz->reason, sizeof sz->reason, "%s", bs_policy_why_name(d.why));
     }
+    /* the split, over the models that take part */
+    bs_served *ms[BS_MODELS_MAX];
+    int k = 0, klo[BS_MODELS_MAX], khi[BS_MODELS_MAX], kn[BS_MODELS_MAX];
+    double w[BS_MODELS_MAX];
+    double now = (double)uv_now(sz->loop) / 1e3;
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        if (m->state == BS_SERVED_LOADING)
+            continue;
+        if (!in_split(m)) {
+            m->target_n = cur_n(m);
+            continue;
+        }
+        double idle = m->sessions > 0 ? 0 : now - (double)m->last_used / 1e3;
+        m->use = bs_policy_use_factor(idle, sz->cfg.idle_after, sz->cfg.idle_half_life, 1.0 / 64);
+        ms[k] = m;
+        klo[k] = lo[i];
+        khi[k] = hi[i];
+        w[k] = m->spec.weight * m->use;
+        k++;
+    }
+    if (k) {
+        split(ms, k, klo, khi, w, total > fixed_bytes ? total - fixed_bytes : 0, kn);
+        for (int i = 0; i < k; i++)
+            ms[i]->target_n = kn[i];
+    }
+    sz->target = 0;
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state != BS_SERVED_LOADING)
+            sz->target += set->m[i]->eng.store.resident[set->m[i]->target_n];
     apply(sz);
+}
+
+void bs_sizer_start_split(const bs_sizer_config *cfg, bs_models *set, int *out_n)
+{
+    bs_sizer tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.models = set;
+    tmp.cfg = *cfg;
+    tmp.fixed = cfg->fixed;
+    tmp.min = cfg->min;
+    tmp.max = cfg->max;
+    int lo[BS_MODELS_MAX], hi[BS_MODELS_MAX];
+    uint64_t floor, ceil, fixed_bytes;
+    ranges(&tmp, lo, hi, &floor, &ceil, &fixed_bytes);
+    uint64_t total = ceil;
+    if (cfg->fixed) {
+        total = cfg->min.kind == BS_BUDGET_BYTES ? cfg->min.bytes : ceil;
+    } else {
+        bs_mem_facts f;
+        bs_mem_read(cfg->proc_root, cfg->sys_root, &f);
+        int64_t head = bs_mem_headroom(&f, NULL);
+        if (head >= 0) {
+            /* what is resident already (every model's working minimum) counts as room */
+            double fit = (double)head + (double)bs_models_resident(set) - (double)cfg->policy.reserve;
+            total = fit < (double)floor ? floor : fit > (double)ceil ? ceil : (uint64_t)fit;
+        }
+    }
+    bs_served *ms[BS_MODELS_MAX];
+    double w[BS_MODELS_MAX];
+    for (int i = 0; i < set->n; i++) {
+        ms[i] = set->m[i];
+        w[i] = set->m[i]->spec.weight;
+    }
+    if (set->n)
+        split(ms, set->n, lo, hi, w, total, out_n);
 }
 
 static void on_sample(uv_timer_t *t)
@@ -135,17 +300,21 @@ static void on_psi(uv_poll_t *h, int status, int events)
     bs_sizer_decide(sz);
 }
 
-static void on_resized(bs_res *r, const bs_resize_event *ev, void *ctx)
+void bs_sizer_resized(bs_res *r, const bs_resize_event *ev, void *ctx)
 {
     bs_sizer *sz = ctx;
-    (void)r;
+    const char *name = "?";
+    for (int i = 0; i < sz->models->n; i++)
+        if (&sz->models->m[i]->res == r)
+            name = sz->models->m[i]->spec.name;
     if (ev->failed)
-        bs_log_err(sz->log, "resize %d -> %d blocks stopped: %s", ev->from_n, ev->to_n,
-                   sz->res.has_bad ? sz->res.bad.error : sz->res.io_err);
+        bs_log_err(sz->log, "model %s: resize %d -> %d blocks stopped: %s", name, ev->from_n, ev->to_n,
+                   r->has_bad ? r->bad.error : r->io_err);
     else
-        bs_log_info(sz->log, "resized %d -> %d blocks (%.1f -> %.1f MiB) in %.1f ms: %s", ev->from_n, ev->to_n,
-                    ev->from_bytes / 1048576.0, ev->to_bytes / 1048576.0, ev->ms, ev->reason);
-    /* the target may have moved meanwhile */
+        bs_log_info(sz->log, "model %s: resized %d -> %d blocks (%.1f -> %.1f MiB) in %.1f ms: %s", name, ev->from_n,
+                    ev->to_n, ev->from_bytes / 1048576.0, ev->to_bytes / 1048576.0, ev->ms, ev->reason);
+    bs_models_check(sz->models);
+    /* the target may have moved meanwhile, and grows may wait for this shrink */
     if (!sz->closed && !ev->failed)
         bs_sizer_decide(sz);
 }
@@ -182,13 +351,14 @@ static void start_psi(bs_sizer *sz)
     bs_log_info(sz->log, "PSI trigger \"%s\" on %s", sz->psi.trigger, sz->psi.path);
 }
 
-int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_engine *eng, const bs_sizer_config *cfg,
+int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_models *models, const bs_sizer_config *cfg,
                   bs_sizer_kv_fn kv_fn, void *kv_ctx, bs_err *e)
 {
+    (void)e;
     memset(sz, 0, sizeof *sz);
     sz->loop = loop;
     sz->log = log;
-    sz->eng = eng;
+    sz->models = models;
     sz->cfg = *cfg;
     sz->fixed = cfg->fixed;
     sz->min = cfg->min;
@@ -196,8 +366,6 @@ int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_engine *e
     sz->kv_fn = kv_fn;
     sz->kv_ctx = kv_ctx;
     sz->psi.fd = -1;
-    if (bs_res_init(&sz->res, loop, eng, cfg->io, cfg->qd, cfg->chunk, on_resized, sz, e))
-        return -1;
     bs_policy_init(&sz->pol, &cfg->policy);
     bs_mem_read(cfg->proc_root, cfg->sys_root, &sz->facts);
     start_psi(sz);
@@ -208,14 +376,36 @@ int bs_sizer_init(bs_sizer *sz, uv_loop_t *loop, const bs_log *log, bs_engine *e
     return 0;
 }
 
-int bs_sizer_set_budget(bs_sizer *sz, bool fixed, const bs_budget *min, const bs_budget *max, bs_err *e)
+int bs_sizer_set_budget(bs_sizer *sz, bs_served *m, bool fixed, const bs_budget *min, const bs_budget *max,
+                        bs_err *e)
 {
-    const bs_store *s = &sz->eng->store;
-    if (!fixed && bs_engine_budget_bytes(s, min) > bs_engine_budget_bytes(s, max))
-        return bs_err_set(e, "budget: min %s is above max %s for this store", min->text, max->text);
-    sz->fixed = fixed;
-    sz->min = *min;
-    sz->max = fixed ? *min : *max;
+    if (m) {
+        const bs_store *s = &m->eng.store;
+        if (!fixed && bs_engine_budget_bytes(s, min) > bs_engine_budget_bytes(s, max))
+            return bs_err_set(e, "budget: min %s is above max %s for model %s", min->text, max->text, m->spec.name);
+        m->spec.has_min = m->spec.has_max = true;
+        m->spec.min = *min;
+        m->spec.max = fixed ? *min : *max;
+    } else {
+        /* byte sizes are totals, the other forms per model: compare what they come to */
+        double lo = 0, hi = 0;
+        for (int i = 0; i < sz->models->n && !fixed; i++) {
+            const bs_served *x = sz->models->m[i];
+            if (x->state == BS_SERVED_LOADING)
+                continue;
+            lo += bs_engine_budget_bytes(&x->eng.store, min);
+            hi += bs_engine_budget_bytes(&x->eng.store, max);
+        }
+        if (min->kind == BS_BUDGET_BYTES)
+            lo = (double)min->bytes;
+        if (max->kind == BS_BUDGET_BYTES)
+            hi = (double)max->bytes;
+        if (!fixed && lo > hi)
+            return bs_err_set(e, "budget: min %s is above max %s for the models served", min->text, max->text);
+        sz->fixed = fixed;
+        sz->min = *min;
+        sz->max = fixed ? *min : *max;
+    }
     /* a new range is a fresh start for the grow logic */
     bs_policy_init(&sz->pol, &sz->cfg.policy);
     bs_sizer_decide(sz);
@@ -224,17 +414,32 @@ int bs_sizer_set_budget(bs_sizer *sz, bool fixed, const bs_budget *min, const bs
 
 void bs_sizer_views_released(bs_sizer *sz)
 {
-    bs_res_views_released(&sz->res);
+    for (int i = 0; i < sz->models->n; i++)
+        if (sz->models->m[i]->res_open)
+            bs_res_views_released(&sz->models->m[i]->res);
 }
 
-json_t *bs_sizer_budget_json(bs_sizer *sz)
+json_t *bs_sizer_budget_json(bs_sizer *sz, bs_served *m)
 {
-    const bs_store *s = &sz->eng->store;
-    int lo, hi;
-    range_n(sz, &lo, &hi);
+    if (m) {
+        int lo = 0, hi = 0;
+        if (m->state != BS_SERVED_LOADING)
+            bs_sizer_range(sz, m, &lo, &hi);
+        const bs_store *s = &m->eng.store;
+        bool own_fixed = m->spec.has_min && m->spec.has_max && !strcmp(m->spec.min.text, m->spec.max.text);
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "model", m->spec.name, "mode",
+                         own_fixed ? "fixed" : sz->fixed ? "fixed" : "auto", "min",
+                         m->spec.has_min ? m->spec.min.text : sz->min.text, "max",
+                         m->spec.has_max ? m->spec.max.text : sz->fixed ? sz->min.text : sz->max.text, "min_bytes",
+                         (json_int_t)(m->state == BS_SERVED_LOADING ? 0 : s->resident[lo]), "max_bytes",
+                         (json_int_t)(m->state == BS_SERVED_LOADING ? 0 : s->resident[hi]));
+    }
+    int lo[BS_MODELS_MAX], hi[BS_MODELS_MAX];
+    uint64_t floor, ceil, fixed_bytes;
+    ranges(sz, lo, hi, &floor, &ceil, &fixed_bytes);
     return json_pack("{s:s, s:s, s:s, s:I, s:I}", "mode", sz->fixed ? "fixed" : "auto", "min", sz->min.text, "max",
-                     sz->fixed ? sz->min.text : sz->max.text, "min_bytes", (json_int_t)s->resident[lo], "max_bytes",
-                     (json_int_t)s->resident[hi]);
+                     sz->fixed ? sz->min.text : sz->max.text, "min_bytes", (json_int_t)floor, "max_bytes",
+                     (json_int_t)ceil);
 }
 
 static json_t *num_or_null(double v)
@@ -257,21 +462,44 @@ static json_t *events_json(const bs_res *r)
     return a;
 }
 
-void bs_sizer_status(bs_sizer *sz, json_t *o)
+json_t *bs_sizer_model_json(bs_sizer *sz, bs_served *m)
 {
-    const bs_res *r = &sz->res;
-    json_object_set_new(o, "target_bytes", json_integer((json_int_t)sz->target));
-    json_object_set_new(o, "target_n", json_integer(sz->target_n));
-    json_object_set_new(o, "target_reason", json_string(sz->reason));
-    json_object_set_new(o, "budget", bs_sizer_budget_json(sz));
-    json_object_set_new(o, "headroom_bytes", sz->headroom < 0 ? json_null() : json_integer((json_int_t)sz->headroom));
-    json_object_set_new(o, "headroom_source", json_string(bs_mem_source_name(sz->source)));
-    json_object_set_new(o, "psi", json_pack("{s:o, s:o, s:o, s:o, s:I}", "trigger",
-                                            sz->psi_polling ? json_string(sz->psi.path) : json_null(), "why",
-                                            sz->psi_polling ? json_null() : json_string(sz->psi.why),
-                                            "some_avg10", num_or_null(sz->facts.psi_some_avg10), "full_avg10",
-                                            num_or_null(sz->facts.psi_full_avg10), "triggers",
-                                            (json_int_t)sz->triggers));
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(m->spec.name));
+    json_object_set_new(o, "state", json_string(bs_served_state_name(m->state)));
+    json_object_set_new(o, "store", json_string(m->spec.path));
+    json_object_set_new(o, "weight", json_real(m->spec.weight));
+    json_object_set_new(o, "sessions", json_integer(m->sessions));
+    json_object_set_new(o, "requests", json_integer((json_int_t)m->requests));
+    if (m->state == BS_SERVED_LOADING) {
+        if (m->error[0])
+            json_object_set_new(o, "error", json_string(m->error));
+        return o;
+    }
+    const bs_store *st = &m->eng.store;
+    int n = cur_n(m);
+    uint64_t all = bs_models_resident(sz->models);
+    json_object_set_new(o, "context", json_integer(st->cfg.seq_len));
+    json_object_set_new(o, "vocab_size", json_integer(st->cfg.vocab_size));
+    json_object_set_new(o, "stack_n", json_integer(n));
+    json_object_set_new(o, "stack_total", json_integer(st->n_blocks));
+    json_object_set_new(o, "resident_bytes", json_integer((json_int_t)st->resident[n]));
+    json_object_set_new(o, "full_bytes", json_integer((json_int_t)st->resident[st->n_blocks]));
+    json_object_set_new(o, "min_bytes", json_integer((json_int_t)st->resident[st->min_blocks]));
+    json_object_set_new(o, "bpw", json_real(bs_store_bpw(st, n)));
+    json_object_set_new(o, "share", json_real(all ? (double)st->resident[n] / (double)all : 0));
+    /* what one request at the full context may come to: admission counts with this */
+    json_object_set_new(o, "session_bytes_max",
+                        json_integer((json_int_t)bs_state_bytes_for(&st->cfg, st->cfg.seq_len, 64, st->cfg.seq_len)));
+    json_object_set_new(o, "target_n", json_integer(m->target_n));
+    json_object_set_new(o, "target_bytes", json_integer((json_int_t)st->resident[m->target_n]));
+    json_object_set_new(o, "use", json_real(m->use));
+    json_object_set_new(o, "loss", json_real(m->loss ? m->loss[n] : 0));
+    json_object_set_new(o, "loss_estimated", json_boolean(m->loss_estimated));
+    json_object_set_new(o, "budget", bs_sizer_budget_json(sz, m));
+    if (!m->res_open)
+        return o;
+    const bs_res *r = &m->res;
     json_object_set_new(o, "io_backend", json_string(bs_res_backend(r)));
     if (!r->uring)
         json_object_set_new(o, "io_why", json_string(r->io_why));
@@ -280,9 +508,25 @@ void bs_sizer_status(bs_sizer *sz, json_t *o)
         json_array_append_new(bad, json_pack("{s:i, s:s, s:i, s:s}", "block", r->bad.block, "matrix", r->bad.matrix,
                                              "level", r->bad.level, "error", r->bad.error));
     json_object_set_new(o, "bad_blocks", bad);
-    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)sz->kv_bytes));
     json_object_set_new(o, "resizing", json_boolean(bs_res_busy(r)));
     json_object_set_new(o, "resizes", events_json(r));
+    return o;
+}
+
+void bs_sizer_status(bs_sizer *sz, json_t *o)
+{
+    json_object_set_new(o, "target_bytes", json_integer((json_int_t)sz->target));
+    json_object_set_new(o, "target_reason", json_string(sz->reason));
+    json_object_set_new(o, "budget", bs_sizer_budget_json(sz, NULL));
+    json_object_set_new(o, "headroom_bytes", sz->headroom < 0 ? json_null() : json_integer((json_int_t)sz->headroom));
+    json_object_set_new(o, "headroom_source", json_string(bs_mem_source_name(sz->source)));
+    json_object_set_new(o, "psi", json_pack("{s:o, s:o, s:o, s:o, s:I}", "trigger",
+                                            sz->psi_polling ? json_string(sz->psi.path) : json_null(), "why",
+                                            sz->psi_polling ? json_null() : json_string(sz->psi.why),
+                                            "some_avg10", num_or_null(sz->facts.psi_some_avg10), "full_avg10",
+                                            num_or_null(sz->facts.psi_full_avg10), "triggers",
+                                            (json_int_t)sz->triggers));
+    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)sz->kv_bytes));
 }
 
 void bs_sizer_close(bs_sizer *sz)
@@ -295,5 +539,4 @@ void bs_sizer_close(bs_sizer *sz)
     if (sz->psi_handle)
         uv_close((uv_handle_t *)&sz->psi_poll, NULL);
     bs_psi_close(&sz->psi);
-    bs_res_close(&sz->res);
 }

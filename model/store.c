@@ -692,6 +692,41 @@ static int parse_errors(bs_store *s, const json_t *errs, bs_err *e)
     return rc;
 }
 
+double *bs_store_loss_table(const bs_store *s, bool *estimated)
+{
+    double *t = malloc(sizeof *t * ((size_t)s->n_blocks + 1));
+    if (!t)
+        return NULL;
+    *estimated = !s->loss;
+    if (s->loss) {
+        double z = s->loss[0] > 0 ? s->loss[0] : 1;
+        for (int n = 0; n <= s->n_blocks; n++)
+            t[n] = s->loss[n] / z;
+        return t;
+    }
+    /* ~1 bit a block: it halves its matrix's remaining error, a quarter of the squared one */
+    double total = 0;
+    for (int m = 0; m < s->n_matrices; m++)
+        total += (double)s->mats[m].rows * s->mats[m].cols;
+    double *left = malloc(sizeof *left * (size_t)(s->n_matrices > 0 ? s->n_matrices : 1));
+    if (!left) {
+        free(t);
+        return NULL;
+    }
+    for (int m = 0; m < s->n_matrices; m++)
+        left[m] = (double)s->mats[m].rows * s->mats[m].cols / (total > 0 ? total : 1);
+    double sum = 1;
+    t[0] = sum;
+    for (int b = 0; b < s->n_blocks; b++) {
+        int m = s->blocks[b].matrix;
+        sum -= left[m] * 0.75;
+        left[m] *= 0.25;
+        t[b + 1] = sum;
+    }
+    free(left);
+    return t;
+}
+
 int bs_store_open(bs_store *s, const char *path, bs_err *e)
 {
     memset(s, 0, sizeof *s);

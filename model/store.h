@@ -14,6 +14,7 @@
 #define BS_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model/block.h"
@@ -60,6 +61,13 @@ typedef struct {
  * against the file; loads the base and the tokenizer. No block is read. */
 int bs_store_open(bs_store *s, const char *path, bs_err *e);
 void bs_store_close(bs_store *s);
+
+/* The loss each prefix reaches, for splitting memory across models ([n_blocks + 1],
+ * caller frees; NULL on OOM): the store's calibration error (info.errors) divided by that
+ * of the empty model, so models of different widths compare. A store without it gets an
+ * estimate (*estimated): each block halves its matrix's remaining error, matrices
+ * weighted by their size. */
+double *bs_store_loss_table(const bs_store *s, bool *estimated);
 
 /* Bytes of the stack section that hold blocks [0, n): the end of block n-1. */
 uint64_t bs_store_prefix_end(const bs_store *s, int n);

@@ -163,6 +163,7 @@ int bs_openai_status(bs_proto_code code)
         return 400;
     case BS_PERR_NOT_FOUND:
     case BS_PERR_UNKNOWN_OP:
+    case BS_PERR_MODEL_NOT_FOUND:
         return 404;
     case BS_PERR_LINE_TOO_LONG:
         return 413;

@@ -36,6 +36,7 @@ static const char *const code_names[BS_PERR_COUNT] = {
     [BS_PERR_CANCELLED] = "cancelled",
     [BS_PERR_SHUTTING_DOWN] = "shutting_down",
     [BS_PERR_INSUFFICIENT_MEMORY] = "insufficient_memory",
+    [BS_PERR_MODEL_NOT_FOUND] = "model_not_found",
 };
 
 static const char *const finish_names[BS_FINISH_COUNT] = {
@@ -681,6 +682,34 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
+/* A model name: 1..63 bytes of letters, digits and . _ - : + / (what file names and
+ * OpenAI model ids use), so it is safe in logs and metric labels. */
+static int read_model(const json_t *root, bs_request *out, bs_proto_error *err)
+{
+    json_t *v = field(root, "model");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "model: expected a string, got %s", type_name(v));
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n > BS_PROTO_MODEL_MAX)
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "model: %zu bytes, the limit is %d", n, BS_PROTO_MODEL_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!bs_proto_model_char(s[i]))
+            return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
+                                 "model: byte %zu is not a letter, digit or one of . _ - : + /", i);
+    memcpy(out->model, s, n);
+    out->model[n] = '\0';
+    return 0;
+}
+
+bool bs_proto_model_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-' || c == ':' || c == '+' || c == '/';
+}
+
 static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,
                         bs_proto_error *err)
 {
@@ -711,15 +740,15 @@ static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_reque
     case BS_OP_METRICS:
         return 0;
     case BS_OP_GENERATE:
-        return read_generate(root, lim, out, err);
+        return read_model(root, out, err) || read_generate(root, lim, out, err);
     case BS_OP_CHAT:
-        return read_chat(root, lim, out, err);
+        return read_model(root, out, err) || read_chat(root, lim, out, err);
     case BS_OP_CANCEL:
         if (!(v = field(root, "target")))
             return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "target: required by op cancel");
         return read_id(v, "target", &out->target, err);
     case BS_OP_BUDGET:
-        return read_budget(root, out, err);
+        return read_model(root, out, err) || read_budget(root, out, err);
     }
     return bs_proto_fail(err, BS_PERR_INTERNAL, "op %d not handled", (int)out->op);
 }
@@ -911,6 +940,9 @@ static int put_request(bs_proto_buf *b, const bs_request *r, bs_err *e)
         return bs_err_set(e, "request: no op");
     if (puts_(b, "{\"id\":", e) || put_id(b, &r->id, e) || puts_(b, ",\"op\":\"", e) ||
         puts_(b, op_names[r->op], e) || put(b, "\"", 1, e))
+        return -1;
+    if (r->model[0] && (r->op == BS_OP_GENERATE || r->op == BS_OP_CHAT || r->op == BS_OP_BUDGET) &&
+        (puts_(b, ",\"model\":", e) || put_str(b, r->model, strlen(r->model), e)))
         return -1;
     switch (r->op) {
     case BS_OP_NONE:

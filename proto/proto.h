@@ -80,12 +80,19 @@ typedef enum {
 
 const char *bs_proto_op_name(bs_op op);   /* "status", ...; "" for BS_OP_NONE */
 
+/* May c be in a model name? (letters, digits, . _ - : + /) */
+bool bs_proto_model_char(char c);
+
 #define BS_PROTO_DEFAULT_TEMPERATURE 1.0
 #define BS_PROTO_DEFAULT_TOP_P 0.9
+
+#define BS_PROTO_MODEL_MAX 63   /* bytes of a model name */
 
 typedef struct {
     bs_proto_id id;
     bs_op op;
+    /* generate, chat, budget: the model it is for ("": the daemon's default) */
+    char model[BS_PROTO_MODEL_MAX + 1];
 
     /* generate */
     char *prompt;               /* NUL-terminated; never contains a NUL itself */
@@ -134,6 +141,7 @@ typedef enum {
     BS_PERR_CANCELLED,            /* "cancelled" */
     BS_PERR_SHUTTING_DOWN,        /* "shutting_down" */
     BS_PERR_INSUFFICIENT_MEMORY,  /* "insufficient_memory" */
+    BS_PERR_MODEL_NOT_FOUND,      /* "model_not_found" */
     BS_PERR_COUNT
 } bs_proto_code;
 

@@ -1,0 +1,355 @@
+#include "daemon/models.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *bs_served_state_name(bs_served_state s)
+{
+    switch (s) {
+    case BS_SERVED_LOADING: return "loading";
+    case BS_SERVED_READY: return "ready";
+    case BS_SERVED_DRAINING: return "draining";
+    }
+    return "?";
+}
+
+void bs_served_name(const bs_served_spec *spec, char *name, size_t n)
+{
+    if (spec->name[0]) {
+        snprintf(name, n, "%s", spec->name);
+        return;
+    }
+    const char *base = strrchr(spec->path, '/');
+    base = base ? base + 1 : spec->path;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    snprintf(name, n, "%.*s", (int)len, base);
+}
+
+/* ---- life -------------------------------------------------------------------------------- */
+
+static void reap(bs_models *set)
+{
+    for (int i = 0; i < set->n_closed; i++) {
+        bs_engine_close(&set->closed[i]->eng);
+        free(set->closed[i]->loss);
+        free(set->closed[i]);
+    }
+    set->n_closed = 0;
+}
+
+static void on_reap(uv_timer_t *t)
+{
+    reap(t->data);
+}
+
+void bs_models_init(bs_models *set, uv_loop_t *loop, const bs_log *log, const bs_models_io *io,
+                    bs_models_event_fn event, void *ctx)
+{
+    memset(set, 0, sizeof *set);
+    set->loop = loop;
+    set->log = log;
+    set->io = *io;
+    set->event = event;
+    set->event_ctx = ctx;
+    uv_timer_init(loop, &set->reap);
+    set->reap.data = set;
+}
+
+static bs_served *model_new(bs_models *set, const bs_served_spec *spec)
+{
+    bs_served *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->spec = *spec;
+    bs_served_name(spec, m->spec.name, sizeof m->spec.name);
+    if (!(m->spec.weight > 0))
+        m->spec.weight = 1;
+    m->set = set;
+    m->order = set->next_order++;
+    m->last_used = uv_now(set->loop);
+    return m;
+}
+
+static bool name_taken(const bs_models *set, const char *name)
+{
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state != BS_SERVED_DRAINING && !strcmp(set->m[i]->spec.name, name))
+            return true;
+    return false;
+}
+
+static int check_room(const bs_models *set, const bs_served *m, bs_err *e)
+{
+    if (name_taken(set, m->spec.name))
+        return bs_err_set(e, "%s: a model named \"%s\" is already served (give one a name: --store NAME=PATH)",
+                          m->spec.path, m->spec.name);
+    if (set->n == BS_MODELS_MAX)
+        return bs_err_set(e, "%s: at most %d models at once", m->spec.path, BS_MODELS_MAX);
+    return 0;
+}
+
+/* Opens the engine and reads its first n blocks (n < 0: the working minimum). Blocking. */
+static int load(bs_served *m, int n, int *bad, bs_err *e)
+{
+    *bad = -1;
+    if (bs_engine_open(&m->eng, m->spec.path, e))
+        return -1;
+    const bs_store *st = &m->eng.store;
+    if (n < 0 || n < st->min_blocks)
+        n = st->min_blocks;
+    if (n > st->n_blocks)
+        n = st->n_blocks;
+    if (!(m->loss = bs_store_loss_table(st, &m->loss_estimated))) {
+        bs_engine_close(&m->eng);
+        return bs_err_set(e, "out of memory");
+    }
+    if (bs_engine_read_blocks(&m->eng, n, bad, e)) {
+        /* a damaged block past a working prefix costs the blocks from it on, not the model */
+        if (*bad < st->min_blocks) {
+            free(m->loss);
+            m->loss = NULL;
+            bs_engine_close(&m->eng);
+            return -1;
+        }
+        n = m->eng.resident_n;
+    }
+    if (bs_engine_publish(&m->eng, n, e)) {
+        free(m->loss);
+        m->loss = NULL;
+        bs_engine_close(&m->eng);
+        return -1;
+    }
+    m->target_n = n;
+    return 0;
+}
+
+/* On the loop thread, once the first prefix is in: the residency, and READY. */
+static int go_ready(bs_models *set, bs_served *m, int bad, const char *bad_msg, bs_err *e)
+{
+    if (bs_res_init(&m->res, set->loop, &m->eng, set->io.io, set->io.qd, set->io.chunk, set->io.resized,
+                    set->io.resized_ctx, e))
+        return -1;
+    m->res_open = true;
+    if (bad >= 0)
+        bs_res_mark_bad(&m->res, bad, bad_msg);
+    m->state = BS_SERVED_READY;
+    return 0;
+}
+
+int bs_models_add_now(bs_models *set, const bs_served_spec *spec, int n, bs_served **out, bs_err *e)
+{
+    bs_served *m = model_new(set, spec);
+    if (!m)
+        return bs_err_set(e, "out of memory");
+    int bad;
+    if (check_room(set, m, e) || load(m, n, &bad, e)) {
+        free(m);
+        return -1;
+    }
+    char bad_msg[sizeof e->msg];
+    snprintf(bad_msg, sizeof bad_msg, "%s", bad >= 0 ? e->msg : "");
+    if (bad >= 0)
+        bs_log_err(set->log, "%s: serving the %d blocks before it", bad_msg, bad);
+    if (go_ready(set, m, bad, bad_msg, e)) {
+        bs_engine_close(&m->eng);
+        free(m->loss);
+        free(m);
+        return -1;
+    }
+    set->m[set->n++] = m;
+    if (out)
+        *out = m;
+    return 0;
+}
+
+int bs_models_grow_now(bs_served *m, int n, bs_err *e)
+{
+    int bad;
+    if (n <= m->eng.resident_n)
+        return 0;
+    if (bs_engine_read_blocks(&m->eng, n, &bad, e)) {
+        bs_log_err(m->set->log, "%s: serving the %d blocks before it", e->msg, m->eng.resident_n);
+        bs_res_mark_bad(&m->res, bad, e->msg);
+        n = m->eng.resident_n;
+    }
+    if (n == (m->eng.cur ? m->eng.cur->n : 0))
+        return 0;
+    return bs_engine_publish(&m->eng, n, e);
+}
+
+static void load_work(uv_work_t *w)
+{
+    bs_served *m = w->data;
+    bs_err e = {0};
+    m->load_rc = load(m, m->start_n, &m->load_bad, &e);
+    if (m->load_rc || m->load_bad >= 0)
+        snprintf(m->error, sizeof m->error, "%s", e.msg);
+}
+
+static void unlist(bs_models *set, bs_served *m)
+{
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i] == m) {
+            memmove(&set->m[i], &set->m[i + 1], sizeof set->m[0] * (size_t)(set->n - i - 1));
+            set->n--;
+            return;
+        }
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    bs_served *m = w->data;
+    bs_models *set = m->set;
+    bs_err e;
+    if (status == 0 && m->load_rc == 0 && !set->stopping) {
+        if (m->load_bad >= 0)
+            bs_log_err(set->log, "%s: serving the %d blocks before it", m->error, m->load_bad);
+        if (go_ready(set, m, m->load_bad, m->error, &e) == 0) {
+            m->error[0] = '\0';
+            bs_log_info(set->log, "model %s (%s): %d of %d blocks resident, %.2f bits per weight", m->spec.name,
+                        m->spec.path, m->eng.cur->n, m->eng.store.n_blocks, bs_store_bpw(&m->eng.store, m->eng.cur->n));
+            if (set->event)
+                set->event(set, m, set->event_ctx);
+            return;
+        }
+        snprintf(m->error, sizeof m->error, "%s", e.msg);
+    }
+    if (status)
+        snprintf(m->error, sizeof m->error, "%s", set->stopping ? "the daemon is stopping" : uv_strerror(status));
+    else if (set->stopping && m->load_rc == 0)
+        snprintf(m->error, sizeof m->error, "the daemon is stopping");
+    bs_log_err(set->log, "model %s: %s", m->spec.name, m->error);
+    unlist(set, m);
+    if (set->event)
+        set->event(set, m, set->event_ctx);
+    if (m->load_rc == 0)
+        bs_engine_close(&m->eng);
+    free(m->loss);
+    free(m);
+}
+
+int bs_models_add(bs_models *set, const bs_served_spec *spec, bs_err *e)
+{
+    if (set->stopping)
+        return bs_err_set(e, "the daemon is stopping");
+    bs_served *m = model_new(set, spec);
+    if (!m)
+        return bs_err_set(e, "out of memory");
+    if (check_room(set, m, e)) {
+        free(m);
+        return -1;
+    }
+    m->state = BS_SERVED_LOADING;
+    m->start_n = -1;   /* the working minimum: the sizer grows it as memory allows */
+    m->work.data = m;
+    int rc = uv_queue_work(set->loop, &m->work, load_work, load_done);
+    if (rc) {
+        free(m);
+        return bs_err_set(e, "%s: cannot start loading: %s", spec->path, uv_strerror(rc));
+    }
+    set->m[set->n++] = m;
+    return 0;
+}
+
+void bs_models_remove(bs_models *set, bs_served *m)
+{
+    if (m->state == BS_SERVED_DRAINING)
+        return;
+    /* a LOADING one cannot be stopped mid-read: it drains as soon as it is READY */
+    m->state = BS_SERVED_DRAINING;
+    bs_log_info(set->log, "model %s: draining (%d requests open)", m->spec.name, m->sessions);
+    bs_models_check(set);
+}
+
+/* Its handles close now; the engine goes on the next loop turn (the reap timer), after
+ * libuv has run the close callbacks. */
+static void close_model(bs_models *set, bs_served *m)
+{
+    unlist(set, m);
+    if (m->res_open)
+        bs_res_close(&m->res);
+    m->res_open = false;
+    set->closed[set->n_closed++] = m;
+    uv_timer_start(&set->reap, on_reap, 0, 0);
+}
+
+void bs_models_check(bs_models *set)
+{
+    if (set->stopping)
+        return;   /* bs_models_free takes what is left */
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        if (m->state != BS_SERVED_DRAINING || m->sessions > 0 || !m->res_open || bs_res_busy(&m->res))
+            continue;
+        uint64_t bytes = m->eng.store.resident[m->eng.cur ? m->eng.cur->n : 0];
+        bs_log_info(set->log, "model %s closed: %.1f MiB returned", m->spec.name, (double)bytes / 1048576);
+        close_model(set, m);
+        if (set->event)
+            set->event(set, m, set->event_ctx);
+        i--;
+    }
+}
+
+int bs_models_serving(const bs_models *set)
+{
+    int k = 0;
+    for (int i = 0; i < set->n; i++)
+        k += set->m[i]->state != BS_SERVED_DRAINING;
+    return k;
+}
+
+bs_served *bs_models_default(bs_models *set)
+{
+    bs_served *best = NULL;
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state == BS_SERVED_READY && (!best || set->m[i]->order < best->order))
+            best = set->m[i];
+    return best;
+}
+
+bs_served *bs_models_find(bs_models *set, const char *name)
+{
+    if (!name || !name[0])
+        return bs_models_default(set);
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state != BS_SERVED_DRAINING && !strcmp(set->m[i]->spec.name, name))
+            return set->m[i];
+    return NULL;
+}
+
+uint64_t bs_models_resident(const bs_models *set)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < set->n; i++) {
+        const bs_served *m = set->m[i];
+        if (m->state != BS_SERVED_LOADING)
+            sum += m->eng.store.resident[m->eng.cur ? m->eng.cur->n : 0];
+    }
+    return sum;
+}
+
+void bs_models_close(bs_models *set)
+{
+    if (set->stopping || !set->loop)
+        return;
+    set->stopping = true;
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->res_open) {
+            bs_res_close(&set->m[i]->res);
+            set->m[i]->res_open = false;
+        }
+    uv_close((uv_handle_t *)&set->reap, NULL);
+}
+
+void bs_models_free(bs_models *set)
+{
+    reap(set);
+    for (int i = 0; i < set->n; i++) {
+        if (set->m[i]->state != BS_SERVED_LOADING)
+            bs_engine_close(&set->m[i]->eng);
+        free(set->m[i]->loss);
+        free(set->m[i]);
+    }
+    set->n = 0;
+}
