@@ -165,6 +165,7 @@ int bs_conf_load(const char *path, bs_served_spec *out, int max, int *n, bs_err 
         }
         memcpy(text + len, buf, got);
         len += got;
+        text[len] = '\0';
     }
     bool failed = ferror(f);
     fclose(f);

@@ -68,7 +68,8 @@ done
 # What the unit promises the issue: every hardening and memory key is present.
 for key in Type=notify DynamicUser=yes RuntimeDirectory=bitstackd MemoryPressureWatch=auto \
            NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
-           RestrictAddressFamilies=AF_UNIX EnvironmentFile=-/etc/bitstack/bitstackd.conf; do
+           RestrictAddressFamilies=AF_UNIX EnvironmentFile=-/etc/bitstack/bitstackd.env \
+           'ExecReload=/bin/kill -HUP $MAINPID'; do
     grep -qx "$key" "$tmp/bitstackd.service" && echo "ok: $key" || { echo "FAIL: no $key"; fail=1; }
 done
 # The socket unit listens where bitstackctl looks for root (proto/sockpath.h).

@@ -9,7 +9,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -123,6 +126,47 @@ static inline long long tc_read_int(const tc_cgroup *cg, const char *file)
         v = atoll(buf);
     fclose(f);
     return v;
+}
+
+/* bs-hog (exe) with args, in the cgroup, its output in log; the pid, or -1. */
+static inline pid_t tc_start_hog(const tc_cgroup *cg, const char *exe, const char *const *args, const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!tc_join(cg, getpid()))
+            _exit(3);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2(null, 0);   /* the hog holds until stdin ends or --hold-ms */
+        const char *argv[24];
+        int n = 0;
+        argv[n++] = exe;
+        for (int i = 0; args[i] && n < 23; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to ms for *pid to exit; true (and *pid = -1) when it did. */
+static inline bool tc_wait_exit(pid_t *pid, int ms, int *status)
+{
+    for (int waited = 0; waited <= ms; waited += 20) {
+        if (waitpid(*pid, status, WNOHANG) == *pid) {
+            *pid = -1;
+            return true;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
 }
 
 /* Removes the cgroup (its processes must have ended; rmdir waits out their teardown). */

@@ -42,44 +42,14 @@ static void cleanup(void)
     tc_remove(&CG);
 }
 
-/* bs-hog in the cgroup, its output in log. */
 static pid_t start_hog(const char *const *args, const char *log)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!tc_join(&CG, getpid()))
-            _exit(3);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        int null = open("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2(null, 0);   /* the hog holds until stdin ends or --hold-ms */
-        const char *argv[24];
-        int n = 0;
-        argv[n++] = hog_exe;
-        for (int i = 0; args[i] && n < 23; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(hog_exe, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    return tc_start_hog(&CG, hog_exe, args, log);
 }
 
 static bool hog_exited(int ms, int *status)
 {
-    double end = td_now_ms() + ms;
-    while (td_now_ms() < end) {
-        if (waitpid(hog, status, WNOHANG) == hog) {
-            hog = -1;
-            return true;
-        }
-        td_sleep_ms(20);
-    }
-    return false;
+    return tc_wait_exit(&hog, ms, status);
 }
 
 static long long metric(const char *sock, const char *key)
