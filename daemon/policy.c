@@ -242,6 +242,14 @@ uint64_t bs_policy_alloc(const bs_alloc_model *m, int k, uint64_t total, int *ou
     }
 }
 
+bool bs_policy_grows_may_start(const uint64_t *held, const uint64_t *target, int k)
+{
+    for (int i = 0; i < k; i++)
+        if (held[i] > target[i])
+            return false;
+    return true;
+}
+
 double bs_policy_use_factor(double idle_s, double active_s, double half_life_s, double low)
 {
     if (idle_s <= active_s)

@@ -119,6 +119,12 @@ typedef struct {
  * sum over models of (hi - lo + 1) ints (the hulls). */
 uint64_t bs_policy_alloc(const bs_alloc_model *m, int k, uint64_t total, int *out_n, int *scratch);
 
+/* Resizes toward a split are ordered so that the models never hold more than it: shrinks
+ * may always start; grows only once no model holds bytes past its target any more (a shrink
+ * publishes at once but returns its pages only when the steps reading them end). held[i]:
+ * the bytes model i holds now; target[i]: its bytes in the split. */
+bool bs_policy_grows_may_start(const uint64_t *held, const uint64_t *target, int k);
+
 /* How much an idle model counts: 1 while used within the last `active_s` seconds, then
  * halving every `half_life_s`, never below `low` (so an idle model yields its blocks
  * first, down to its floor, but is not starved of the memory nobody else wants). */

@@ -94,35 +94,42 @@ static void sample(bs_sizer *sz)
         sz->kv_fn(sz->kv_ctx, &sz->kv_bytes, &sz->kv_next, &sz->kv_sessions);
 }
 
-/* Shrinks first; grows only once no model holds pages past its target any more. */
+static void request(bs_sizer *sz, bs_served *m)
+{
+    bs_err e;
+    int rc = bs_res_request(&m->res, m->target_n, sz->reason, &e);
+    if (rc < 0)
+        bs_log_err(sz->log, "model %s: resize to %d blocks: %s", m->spec.name, m->target_n, e.msg);
+    else if (bs_res_busy(&m->res))
+        bs_log_debug(sz->log, "model %s: resize %d -> %d blocks (%s)", m->spec.name, cur_n(m), m->target_n,
+                     sz->reason);
+    /* busy: the residency calls back when done, and the decision is taken again */
+}
+
+/* Shrinks first; grows once bs_policy_grows_may_start says the shrinks gave their pages back. */
 static void apply(bs_sizer *sz)
 {
     bs_models *set = sz->models;
-    bool holding = false;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < set->n; i++) {
-            bs_served *m = set->m[i];
-            if (!m->res_open)
-                continue;
-            int cur = cur_n(m), t = m->target_n;
-            bool shrink = t < cur || t < m->eng.resident_n;
-            if (pass == 0 && !shrink) {
-                continue;
-            } else if (pass == 1 && (holding || t <= cur)) {
-                continue;
-            }
-            bs_err e;
-            int rc = bs_res_request(&m->res, t, sz->reason, &e);
-            if (rc < 0)
-                bs_log_err(sz->log, "model %s: resize to %d blocks: %s", m->spec.name, t, e.msg);
-            else if (bs_res_busy(&m->res))
-                bs_log_debug(sz->log, "model %s: resize %d -> %d blocks (%s)", m->spec.name, cur, t, sz->reason);
-        }
-        for (int i = 0; i < set->n && pass == 0; i++)
-            if (set->m[i]->res_open && set->m[i]->eng.resident_n > set->m[i]->target_n)
-                holding = true;
+    uint64_t held[BS_MODELS_MAX], target[BS_MODELS_MAX];
+    int k = 0;
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        if (!m->res_open)
+            continue;
+        const bs_store *s = &m->eng.store;
+        if (m->target_n < cur_n(m) || m->target_n < m->eng.resident_n)
+            request(sz, m);
+        /* what it holds: the resident pages, which a shrink returns only later */
+        held[k] = s->resident[m->eng.resident_n > cur_n(m) ? m->eng.resident_n : cur_n(m)];
+        target[k++] = s->resident[m->target_n];
     }
-    /* busy: the residency calls back when done, and the decision is taken again */
+    if (!bs_policy_grows_may_start(held, target, k))
+        return;
+    for (int i = 0; i < set->n; i++) {
+        bs_served *m = set->m[i];
+        if (m->res_open && m->target_n > cur_n(m))
+            request(sz, m);
+    }
 }
 
 /* The bytes of every model at its floor and at its ceiling, and each one's range. */

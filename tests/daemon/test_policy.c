@@ -290,6 +290,12 @@ static void test_alloc(void)
     CHECK(bs_policy_use_factor(5, 60, 30, 0.1) == 1.0);
     CHECK(fabs(bs_policy_use_factor(90, 60, 30, 0.1) - 0.5) < 1e-12);
     CHECK(bs_policy_use_factor(1e6, 60, 30, 0.1) == 0.1);
+    /* grows wait for every shrink to have given its pages back */
+    uint64_t held[3] = {100, 50, 30}, target[3] = {80, 70, 30};
+    CHECK(!bs_policy_grows_may_start(held, target, 3));
+    held[0] = 80;
+    CHECK(bs_policy_grows_may_start(held, target, 3));
+    CHECK(bs_policy_grows_may_start(held, target, 0));
 }
 
 int main(void)
