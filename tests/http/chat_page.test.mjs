@@ -2,7 +2,8 @@
 // playwright-core): it loads with no request but to the daemon, shows the size, streams a
 // reply from /v1/chat/completions, and after POST /v1/bitstack/budget {"budget":"50%"}
 // the gauge and the size shrink and a resize event appears. A screenshot goes to LOG_DIR
-// (meson's meson-logs), its path printed.
+// (meson's meson-logs), its path printed. Then a daemon with two models: the page lists
+// both, the meter follows the one selected, and the reply comes from it.
 import fs from "node:fs";
 import path from "node:path";
 import { check, fail, need, request, startDaemon, summary } from "./daemon.mjs";
@@ -73,8 +74,45 @@ try {
   console.error(e);
   check(false, "unexpected exception: " + e.message);
 } finally {
-  if (browser) await browser.close();
   check(await d.stop(), "bitstackd exits 0 on SIGTERM");
+}
+
+// two models (the same store twice, under two names, t held at half its size)
+const d2 = await startDaemon("chat_page_two", (store) => ["--store", "t=" + store]);
+try {
+  const b = await request(d2.sock, "POST", "/v1/bitstack/budget", { model: "t", budget: "50%" });
+  check(b.status === 200, "budget of t " + b.status + " " + b.body);
+  const page = await browser.newPage({ viewport: { width: 900, height: 560 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(d2.base + "/");
+  await page.waitForFunction(() => document.getElementById("model").options.length === 2, null, { timeout: 30000 });
+  const names = await page.$$eval("#model option", (os) => os.map((o) => o.value));
+  check(JSON.stringify(names) === JSON.stringify(["s", "t"]), "models listed: " + JSON.stringify(names));
+  await page.waitForFunction(() => document.getElementById("size").dataset.n !== undefined, null, { timeout: 30000 });
+  const nS = Number(await page.$eval("#size", (e) => e.dataset.n));
+  await page.selectOption("#model", "t");
+  await page.waitForFunction((n) => Number(document.getElementById("size").dataset.n) < n, nS, { timeout: 30000 })
+    .catch(() => {});
+  const nT = Number(await page.$eval("#size", (e) => e.dataset.n));
+  check(nT < nS, `the meter follows t: N ${nS} (s) -> ${nT} (t)`);
+  await page.fill("#input", "Once upon a time");
+  await page.click("#send");
+  await page.waitForFunction(() => {
+    const a = document.querySelector(".msg.assistant");
+    return a && (a.dataset.state === "done" || a.dataset.state === "error");
+  }, null, { timeout: 60000 });
+  check(await page.$eval(".msg.assistant", (e) => e.dataset.state) === "done", "reply from t");
+  const st = JSON.parse((await request(d2.sock, "GET", "/v1/bitstack/status")).body);
+  const t = st.models.find((m) => m.name === "t"), s = st.models.find((m) => m.name === "s");
+  check(t && t.requests === 1 && s && s.requests === 0, "the request went to t: " + JSON.stringify(st.models.map((m) => [m.name, m.requests])));
+  check(errors.length === 0, "page errors (two models): " + JSON.stringify(errors));
+} catch (e) {
+  console.error(e);
+  check(false, "unexpected exception (two models): " + e.message);
+} finally {
+  if (browser) await browser.close();
+  check(await d2.stop(), "bitstackd (two models) exits 0 on SIGTERM");
 }
 if (!summary()) fail("chat page test failed");
 console.log("chat page test passed");

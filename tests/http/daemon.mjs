@@ -110,7 +110,9 @@ export async function startDaemon(name, extra = []) {
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const log = fs.openSync(logPath, "w");
-    const child = spawn(daemon, ["--store", store, "--socket", sock, "--listen", `127.0.0.1:${port}`, ...extra],
+    // extra: more options, or a function of the store's path that gives them
+    const more = typeof extra === "function" ? extra(store) : extra;
+    const child = spawn(daemon, ["--store", store, "--socket", sock, "--listen", `127.0.0.1:${port}`, ...more],
       { stdio: ["ignore", log, log] });
     fs.closeSync(log);
     let exited = null;
