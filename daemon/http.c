@@ -366,12 +366,15 @@ static enum MHD_Result answer_completion(hreq *q)
     return MHD_YES;
 }
 
-static enum MHD_Result do_budget(hreq *q)
+/* GET reports (one model's with ?model=NAME); only POST changes anything. */
+static enum MHD_Result do_budget(hreq *q, bool post)
 {
     bs_server *srv = q->h->srv;
     srv->m.requests++;
     json_t *root = NULL;
-    if (q->body.len) {
+    if (!post && q->body.len)
+        return reply_error(q, 0, BS_PERR_BAD_REQUEST, NULL, "GET reports the budget; POST changes it");
+    if (post && q->body.len) {
         json_error_t je;
         root = json_loadb(q->body.data, q->body.len, JSON_REJECT_DUPLICATES, &je);
         if (!root)
@@ -386,6 +389,9 @@ static enum MHD_Result do_budget(hreq *q)
         }
     } else {
         root = json_object();
+        const char *model = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "model");
+        if (model)
+            json_object_set_new(root, "model", json_string(model));
     }
     json_object_set_new(root, "id", json_integer(0));
     json_object_set_new(root, "op", json_string("budget"));
@@ -490,7 +496,7 @@ static enum MHD_Result route_request(hreq *q, const char *url, const char *metho
         if (post && !json_body(q))
             return reply_error(q, 415, BS_PERR_BAD_REQUEST, "unsupported_media_type",
                                "the body must be application/json");
-        return do_budget(q);
+        return do_budget(q, post);
     }
     if (!get) {
         static const char *const gets[] = {"/", "/health", "/metrics", "/v1/models", "/v1/bitstack/status"};
