@@ -237,14 +237,15 @@ static void test_cancel_and_history(void)
     CHECK(td_metric(D.sock, "sessions_total") == total0 + 1);
     CHECK(td_metric(D.sock, "sessions_cancelled") == cancelled1);
 
-    /* Up recalls the line just sent (not the first one), and Enter sends it again */
+    /* Up recalls the line just sent (not the first one), and Enter sends it again (more
+     * than one request when the conversation outgrew the context and was retried shorter) */
+    long long total1 = td_metric(D.sock, "sessions_total");
     tty_send(&t, "\x1b[A");
     CHECK(tty_expect(&t, SHORT_QUESTION));
     CHECK(!strstr(t.out + t.mark, LONG_QUESTION));
     tty_send(&t, "\r");
     CHECK(tty_expect(&t, "\n> "));
-    CHECKF(td_metric(D.sock, "sessions_total") == total0 + 2, "the recalled line was not sent: %lld sessions",
-           td_metric(D.sock, "sessions_total") - total0);
+    CHECKF(td_metric(D.sock, "sessions_total") > total1, "the recalled line was not sent");
 
     /* Ctrl-C at an empty prompt warns; a second one quits, exit 0 */
     tty_send(&t, "\x03");
