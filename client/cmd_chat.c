@@ -4,6 +4,7 @@
  * message; with MESSAGE or --once, one message and its reply. */
 #include "client/cmds.h"
 
+#include <langinfo.h>
 #include <limits.h>
 #include <locale.h>
 #include <stdbool.h>
@@ -235,11 +236,16 @@ static int chat_terminal(bs_conn *c, const bs_request *tmpl, conversation *h, co
     int intr = bs_interrupt_open(&e);
     if (intr < 0)
         return bs_conn_fail(BS_EXIT_DAEMON, &e);
-    /* libedit decodes typed characters by the locale: UTF-8 input needs it set */
+    /* libedit decodes typed characters by the locale's encoding. The protocol carries
+     * UTF-8 only, so a locale in any other encoding (or none: "C") gives way to C.UTF-8. */
     setlocale(LC_CTYPE, "");
+    if (strcmp(nl_langinfo(CODESET), "UTF-8"))
+        setlocale(LC_CTYPE, "C.UTF-8");
     char path[PATH_MAX];
     const char *hist = history_path(path, sizeof path) ? NULL : path;
-    bs_lineedit *le = bs_lineedit_open("> ", stdout, intr, hist, &e);
+    /* the prompt and the line being typed belong on the terminal, even when the replies
+     * go to a file */
+    bs_lineedit *le = bs_lineedit_open("> ", isatty(STDOUT_FILENO) ? stdout : stderr, intr, hist, &e);
     if (!le) {
         bs_interrupt_close(intr);
         return bs_conn_fail(BS_EXIT_DAEMON, &e);
