@@ -1,7 +1,8 @@
 /* bs_conn: one client connection to bitstackd (docs/protocol.md): connect by the socket
  * path rule of proto/sockpath.h, send requests, read response lines one at a time.
- * Blocking I/O: a client waits for its daemon; Ctrl-C closes the socket, and the daemon
- * cancels what the connection had open. */
+ * Blocking I/O: a client waits for its daemon (chat waits on Ctrl-C too, bs_conn_wait,
+ * and cancels with the protocol's cancel op); Ctrl-C in the other commands ends the
+ * process, which closes the socket, and the daemon cancels what the connection had open. */
 #ifndef BS_CONN_H
 #define BS_CONN_H
 
