@@ -1,4 +1,5 @@
-/* Subcommands that talk to a running bitstackd: status, metrics, generate, chat, budget.
+/* Subcommands that talk to a running bitstackd: status, metrics, generate, budget (chat
+ * is in cmd_chat.c).
  * Every one takes --socket PATH (else the rule of proto/sockpath.h: $BITSTACK_SOCKET,
  * $RUNTIME_DIRECTORY, the system or user runtime directory) and exits 0 ok, 1 when the
  * daemon answered with an error or went away, 2 on a usage error, 3 when it cannot
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "client/conn.h"
+#include "client/exchange.h"
 #include "client/render.h"
 
 #define NOPTS(o) ((int)(sizeof(o) / sizeof((o)[0])))
@@ -39,14 +41,6 @@ static void human_duration(double s, char *out, size_t n)
         snprintf(out, n, "%lldm %02llds", t / 60, t % 60);
     else
         snprintf(out, n, "%.1fs", s > 0 ? s : 0);
-}
-
-/* Prints the daemon's error line; the exit code for it. */
-static int daemon_error(const char *what, const bs_response *r)
-{
-    fprintf(stderr, "bitstackctl: %s: bitstackd answered %s: %s\n", what, r->code_name,
-            r->message ? r->message : "");
-    return BS_EXIT_DAEMON;
 }
 
 /* Sends r and reads up to its final line, which is left in *out (the caller frees it).
@@ -240,7 +234,7 @@ static int watch_status(bs_conn *c, double interval, bool json)
             break;
         }
         if (st.kind != BS_RESP_RESULT) {
-            rc = st.kind == BS_RESP_ERROR ? daemon_error("status --watch", &st) : BS_EXIT_DAEMON;
+            rc = st.kind == BS_RESP_ERROR ? bs_exchange_daemon_error("status --watch", &st) : BS_EXIT_DAEMON;
             bs_response_free(&st);
             break;
         }
@@ -310,7 +304,7 @@ int bs_cmd_status(int argc, char **argv)
         goto out;
     }
     if (st.kind != BS_RESP_RESULT) {
-        rc = st.kind == BS_RESP_ERROR ? daemon_error("status", &st) : BS_EXIT_DAEMON;
+        rc = st.kind == BS_RESP_ERROR ? bs_exchange_daemon_error("status", &st) : BS_EXIT_DAEMON;
         goto out;
     }
     if (bs_opt_get(o, NOPTS(o), "json")) {
@@ -361,7 +355,7 @@ int bs_cmd_metrics(int argc, char **argv)
     if (simple_request(&c, &r, &m, &e)) {
         bs_conn_fail(BS_EXIT_DAEMON, &e);
     } else if (m.kind == BS_RESP_ERROR) {
-        rc = daemon_error("metrics", &m);
+        rc = bs_exchange_daemon_error("metrics", &m);
     } else if (m.kind == BS_RESP_RESULT) {
         int json = bs_opt_get(o, NOPTS(o), "json") != NULL;
         char *s = json ? json_dumps(m.result, JSON_COMPACT) : NULL;
@@ -384,283 +378,7 @@ int bs_cmd_metrics(int argc, char **argv)
     return rc;
 }
 
-/* ---- generate, chat ---------------------------------------------------------------- */
-
-/* Takes every "--stop X" / "--stop=X" out of argv, because opts.h keeps one value per
- * option and --stop may be given up to max times. Returns -1 (printed) on a bad one. */
-static int take_stops(int *argc, char **argv, bs_request *r, const bs_proto_limits *lim)
-{
-    int w = 0;
-    for (int i = 0; i < *argc; i++) {
-        const char *v = NULL;
-        if (!strcmp(argv[i], "--stop")) {
-            if (i + 1 >= *argc) {
-                fprintf(stderr, "option --stop needs a value\n");
-                return -1;
-            }
-            v = argv[++i];
-        } else if (!strncmp(argv[i], "--stop=", 7)) {
-            v = argv[i] + 7;
-        } else {
-            argv[w++] = argv[i];
-            continue;
-        }
-        size_t n = strlen(v);
-        if (n == 0 || n > lim->max_stop_bytes) {
-            fprintf(stderr, "--stop: a stop string is 1..%zu bytes (got %zu)\n", lim->max_stop_bytes, n);
-            return -1;
-        }
-        if (r->n_stop >= lim->max_stop) {
-            fprintf(stderr, "--stop: at most %d stop strings\n", lim->max_stop);
-            return -1;
-        }
-        char **s = realloc(r->stop, (size_t)(r->n_stop + 1) * sizeof *s);
-        if (!s || !(s[r->n_stop] = strdup(v))) {
-            if (s)
-                r->stop = s;
-            fprintf(stderr, "out of memory\n");
-            return -1;
-        }
-        r->stop = s;
-        r->n_stop++;
-    }
-    *argc = w;
-    return 0;
-}
-
-static int parse_seed(const char *v, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (v[0] == '-') {
-        long long x = strtoll(v, &end, 10);
-        *out = (uint64_t)x;
-    } else {
-        *out = strtoull(v, &end, 10);
-    }
-    if (errno || end == v || *end) {
-        fprintf(stderr, "--seed must be a 64-bit integer (got '%s')\n", v);
-        return -1;
-    }
-    return 0;
-}
-
-/* The sampling options shared by generate and chat. */
-#define SAMPLING_OPTS \
-    {"socket", 0, 0, NULL}, {"max-tokens", 'n', 0, NULL}, {"temperature", 0, 0, NULL}, \
-    {"top-p", 0, 0, NULL}, {"seed", 0, 0, NULL}, {"no-stream", 0, 1, NULL}, {"json", 0, 1, NULL}, \
-    {"stats", 0, 1, NULL}, {"help", 'h', 1, NULL}, {"model", 'm', 0, NULL}
-
-/* --model NAME: which of the daemon's models ("" : its default). -1 (printed) when the
- * name is not one a daemon could have. */
-static int model_from_opts(const bs_opt *o, int no, const char *cmd, bs_request *r)
-{
-    const char *m = bs_opt_get(o, no, "model");
-    if (!m)
-        return 0;
-    size_t n = strlen(m);
-    bool ok = n > 0 && n <= BS_PROTO_MODEL_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = bs_proto_model_char(m[i]);
-    if (!ok) {
-        fprintf(stderr, "bitstackctl: %s: --model '%s': a model name is 1..%d letters, digits or . _ - : + / "
-                        "(bitstackctl status lists them)\n", cmd, m, BS_PROTO_MODEL_MAX);
-        return -1;
-    }
-    memcpy(r->model, m, n + 1);
-    return 0;
-}
-
-/* Fills r's sampling fields from the options. -1 (printed) on a bad value. */
-static int sampling_from_opts(const bs_opt *o, int no, const bs_proto_limits *lim, bs_request *r)
-{
-    long n;
-    double t, p;
-    if (bs_opt_int(o, no, "max-tokens", lim->default_max_tokens, 1, lim->max_tokens, &n) ||
-        bs_opt_double(o, no, "temperature", BS_PROTO_DEFAULT_TEMPERATURE, 0, 1e6, &t) ||
-        bs_opt_double(o, no, "top-p", BS_PROTO_DEFAULT_TOP_P, 0, 1, &p))
-        return -1;
-    if (p <= 0) {
-        fprintf(stderr, "--top-p must be in (0, 1]\n");
-        return -1;
-    }
-    r->max_tokens = (int)n;
-    r->temperature = t;
-    r->top_p = p;
-    const char *seed = bs_opt_get(o, no, "seed");
-    if (seed) {
-        if (parse_seed(seed, &r->seed))
-            return -1;
-        r->has_seed = true;
-    }
-    r->stream = !bs_opt_get(o, no, "no-stream");
-    return model_from_opts(o, no, r->op == BS_OP_CHAT ? "chat" : "generate", r);
-}
-
-/* What one generate/chat exchange printed and collected. */
-typedef struct {
-    bool json;              /* print response lines as received */
-    bool trim_lead;         /* hold back whitespace before the first visible byte (chat) */
-    bool printed_any;       /* a visible byte went out */
-    char last;              /* the last byte printed */
-    bs_proto_buf text;      /* the whole reply */
-    bs_proto_stats stats;
-    bs_response err;        /* the daemon's error line, kind BS_RESP_ERROR, when it sent one */
-} exchange;
-
-static void show(exchange *x, const char *s, size_t n)
-{
-    if (x->trim_lead && !x->printed_any)
-        while (n > 0 && (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r'))
-            s++, n--;
-    if (n == 0)
-        return;
-    fwrite(s, 1, n, stdout);
-    fflush(stdout);
-    x->printed_any = true;
-    x->last = s[n - 1];
-}
-
-/* The done line with stats.seed as the unsigned number --stats prints. The wire carries
- * it signed (docs/protocol.md: JSON readers often stop at 2^63), so a seed above 2^63
- * would otherwise show negative. jansson holds only signed integers: the seed goes in as
- * a marker string and the number replaces it in the text. NULL: print the line as is. */
-static char *unsigned_seed_line(const char *raw, size_t len, uint64_t seed)
-{
-    static const char marker[] = "\"bs-seed-0b1d9\"";
-    json_t *root = json_loadb(raw, len, 0, NULL);
-    json_t *st = root ? json_object_get(root, "stats") : NULL;
-    char *text = NULL, *out = NULL, *at;
-    if (!st || !json_is_integer(json_object_get(st, "seed")) ||
-        json_object_set_new(st, "seed", json_string("bs-seed-0b1d9")) ||
-        !(text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) || !(at = strstr(text, marker)))
-        goto done;
-    char num[24];
-    int k = snprintf(num, sizeof num, "%" PRIu64, seed);
-    size_t head = (size_t)(at - text), tail = strlen(at + sizeof marker - 1);
-    out = malloc(head + (size_t)k + tail + 1);
-    if (out) {
-        memcpy(out, text, head);
-        memcpy(out + head, num, (size_t)k);
-        memcpy(out + head + (size_t)k, at + sizeof marker - 1, tail + 1);
-    }
-done:
-    free(text);
-    json_decref(root);
-    return out;
-}
-
-/* Sends r and prints its answer as it comes. Returns 0 when it ended with a done line,
- * 1 when the daemon answered with an error (in x->err), -1 on a connection problem. */
-static int run_exchange(bs_conn *c, bs_request *r, exchange *x, bs_err *e)
-{
-    bs_conn_next_id(c, &r->id);
-    if (bs_conn_send(c, r, e))
-        return -1;
-    for (;;) {
-        bs_response resp;
-        const char *raw;
-        size_t raw_len;
-        int k = bs_conn_read(c, &resp, &raw, &raw_len, e);
-        if (k < 0)
-            return -1;
-        if (k == 0)
-            return bs_err_set(e, "bitstackd at %s closed the connection before request %s ended",
-                              c->path, r->id.json);
-        bool ours = bs_proto_id_eq(&resp.id, &r->id) || (resp.kind == BS_RESP_ERROR && resp.id.len == 0);
-        if (!ours) {
-            bs_response_free(&resp);
-            continue;
-        }
-        if (x->json) {
-            char *line = resp.kind == BS_RESP_DONE ? unsigned_seed_line(raw, raw_len, resp.stats.seed) : NULL;
-            if (line)
-                fputs(line, stdout);
-            else
-                fwrite(raw, 1, raw_len, stdout);
-            free(line);
-            fputc('\n', stdout);
-            fflush(stdout);
-        }
-        int done = 0;
-        switch (resp.kind) {
-        case BS_RESP_TOKEN:
-            if (bs_proto_buf_append(&x->text, resp.text, resp.text_len, NULL)) {
-                bs_response_free(&resp);
-                return bs_err_set(e, "out of memory");
-            }
-            if (!x->json)
-                show(x, resp.text, resp.text_len);
-            break;
-        case BS_RESP_DONE:
-            if (resp.text) {
-                if (bs_proto_buf_append(&x->text, resp.text, resp.text_len, NULL)) {
-                    bs_response_free(&resp);
-                    return bs_err_set(e, "out of memory");
-                }
-                if (!x->json)
-                    show(x, resp.text, resp.text_len);
-            }
-            x->stats = resp.stats;
-            done = 1;
-            break;
-        case BS_RESP_ERROR:
-            x->err = resp;
-            return 1;
-        case BS_RESP_RESULT:
-            break;
-        }
-        bs_response_free(&resp);
-        if (done)
-            return 0;
-    }
-}
-
-static void exchange_free(exchange *x)
-{
-    bs_proto_buf_free(&x->text);
-    bs_response_free(&x->err);
-}
-
-static void print_stats(const bs_proto_stats *s)
-{
-    fflush(stdout);  /* the text first, then the stats, even when both go to one pipe */
-    fprintf(stderr, "prompt %" PRId64 " tokens, generated %" PRId64 " tokens at %.1f tok/s; "
-                    "first token %.1f ms, total %.1f ms; stack %" PRId64 "..%" PRId64 "/%" PRId64
-                    " blocks, %" PRId64 " resize events; seed %" PRIu64 "; finish %s\n",
-            s->prompt_tokens, s->generated_tokens, s->tokens_per_s, s->ttft_ms, s->total_ms,
-            s->stack_n_min, s->stack_n_max, s->stack_total, s->resize_events, s->seed,
-            bs_proto_finish_name(s->finish_reason));
-}
-
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return NULL;
-    for (;;) {
-        if (n + 4096 > cap) {
-            char *t = realloc(buf, cap *= 2);
-            if (!t) {
-                free(buf);
-                return NULL;
-            }
-            buf = t;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    if (ferror(f)) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
+/* ---- generate ---------------------------------------------------------------------- */
 
 static void generate_usage(FILE *f)
 {
@@ -679,24 +397,24 @@ int bs_cmd_generate(int argc, char **argv)
     bs_request r;
     bs_request_init(&r, &lim);
     r.op = BS_OP_GENERATE;
-    bs_opt o[] = {SAMPLING_OPTS, {"no-echo", 0, 1, NULL}};
+    bs_opt o[] = {BS_EXCHANGE_OPTS, {"no-echo", 0, 1, NULL}};
     int no = NOPTS(o);
     const char *pos[2];
     int np;
-    np = take_stops(&argc, argv, &r, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
+    np = bs_exchange_take_stops(&argc, argv, &r, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
     if (np >= 0 && bs_opt_get(o, no, "help")) {
         generate_usage(stdout);
         bs_request_free(&r);
         return 0;
     }
     if (np < 0 || np != 1 ||
-        sampling_from_opts(o, no, &lim, &r)) {
+        bs_exchange_sampling(o, no, &lim, &r)) {
         generate_usage(stderr);
         bs_request_free(&r);
         return BS_EXIT_USAGE;
     }
     if (!strcmp(pos[0], "-")) {
-        r.prompt = read_all(stdin, &r.prompt_len);
+        r.prompt = bs_exchange_read_all(stdin, &r.prompt_len);
         if (!r.prompt) {
             fprintf(stderr, "bitstackctl: generate: cannot read the prompt from standard input\n");
             bs_request_free(&r);
@@ -718,7 +436,7 @@ int bs_cmd_generate(int argc, char **argv)
         bs_request_free(&r);
         return bs_conn_fail(BS_EXIT_CONNECT, &e);
     }
-    exchange x = {.json = bs_opt_get(o, no, "json") != NULL};
+    bs_exchange x = {.intr_fd = -1, .json = bs_opt_get(o, no, "json") != NULL};
     bool echo = !x.json && !bs_opt_get(o, no, "no-echo");
     if (echo && r.prompt_len) {
         /* the completion reads on from the prompt, as `bitstackctl run` shows it */
@@ -727,285 +445,26 @@ int bs_cmd_generate(int argc, char **argv)
         x.printed_any = true;
         x.last = r.prompt[r.prompt_len - 1];
     }
-    int k = run_exchange(&c, &r, &x, &e);
+    int k = bs_exchange_run(&c, &r, &x, &e);
     int rc;
     if (k < 0) {
         if (x.printed_any && !x.json)
             fputc('\n', stdout);
         rc = bs_conn_fail(BS_EXIT_DAEMON, &e);
-    } else if (k == 1) {
+    } else if (k == BS_EXCHANGE_ERROR) {
         if (x.printed_any && !x.json)
             fputc('\n', stdout);
-        rc = daemon_error("generate", &x.err);
+        rc = bs_exchange_daemon_error("generate", &x.err);
     } else {
         if (!x.json && x.printed_any && x.last != '\n')
             fputc('\n', stdout);
         if (bs_opt_get(o, no, "stats"))
-            print_stats(&x.stats);
+            bs_exchange_print_stats(&x.stats);
         rc = 0;
     }
     fflush(stdout);
-    exchange_free(&x);
+    bs_exchange_free(&x);
     bs_request_free(&r);
-    bs_conn_close(&c);
-    return rc;
-}
-
-/* A chat's messages, oldest first. */
-typedef struct {
-    bs_chat_msg *m;
-    int n, cap;
-    size_t bytes;   /* content bytes of all messages */
-} history;
-
-static int history_push(history *h, bs_role role, const char *s, size_t n)
-{
-    if (h->n == h->cap) {
-        int cap = h->cap ? 2 * h->cap : 16;
-        bs_chat_msg *t = realloc(h->m, (size_t)cap * sizeof *t);
-        if (!t)
-            return -1;
-        h->m = t;
-        h->cap = cap;
-    }
-    char *c = malloc(n + 1);
-    if (!c)
-        return -1;
-    memcpy(c, s, n);
-    c[n] = 0;
-    h->m[h->n++] = (bs_chat_msg){role, c, n};
-    h->bytes += n;
-    return 0;
-}
-
-static void history_remove(history *h, int i)
-{
-    h->bytes -= h->m[i].len;
-    free(h->m[i].content);
-    memmove(&h->m[i], &h->m[i + 1], (size_t)(h->n - i - 1) * sizeof *h->m);
-    h->n--;
-}
-
-/* Forgets the oldest exchange (a user message and the replies after it), keeping system
- * messages and the last message. Returns how many messages went (0: none could). */
-static int history_drop_oldest(history *h)
-{
-    int i = 0, n = 0;
-    while (i < h->n - 1 && h->m[i].role == BS_ROLE_SYSTEM)
-        i++;
-    if (i >= h->n - 1)
-        return 0;
-    history_remove(h, i);
-    n++;
-    while (i < h->n - 1 && h->m[i].role == BS_ROLE_ASSISTANT) {
-        history_remove(h, i);
-        n++;
-    }
-    return n;
-}
-
-/* Back to the system messages only. */
-static void history_reset(history *h)
-{
-    for (int i = h->n - 1; i >= 0; i--)
-        if (h->m[i].role != BS_ROLE_SYSTEM)
-            history_remove(h, i);
-}
-
-static void history_free(history *h)
-{
-    for (int i = 0; i < h->n; i++)
-        free(h->m[i].content);
-    free(h->m);
-    memset(h, 0, sizeof *h);
-}
-
-static void trim(const char **s, size_t *n)
-{
-    while (*n && (**s == ' ' || **s == '\t' || **s == '\n' || **s == '\r'))
-        (*s)++, (*n)--;
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' ||
-                  (*s)[*n - 1] == '\r'))
-        (*n)--;
-}
-
-/* One user turn: sends the history (which ends with the user's message), prints the
- * reply and appends it. Older turns are forgotten when the conversation outgrows the
- * protocol's limits or the model's context. Returns 0, 1 after a daemon error (printed;
- * the user's message is taken back), or -1 on a connection problem (e filled). */
-static int chat_turn(bs_conn *c, const bs_request *tmpl, history *h, const bs_proto_limits *lim,
-                     bool stats, bs_err *e)
-{
-    int forgot = 0, k1;
-    while ((h->n > lim->max_messages || h->bytes > lim->max_prompt_bytes) && (k1 = history_drop_oldest(h)))
-        forgot += k1;
-    if (forgot)
-        fprintf(stderr, "bitstackctl: chat: forgot the %d oldest messages (over the protocol's limits)\n", forgot);
-    for (;;) {
-        /* A shallow copy: the messages and stop strings stay owned by h and tmpl. */
-        bs_request r = *tmpl;
-        r.messages = h->m;
-        r.n_messages = h->n;
-        exchange x = {.trim_lead = true};
-        int k = run_exchange(c, &r, &x, e);
-        if (k == 1 && x.err.code == BS_PERR_PROMPT_TOO_LONG && (k1 = history_drop_oldest(h))) {
-            fprintf(stderr, "bitstackctl: chat: forgot the %d oldest messages (over the model's context)\n", k1);
-            exchange_free(&x);
-            continue;
-        }
-        int rc;
-        if (k < 0) {
-            rc = -1;
-        } else if (k == 1) {
-            if (x.printed_any)
-                fputc('\n', stdout);
-            daemon_error("chat", &x.err);
-            history_remove(h, h->n - 1);
-            rc = 1;
-        } else {
-            if (!x.printed_any || x.last != '\n')
-                fputc('\n', stdout);
-            fflush(stdout);
-            if (stats)
-                print_stats(&x.stats);
-            const char *s = x.text.data ? x.text.data : "";
-            size_t n = x.text.len;
-            trim(&s, &n);
-            rc = history_push(h, BS_ROLE_ASSISTANT, s, n) ? bs_err_set(e, "out of memory") : 0;
-        }
-        exchange_free(&x);
-        return rc;
-    }
-}
-
-static void chat_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: bitstackctl chat [MESSAGE] [--once] [--system TEXT] [-n|--max-tokens N]\n"
-            "         [--temperature T] [--top-p P] [--seed S] [--stop STR]... [--no-stream]\n"
-            "         [--stats] [-m|--model NAME] [--socket PATH]\n"
-            "  On a terminal: a conversation (\"> \" prompts; /reset forgets it, /help lists the\n"
-            "  commands, /quit or Ctrl-D ends).\n"
-            "  From a pipe: every line is the user's next message; --once sends all of standard\n"
-            "  input as one message. MESSAGE: send that one message and print the reply.\n");
-}
-
-int bs_cmd_chat(int argc, char **argv)
-{
-    bs_proto_limits lim;
-    bs_proto_limits_default(&lim);
-    bs_request tmpl;
-    bs_request_init(&tmpl, &lim);
-    tmpl.op = BS_OP_CHAT;
-    bs_opt o[] = {SAMPLING_OPTS, {"once", 0, 1, NULL}, {"system", 0, 0, NULL}};
-    int no = NOPTS(o);
-    const char *pos[2];
-    int np;
-    np = take_stops(&argc, argv, &tmpl, &lim) ? -1 : bs_opts_parse(argc, argv, o, no, pos, 1);
-    if (np >= 0 && bs_opt_get(o, no, "help")) {
-        chat_usage(stdout);
-        bs_request_free(&tmpl);
-        return 0;
-    }
-    if (np < 0 ||
-        sampling_from_opts(o, no, &lim, &tmpl) || bs_opt_get(o, no, "json") ||
-        (np == 1 && bs_opt_get(o, no, "once"))) {
-        if (bs_opt_get(o, no, "json"))
-            fprintf(stderr, "bitstackctl: chat: --json is for generate; use --no-stream for whole replies\n");
-        chat_usage(stderr);
-        bs_request_free(&tmpl);
-        return BS_EXIT_USAGE;
-    }
-    bool stats = bs_opt_get(o, no, "stats") != NULL;
-    history h = {0};
-    const char *sys = bs_opt_get(o, no, "system");
-    if (sys && history_push(&h, BS_ROLE_SYSTEM, sys, strlen(sys))) {
-        bs_request_free(&tmpl);
-        return BS_EXIT_DAEMON;
-    }
-
-    bs_conn c;
-    bs_err e = {{0}};
-    if (bs_conn_open(&c, bs_opt_get(o, no, "socket"), &e)) {
-        history_free(&h);
-        bs_request_free(&tmpl);
-        return bs_conn_fail(BS_EXIT_CONNECT, &e);
-    }
-
-    int rc = 0;
-    if (np == 1 || bs_opt_get(o, no, "once")) {
-        size_t n = 0;
-        char *msg = np == 1 ? strdup(pos[0]) : read_all(stdin, &n);
-        if (np == 1 && msg)
-            n = strlen(msg);
-        const char *s = msg;
-        if (s)
-            trim(&s, &n);
-        if (!msg || history_push(&h, BS_ROLE_USER, s, n)) {
-            fprintf(stderr, "bitstackctl: chat: cannot read the message\n");
-            rc = BS_EXIT_DAEMON;
-        } else {
-            int k = chat_turn(&c, &tmpl, &h, &lim, stats, &e);
-            rc = k < 0 ? bs_conn_fail(BS_EXIT_DAEMON, &e) : k == 1 ? BS_EXIT_DAEMON : 0;
-        }
-        free(msg);
-        goto out;
-    }
-
-    bool tty = isatty(STDIN_FILENO);
-    char *line = NULL;
-    size_t cap = 0;
-    for (;;) {
-        if (tty) {
-            fputs("> ", stdout);
-            fflush(stdout);
-        }
-        ssize_t got = getline(&line, &cap, stdin);
-        if (got < 0) {
-            if (tty)
-                fputc('\n', stdout);
-            break;
-        }
-        const char *s = line;
-        size_t n = (size_t)got;
-        trim(&s, &n);
-        if (n == 0)
-            continue;
-        if (tty && n == 5 && !memcmp(s, "/quit", 5))
-            break;
-        if (tty && n == 6 && !memcmp(s, "/reset", 6)) {
-            int had = h.n;
-            history_reset(&h);
-            printf("(conversation forgotten: %d message%s%s)\n", had - h.n, had - h.n == 1 ? "" : "s",
-                   h.n ? "; the system message stays" : "");
-            continue;
-        }
-        if (tty && n == 5 && !memcmp(s, "/help", 5)) {
-            printf("/reset  forget the conversation (a --system message stays)\n"
-                   "/quit   end (or Ctrl-D)\n"
-                   "/help   this list\n"
-                   "Anything else is sent as your next message.\n");
-            continue;
-        }
-        if (history_push(&h, BS_ROLE_USER, s, n)) {
-            rc = bs_conn_fail(BS_EXIT_DAEMON, &(bs_err){{"out of memory"}});
-            break;
-        }
-        int k = chat_turn(&c, &tmpl, &h, &lim, stats, &e);
-        if (k < 0) {
-            rc = bs_conn_fail(BS_EXIT_DAEMON, &e);
-            break;
-        }
-        /* On a terminal the user can go on after an error; a script should stop. */
-        if (k == 1 && !tty) {
-            rc = BS_EXIT_DAEMON;
-            break;
-        }
-    }
-    free(line);
-out:
-    history_free(&h);
-    bs_request_free(&tmpl);
     bs_conn_close(&c);
     return rc;
 }
@@ -1079,7 +538,7 @@ static int budget_request(const bs_opt *o, int no, const char *const *pos, int n
     if (mx)
         r->has_max = true;
     r->has_auto = r->auto_ = aut;
-    if (model_from_opts(o, no, "budget", r))
+    if (bs_exchange_model(o, no, "budget", r))
         return -1;
 
     bs_proto_buf b = {0};
@@ -1126,7 +585,7 @@ int bs_cmd_budget(int argc, char **argv)
     } else if (b.kind == BS_RESP_ERROR && b.code == BS_PERR_UNKNOWN_OP) {
         fprintf(stderr, "bitstackctl: budget: not supported by this daemon\n");
     } else if (b.kind == BS_RESP_ERROR) {
-        rc = daemon_error("budget", &b);
+        rc = bs_exchange_daemon_error("budget", &b);
     } else if (b.kind == BS_RESP_RESULT) {
         char *s = bs_opt_get(o, no, "json") ? json_dumps(b.result, JSON_COMPACT)
                                             : bs_render_budget(b.result);

@@ -27,7 +27,8 @@ int bs_cmd_inspect(int argc, char **argv);
 int bs_cmd_status(int argc, char **argv);
 int bs_cmd_metrics(int argc, char **argv);
 int bs_cmd_generate(int argc, char **argv);
-int bs_cmd_chat(int argc, char **argv);
 int bs_cmd_budget(int argc, char **argv);
+/* cmd_chat.c: a conversation with bitstackd */
+int bs_cmd_chat(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 #include "client/conn.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,6 +114,24 @@ int bs_conn_read(bs_conn *c, bs_response *out, const char **raw, size_t *raw_len
             *raw_len = ln.len;
         }
         return 1;
+    }
+}
+
+int bs_conn_wait(bs_conn *c, int other_fd, bs_err *e)
+{
+    if (c->rpos < c->rlen || c->eof)
+        return 1;
+    struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = other_fd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return bs_err_set(e, "waiting for bitstackd at %s: %s", c->path, strerror(errno));
+        if (p[0].revents)
+            return 1;   /* POLLHUP or POLLERR too: bs_conn_read reports them */
+        if (p[1].revents)
+            return 2;
     }
 }
 

@@ -1,7 +1,8 @@
 /* bs_conn: one client connection to bitstackd (docs/protocol.md): connect by the socket
  * path rule of proto/sockpath.h, send requests, read response lines one at a time.
- * Blocking I/O: a client waits for its daemon; Ctrl-C closes the socket, and the daemon
- * cancels what the connection had open. */
+ * Blocking I/O: a client waits for its daemon (chat waits on Ctrl-C too, bs_conn_wait,
+ * and cancels with the protocol's cancel op); Ctrl-C in the other commands ends the
+ * process, which closes the socket, and the daemon cancels what the connection had open. */
 #ifndef BS_CONN_H
 #define BS_CONN_H
 
@@ -48,6 +49,12 @@ int bs_conn_send(bs_conn *c, const bs_request *r, bs_err *e);
  * received (valid until the next call); 0 at end of stream; -1 with e filled on a read
  * error or a line that is not a response. */
 int bs_conn_read(bs_conn *c, bs_response *out, const char **raw, size_t *raw_len, bs_err *e);
+
+/* Waits until bs_conn_read has something to read (a byte from the daemon, an unread
+ * buffered one, or the end of the stream) or other_fd is readable. Returns 1 for the
+ * connection (which wins when both are ready), 2 for other_fd, -1 with e filled. A line
+ * the daemon has only begun to send may still make bs_conn_read wait for its end. */
+int bs_conn_wait(bs_conn *c, int other_fd, bs_err *e);
 
 /* The usual way to end a failed daemon command: prints "bitstackctl: MSG" and returns
  * the exit code for it. */

@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libjansson-dev libopenblas-dev liburing-dev libmicrohttpd-dev
+  libedit-dev
   gnuplot-nox socat systemd bc curl
   nodejs chromium
   clang libclang-rt-dev

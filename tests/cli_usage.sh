@@ -100,7 +100,7 @@ prompt "*) ok "text ends with a newline before the stats";; *) bad "no newline b
 # chat on a terminal: /help lists the commands, /reset says what it did
 if command -v script >/dev/null 2>&1; then
     out=$( (printf '/help\n'; sleep 0.5; printf '/reset\n'; sleep 0.5; printf '/quit\n'; sleep 0.5) |
-          script -qc "'$ctl' --socket '$sock' chat --system hi" /dev/null | tr -d '\r')
+          XDG_STATE_HOME="$tmp" script -qc "'$ctl' --socket '$sock' chat --system hi" /dev/null | tr -d '\r')
     case "$out" in *"/reset  forget"*"(conversation forgotten: 0 messages; the system message stays)"*)
         ok "chat /help and /reset feedback";; *) bad "chat on a terminal: $out";; esac
 fi
