@@ -166,7 +166,10 @@ int bs_cmd_compress(int argc, char **argv)
         co.clip_search = 1;
     if (bs_opt_get(o, no, "no-clip-search"))
         co.clip_search = 0;
-    co.quiet = bs_opt_get(o, no, "quiet") != NULL;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, NULL, 1, 1);
+    if (!bs_opt_get(o, no, "quiet"))
+        co.progress = (bs_progress){bs_cli_bar_stage, &bar};
     bs_blas_threads((int)threads);
     if (check_out(out))
         return 1;
@@ -216,7 +219,7 @@ int bs_cmd_quantize(int argc, char **argv)
     int method = meth && !strcmp(meth, "gptq") ? BS_BASE_GPTQ : BS_BASE_RTN;
     if (!model || !out || !meth || (strcmp(meth, "rtn") && strcmp(meth, "gptq")) || (method == BS_BASE_GPTQ && !calib)) {
         fprintf(stderr, "usage: bitstackctl quantize --model M [--tokenizer T] --method rtn|gptq --bits 2..8 "
-                        "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64]\n");
+                        "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64] [--quiet]\n");
         return BS_EXIT_USAGE;
     }
     if (check_out(out))
@@ -229,8 +232,11 @@ int bs_cmd_quantize(int argc, char **argv)
     size_t len = 0;
     char *text = calib ? bs_read_file(calib, &len, &e) : NULL;
     int rc = 1;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, NULL, 1, 1);
+    bs_progress pg = {bs_opt_get(o, no, "quiet") ? NULL : bs_cli_bar_stage, &bar};
     if ((!calib || text) && bs_quantize_baseline(&m, t, text, len, method, (int)bits, (int)ctx, (int)windows,
-                                                 bs_opt_get(o, no, "quiet") != NULL, out, NULL, &e) == 0) {
+                                                 &pg, out, NULL, &e) == 0) {
         printf("wrote %s: %s %ld-bit, group 32\n", out, meth, bits);
         rc = 0;
     } else {
@@ -494,7 +500,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
     rc = 0;
     bs_cli_bar bar;
-    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns);
+    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns, 0);
     bs_ppl_progress pg = {bs_cli_bar_update, &bar};
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
