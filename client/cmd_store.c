@@ -33,19 +33,6 @@ static void qat_progress(void *ctx, const bs_train_status *st)
         fputc('\n', stderr);
 }
 
-/* A store keeps a SentencePiece vocabulary (pieces, scores, types), not BPE merges:
- * storing a BPE one would serve wrong ids, so it is refused until stores carry merges. */
-static int refuse_bpe_store(bs_model *m, bs_tokenizer *t)
-{
-    if (!bs_tok_is_bpe(t))
-        return 0;
-    fprintf(stderr, "bitstackctl: this model's vocabulary is byte-level BPE; stores keep SentencePiece "
-                    "vocabularies only, so it cannot be compressed yet\n");
-    bs_tok_free(t);
-    bs_model_free(m);
-    return 1;
-}
-
 /* Checks that a store can be written at out (its directory exists and takes files, it
  * is not a directory) before minutes of calibration are spent. Prints the problem with
  * the path as the user gave it. */
@@ -176,7 +163,7 @@ int bs_cmd_compress(int argc, char **argv)
 
     bs_model m;
     bs_tokenizer *t;
-    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t) || refuse_bpe_store(&m, t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len;
@@ -226,7 +213,7 @@ int bs_cmd_quantize(int argc, char **argv)
         return 1;
     bs_model m;
     bs_tokenizer *t;
-    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t) || refuse_bpe_store(&m, t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len = 0;
