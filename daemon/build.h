@@ -5,7 +5,8 @@
  * not have it; its progress lands in a snapshot (under a mutex) that the loop reads at
  * any time as JSON. When the worker ends, `done` runs once on the loop thread with the
  * store's path or the error. Compression has no cancel point: bs_build_close during a
- * build lets the worker finish on its own (it then frees everything itself). */
+ * build lets the worker finish on its own (it then frees everything itself). A build
+ * holds one referenced handle (uv_async_t) on the loop from start to close. */
 #ifndef BS_DAEMON_BUILD_H
 #define BS_DAEMON_BUILD_H
 
