@@ -434,7 +434,6 @@ static int make_store(const char *path, bs_err *e)
     if (text) {
         bs_compress_opts co;
         bs_compress_defaults(&co, BS_KIND_GQ);
-        co.quiet = 1;
         rc = bs_compress(&m, t, text, len, &co, path, NULL, e);
     }
     free(text);

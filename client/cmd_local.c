@@ -185,7 +185,7 @@ int bs_cmd_eval(int argc, char **argv)
     bs_ppl_result r;
     int rc = 1;
     bs_cli_bar bar;
-    bs_cli_bar_init(&bar, "eval", 1);
+    bs_cli_bar_init(&bar, "eval", 1, 0);
     bs_ppl_progress pg = {bs_cli_bar_update, &bar};
     /* llama.cpp's protocol runs without a bar: it is for comparing figures, not long runs */
     int ok = buf && (protocol == BS_PPL_LLAMACPP

@@ -33,19 +33,6 @@ static void qat_progress(void *ctx, const bs_train_status *st)
         fputc('\n', stderr);
 }
 
-/* A store keeps a SentencePiece vocabulary (pieces, scores, types), not BPE merges:
- * storing a BPE one would serve wrong ids, so it is refused until stores carry merges. */
-static int refuse_bpe_store(bs_model *m, bs_tokenizer *t)
-{
-    if (!bs_tok_is_bpe(t))
-        return 0;
-    fprintf(stderr, "bitstackctl: this model's vocabulary is byte-level BPE; stores keep SentencePiece "
-                    "vocabularies only, so it cannot be compressed yet\n");
-    bs_tok_free(t);
-    bs_model_free(m);
-    return 1;
-}
-
 /* Checks that a store can be written at out (its directory exists and takes files, it
  * is not a directory) before minutes of calibration are spent. Prints the problem with
  * the path as the user gave it. */
@@ -166,14 +153,17 @@ int bs_cmd_compress(int argc, char **argv)
         co.clip_search = 1;
     if (bs_opt_get(o, no, "no-clip-search"))
         co.clip_search = 0;
-    co.quiet = bs_opt_get(o, no, "quiet") != NULL;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, NULL, 1, 1);
+    if (!bs_opt_get(o, no, "quiet"))
+        co.progress = (bs_progress){bs_cli_bar_stage, &bar};
     bs_blas_threads((int)threads);
     if (check_out(out))
         return 1;
 
     bs_model m;
     bs_tokenizer *t;
-    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t) || refuse_bpe_store(&m, t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len;
@@ -216,21 +206,24 @@ int bs_cmd_quantize(int argc, char **argv)
     int method = meth && !strcmp(meth, "gptq") ? BS_BASE_GPTQ : BS_BASE_RTN;
     if (!model || !out || !meth || (strcmp(meth, "rtn") && strcmp(meth, "gptq")) || (method == BS_BASE_GPTQ && !calib)) {
         fprintf(stderr, "usage: bitstackctl quantize --model M [--tokenizer T] --method rtn|gptq --bits 2..8 "
-                        "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64]\n");
+                        "--out S.bstk [--calib TEXT (gptq)] [--ctx 256] [--calib-windows 64] [--quiet]\n");
         return BS_EXIT_USAGE;
     }
     if (check_out(out))
         return 1;
     bs_model m;
     bs_tokenizer *t;
-    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t) || refuse_bpe_store(&m, t))
+    if (bs_cli_open_model(model, bs_opt_get(o, no, "tokenizer"), &m, &t))
         return 1;
     bs_err e = {{0}};
     size_t len = 0;
     char *text = calib ? bs_read_file(calib, &len, &e) : NULL;
     int rc = 1;
+    bs_cli_bar bar;
+    bs_cli_bar_init(&bar, NULL, 1, 1);
+    bs_progress pg = {bs_opt_get(o, no, "quiet") ? NULL : bs_cli_bar_stage, &bar};
     if ((!calib || text) && bs_quantize_baseline(&m, t, text, len, method, (int)bits, (int)ctx, (int)windows,
-                                                 bs_opt_get(o, no, "quiet") != NULL, out, NULL, &e) == 0) {
+                                                 &pg, out, NULL, &e) == 0) {
         printf("wrote %s: %s %ld-bit, group 32\n", out, meth, bits);
         rc = 0;
     } else {
@@ -494,7 +487,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     printf("%-12s %8s %14s %8s %10s\n", "budget", "blocks", "resident", "bpw", "ppl");
     rc = 0;
     bs_cli_bar bar;
-    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns);
+    bs_cli_bar_init(&bar, sweep || ns > 1 ? "sweep" : "eval", ns, 0);
     bs_ppl_progress pg = {bs_cli_bar_update, &bar};
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;

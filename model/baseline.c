@@ -28,8 +28,8 @@ static void pack_codes(const uint8_t *codes, int rows, int cols, int bits, uint8
 }
 
 int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
-                         int method, int bits, int ctx, int calib_windows, int quiet, const char *out_path,
-                         json_t *report, bs_err *e)
+                         int method, int bits, int ctx, int calib_windows, const bs_progress *pg,
+                         const char *out_path, json_t *report, bs_err *e)
 {
     if (bits < 2 || bits > 8)
         return bs_err_set(e, "bits must lie in 2..8 (got %d)", bits);
@@ -49,10 +49,10 @@ int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const cha
         bs_err_set(e, "out of memory");
         goto out;
     }
-    if (method == BS_BASE_GPTQ && bs_calib_run(&cb, src, tok, calib, calib_len, ctx, calib_windows, e))
+    if (method == BS_BASE_GPTQ && bs_calib_run(&cb, src, tok, calib, calib_len, ctx, calib_windows, pg, e))
         goto out;
-    bs_progress pg;
-    bs_progress_start(&pg, method == BS_BASE_GPTQ ? "gptq" : "rtn", nm, quiet);
+    const char *stage = method == BS_BASE_GPTQ ? "gptq" : "rtn";
+    bs_progress_report(pg, stage, 0, nm, NULL);
     for (int i = 0; i < nm; i++) {
         int l = i / BS_NLIN, w = i % BS_NLIN;
         const bs_linear *lin = &src->layers[l].lin[w];
@@ -92,16 +92,18 @@ int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const cha
             goto out;
         }
         blocks[i] = (bs_store_block){.matrix = i, .level = 0};
-        bs_progress_tick(&pg, i + 1, m->name);
+        bs_progress_report(pg, stage, i + 1, nm, m->name);
     }
-    bs_progress_end(&pg);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     json_t *info = json_pack("{s:s, s:i, s:i, s:f}", "baseline", method == BS_BASE_GPTQ ? "gptq" : "rtn", "bits", bits,
                              "group", BASE_GROUP, "seconds", secs);
     bs_store_out so = {.model = src, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nm, .blocks = blocks,
                         .payload = (const uint8_t *const *)payload, .info = info};
+    bs_progress_report(pg, "write", 0, 1, out_path);
     rc = bs_store_write(out_path, &so, e);
+    if (!rc)
+        bs_progress_report(pg, "write", 1, 1, out_path);
     if (!rc && report)
         json_object_update(report, info);
     json_decref(info);

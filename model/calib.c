@@ -52,7 +52,7 @@ void bs_calib_free(bs_calib *cb)
 }
 
 int bs_calib_run(bs_calib *cb, const bs_model *m, const bs_tokenizer *t, const char *text, size_t len,
-                 int ctx, int max_windows, bs_err *e)
+                 int ctx, int max_windows, const bs_progress *pg, bs_err *e)
 {
     const bs_config *c = &m->cfg;
     memset(cb, 0, sizeof *cb);
@@ -94,11 +94,14 @@ int bs_calib_run(bs_calib *cb, const bs_model *m, const bs_tokenizer *t, const c
     st.hook_ctx = &h;
     int *in = malloc(sizeof(int) * (size_t)ctx);
     int rc = in ? 0 : bs_err_set(e, "out of memory");
+    bs_progress_report(pg, "calibration", 0, windows, NULL);
     for (int w = 0; !rc && w < windows; w++) {
         in[0] = bs_tok_bos(t);
         memcpy(in + 1, ids + (size_t)w * win, sizeof(int) * (size_t)win);
         if (!bs_forward(m, &st, in, ctx, 0, 0, e))
             rc = -1;
+        else
+            bs_progress_report(pg, "calibration", w + 1, windows, NULL);
     }
     cb->windows = windows;
     cb->tokens = (long)windows * ctx;

@@ -9,6 +9,7 @@
 #define BS_CALIB_H
 
 #include "model/forward.h"
+#include "model/progress.h"
 #include "model/tokenizer.h"
 
 typedef struct {
@@ -22,9 +23,10 @@ typedef struct {
 } bs_calib;
 
 /* Runs up to max_windows windows of ctx-1 tokens of text ([BOS]+window, as the
- * perplexity protocol) through m. Fails when the text is shorter than one window. */
+ * perplexity protocol) through m. Fails when the text is shorter than one window.
+ * Reports stage "calibration", one item per window, to pg (may be NULL). */
 int bs_calib_run(bs_calib *cb, const bs_model *m, const bs_tokenizer *t, const char *text, size_t len,
-                 int ctx, int max_windows, bs_err *e);
+                 int ctx, int max_windows, const bs_progress *pg, bs_err *e);
 void bs_calib_free(bs_calib *cb);
 
 /* The site whose input linear `which` reads. */

@@ -386,9 +386,8 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
     if (o->sort == BS_SORT_PPL)
         for (int i = 0; i < nm; i++)
             set_depth(&work, &xs[i], 0);
-    bs_progress pg;
-    bs_progress_start(&pg, o->sort == BS_SORT_PPL ? "order (calibration perplexity)" : "order (level-major)",
-                      maxl, o->quiet || o->sort != BS_SORT_PPL);
+    const char *stage = o->sort == BS_SORT_PPL ? "order (calibration perplexity)" : "order (level-major)";
+    bs_progress_report(&o->progress, stage, 0, maxl, NULL);
     int at = 0;
     for (int l = 0; l < maxl; l++) {
         int nc = 0;
@@ -412,9 +411,8 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
             if (o->sort == BS_SORT_PPL)
                 set_depth(&work, &xs[c[j].mat], l + 1);
         }
-        bs_progress_tick(&pg, l + 1, "levels");
+        bs_progress_report(&o->progress, stage, l + 1, maxl, NULL);
     }
-    bs_progress_end(&pg);
     if (o->sort == BS_SORT_PPL)
         bs_model_free(&work);
     free(c);
@@ -476,6 +474,7 @@ static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store
         bs_err_set(e, "out of memory for a floor of %llu bytes", (unsigned long long)len);
         goto out;
     }
+    bs_progress_report(&o->progress, "floor", 0, nm, NULL);
     for (int i = 0; i < nm; i++) {
         const float *w = work->layers[mats[i].layer].lin[mats[i].which].w;
         size_t n = (size_t)rows[i] * cols[i];
@@ -494,6 +493,7 @@ static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store
             }
             bs_floor_f_subtract(fp, A);   /* a second path fits what this one misses */
         }
+        bs_progress_report(&o->progress, "floor", i + 1, nm, mats[i].name);
     }
     json_t *qat = NULL;
     if (o->qat.minutes > 0 || o->qat.max_steps > 0) {
@@ -532,8 +532,8 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     char zero[64];
     if (bs_compress_check_model(src, zero, sizeof zero, e))
         return -1;
-    if (zero[0] && !o->quiet)
-        fprintf(stderr, "note: %s is all zeros; it is stored exactly (zero scales)\n", zero);
+    if (zero[0])
+        bs_progress_note(&o->progress, "%s is all zeros; it is stored exactly (zero scales)", zero);
     double t0 = bs_now();
     const bs_config *c = &src->cfg;
     int nm = c->n_layers * BS_NLIN, rc = -1, nids = 0, nblocks = 0;
@@ -550,12 +550,9 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     if (!xs)
         return bs_err_set(e, "out of memory");
 
-    bs_progress pg;
-    bs_progress_start(&pg, "calibration", 1, o->quiet);
-    if (bs_calib_run(&cb, src, tok, calib, calib_len, o->ctx, o->calib_windows, e) || bs_model_copy(&work, src, e))
+    if (bs_calib_run(&cb, src, tok, calib, calib_len, o->ctx, o->calib_windows, &o->progress, e) ||
+        bs_model_copy(&work, src, e))
         goto out;
-    bs_progress_tick(&pg, 1, "");
-    bs_progress_end(&pg);
     if (o->act_scale && bs_calib_fold(&cb, &work, o->act_alpha, e))
         goto out;
     double t_calib = bs_now() - t0;
@@ -576,7 +573,6 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         int frc = 0;
         if ((o->qat.minutes > 0 || o->qat.max_steps > 0) && !ids)
             frc = bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e);
-        bs_progress_start(&pg, "floor", 1, o->quiet);
         frc = frc ? frc : build_floor(&work, o, fm, nm, ids, nids, bs_tok_bos(tok), &floor, floor_info, e);
         for (int i = 0; i < nm && !frc; i++) {
             xs[i].m.floor_rank = fm[i].floor_rank;
@@ -587,12 +583,10 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         free(fm);
         if (frc)
             goto out;
-        bs_progress_tick(&pg, 1, "");
-        bs_progress_end(&pg);
     }
 
     int dead_total = 0;
-    bs_progress_start(&pg, "encode", nm, o->quiet);
+    bs_progress_report(&o->progress, "encode", 0, nm, NULL);
     for (int i = 0; i < nm; i++) {
         enc *x = &xs[i];
         int l = i / BS_NLIN, w = i % BS_NLIN;
@@ -634,14 +628,13 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         for (int j = 0; j < lin->cols; j++)
             x->dead += x->H[(size_t)j * lin->cols + j] == 0.0f;
         dead_total += x->dead;
-        if (x->dead && !o->quiet && (w == BS_WQ || w == BS_WO || w == BS_W1 || w == BS_W2))
-            fprintf(stderr, "note: %s: %d of %d inputs were never active in calibration (singular Hessian); "
-                    "GPTQ treats them as dead\n", x->m.name, x->dead, lin->cols);
+        if (x->dead && (w == BS_WQ || w == BS_WO || w == BS_W1 || w == BS_W2))
+            bs_progress_note(&o->progress, "%s: %d of %d inputs were never active in calibration (singular "
+                             "Hessian); GPTQ treats them as dead", x->m.name, x->dead, lin->cols);
         if (encode_matrix(x, o, i, e))
             goto out;
-        bs_progress_tick(&pg, i + 1, x->m.name);
+        bs_progress_report(&o->progress, "encode", i + 1, nm, x->m.name);
     }
-    bs_progress_end(&pg);
 
     if (o->sort == BS_SORT_PPL && !ids && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
         goto out;
@@ -679,7 +672,10 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     json_object_set_new(info, "errors", errs);
     bs_store_out so = {.model = &work, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nblocks,
                        .blocks = blocks, .payload = payload, .info = info, .floor = floor};
+    bs_progress_report(&o->progress, "write", 0, 1, out_path);
     rc = bs_store_write(out_path, &so, e);
+    if (!rc)
+        bs_progress_report(&o->progress, "write", 1, 1, out_path);
     json_object_del(info, "errors");   /* the store's; too long for a report */
     if (!rc && report)
         json_object_update(report, info);

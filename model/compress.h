@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "model/model.h"
+#include "model/progress.h"
 #include "model/train.h"
 #include "model/tokenizer.h"
 
@@ -39,7 +40,7 @@ typedef struct {
     float act_alpha;    /* exponent on the activation scales (AWQ-style softening) */
     int act_order;      /* GPTQ act-order */
     int clip_search;    /* gq: search a clip factor per group */
-    int quiet;          /* no progress display */
+    bs_progress progress;  /* stages calibration, floor, encode, order, write; notes */
     double floor_bpw;   /* > 0: a LittleBit floor (model/floor.h) of this many bits per linear
                            weight (counted as the paper does) under the stack, whose blocks then
                            decompose W − W_floor */
@@ -59,10 +60,11 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
                 const bs_compress_opts *o, const char *out_path, json_t *report, bs_err *e);
 
 /* Baseline store: method BS_BASE_RTN or BS_BASE_GPTQ, bits 2..8, group 32, no activation
- * scaling (the standard recipes). calib may be NULL for RTN. */
+ * scaling (the standard recipes). calib may be NULL for RTN. Reports stages calibration
+ * (GPTQ), then gptq or rtn (one item per matrix), then write, to pg (may be NULL). */
 int bs_quantize_baseline(const bs_model *src, const bs_tokenizer *tok, const char *calib, size_t calib_len,
-                         int method, int bits, int ctx, int calib_windows, int quiet, const char *out_path,
-                         json_t *report, bs_err *e);
+                         int method, int bits, int ctx, int calib_windows, const bs_progress *pg,
+                         const char *out_path, json_t *report, bs_err *e);
 
 /* Checks a model's linears before compression: non-finite values are an error naming
  * the matrix; an all-zero matrix is reported through *zero_name (it compresses exactly). */

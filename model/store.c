@@ -59,13 +59,15 @@ static json_t *config_json(const bs_config *c, int shared)
                      "shared_classifier", shared);
 }
 
+/* Pieces, scores, types and the special ids; a byte-level BPE vocabulary adds its kind,
+ * spells its pieces as GGUF does and keeps its merges as [left, right] piece ids. */
 static json_t *tokenizer_json(const bs_tokenizer *t, bs_err *e)
 {
-    int n = bs_tok_vocab_size(t);
+    int n = bs_tok_vocab_size(t), bpe = bs_tok_is_bpe(t);
     json_t *pieces = json_array(), *scores = json_array(), *types = json_array();
     for (int i = 0; i < n; i++) {
         size_t len;
-        const char *p = bs_tok_piece_raw(t, i, &len);
+        const char *p = bpe ? bs_tok_piece_bpe_raw(t, i, &len) : bs_tok_piece_raw(t, i, &len);
         json_t *js = json_stringn(p, len);
         if (!js) {
             json_decref(pieces); json_decref(scores); json_decref(types);
@@ -75,9 +77,25 @@ static json_t *tokenizer_json(const bs_tokenizer *t, bs_err *e)
         json_array_append_new(scores, json_real(bs_tok_score(t, i)));
         json_array_append_new(types, json_integer(bs_tok_type(t, i)));
     }
-    return json_pack("{s:i, s:i, s:i, s:b, s:o, s:o, s:o}", "bos", bs_tok_bos(t), "eos", bs_tok_eos(t),
-                     "unk", bs_tok_unk(t), "add_space_prefix", bs_tok_add_space_prefix(t),
-                     "pieces", pieces, "scores", scores, "types", types);
+    json_t *tj = json_pack("{s:i, s:i, s:i, s:b, s:o, s:o, s:o}", "bos", bs_tok_bos(t), "eos", bs_tok_eos(t),
+                           "unk", bs_tok_unk(t), "add_space_prefix", bs_tok_add_space_prefix(t),
+                           "pieces", pieces, "scores", scores, "types", types);
+    if (!tj || !bpe)
+        return tj ? tj : (bs_err_set(e, "out of memory for the tokenizer metadata"), NULL);
+    int nm = 0;
+    int *pairs = bs_tok_bpe_merges(t, &nm);
+    json_t *merges = json_array();
+    for (int i = 0; pairs && i < nm; i++)
+        json_array_append_new(merges, json_pack("[i,i]", pairs[2 * i], pairs[2 * i + 1]));
+    free(pairs);
+    if (!pairs || json_array_size(merges) != (size_t)nm) {
+        json_decref(merges);
+        json_decref(tj);
+        return bs_err_set(e, "out of memory for the tokenizer's merges"), NULL;
+    }
+    json_object_set_new(tj, "kind", json_string("bpe"));
+    json_object_set_new(tj, "merges", merges);
+    return tj;
 }
 
 typedef struct {
@@ -229,7 +247,9 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
             json_object_set_new(json_array_get(mats, (size_t)i), "floor_paths", json_integer(mt->floor_paths));
         }
     }
-    uint32_t version = o->floor ? BS_STORE_VERSION_FLOOR : BS_STORE_VERSION;
+    /* the lowest version that says what a reader must know */
+    uint32_t version = bs_tok_is_bpe(o->tok) ? BS_STORE_VERSION_BPE
+                       : o->floor ? BS_STORE_VERSION_FLOOR : BS_STORE_VERSION;
     meta = json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "format", "bitstack-store",
                      "version", (int)version, "config", config_json(&m->cfg, shared), "tokenizer", tok,
                      "base", base_desc, "matrices", mats, "stack", stack, "budget", budget,
@@ -390,8 +410,18 @@ static int parse_config(bs_store *s, json_t *c, bs_err *e)
     return bs_config_check(&s->cfg, s->path, e);
 }
 
-static int parse_tokenizer(bs_store *s, json_t *t, bs_err *e)
+static int parse_tokenizer(bs_store *s, json_t *t, uint32_t version, bs_err *e)
 {
+    /* a BPE vocabulary read as SentencePiece would give other ids: only version 3 has one */
+    json_t *kind = json_object_get(t, "kind"), *merges = json_object_get(t, "merges");
+    int bpe = kind && json_is_string(kind) && !strcmp(json_string_value(kind), "bpe");
+    if (kind && !bpe && !(json_is_string(kind) && !strcmp(json_string_value(kind), "sentencepiece")))
+        return bs_err_set(e, "%s: the tokenizer's kind is not \"sentencepiece\" or \"bpe\"", s->path);
+    if (bpe && version < BS_STORE_VERSION_BPE)
+        return bs_err_set(e, "%s: a byte-level BPE tokenizer in a version %u store (it needs version %d)", s->path,
+                          version, BS_STORE_VERSION_BPE);
+    if (bpe && !json_is_array(merges))
+        return bs_err_set(e, "%s: the byte-level BPE tokenizer has no merges", s->path);
     json_t *pieces = json_object_get(t, "pieces"), *scores = json_object_get(t, "scores"),
            *types = json_object_get(t, "types");
     size_t n = json_array_size(pieces);
@@ -402,7 +432,7 @@ static int parse_tokenizer(bs_store *s, json_t *t, bs_err *e)
     const char **p = calloc(n, sizeof *p);
     size_t *lens = calloc(n, sizeof *lens);
     float *sc = calloc(n, sizeof *sc);
-    int *ty = calloc(n, sizeof *ty);
+    int *ty = calloc(n, sizeof *ty), *pairs = NULL;
     int rc = -1;
     if (!p || !lens || !sc || !ty) {
         bs_err_set(e, "%s: out of memory for the tokenizer", s->path);
@@ -424,10 +454,32 @@ static int parse_tokenizer(bs_store *s, json_t *t, bs_err *e)
         get_int(t, "eos", 0, (long long)n - 1, &eos, s->path, "tokenizer", e) ||
         get_int(t, "unk", 0, (long long)n - 1, &unk, s->path, "tokenizer", e))
         goto out;
-    s->tok = bs_tok_new((int)n, p, lens, sc, ty, (int)bos, (int)eos, (int)unk, e);
+    if (bpe) {
+        size_t nm = json_array_size(merges);
+        if (nm > (1u << 24) || !(pairs = malloc(2 * sizeof(int) * (nm ? nm : 1)))) {
+            bs_err_set(e, "%s: cannot hold %zu merges", s->path, nm);
+            goto out;
+        }
+        for (size_t i = 0; i < nm; i++) {
+            json_t *m = json_array_get(merges, i), *l = json_array_get(m, 0), *r = json_array_get(m, 1);
+            if (json_array_size(m) != 2 || !json_is_integer(l) || !json_is_integer(r) || json_integer_value(l) < 0 ||
+                json_integer_value(l) >= (json_int_t)n || json_integer_value(r) < 0 ||
+                json_integer_value(r) >= (json_int_t)n) {
+                bs_err_set(e, "%s: tokenizer merge %zu is not two piece ids", s->path, i);
+                goto out;
+            }
+            pairs[2 * i] = (int)json_integer_value(l);
+            pairs[2 * i + 1] = (int)json_integer_value(r);
+        }
+        s->tok = bs_tok_new_bpe((int)n, p, lens, sc, ty, pairs, (int)nm, (int)bos, (int)eos, (int)unk, e);
+    } else {
+        s->tok = bs_tok_new((int)n, p, lens, sc, ty, (int)bos, (int)eos, (int)unk, e);
+    }
     rc = s->tok ? 0 : bs_err_wrap(e, "%s: tokenizer", s->path);
+    if (s->tok && json_is_false(json_object_get(t, "add_space_prefix")))
+        bs_tok_set_add_space_prefix(s->tok, 0);   /* always written; readers before version 3 ignored it */
 out:
-    free(p); free(lens); free(sc); free(ty);
+    free(p); free(lens); free(sc); free(ty); free(pairs);
     return rc;
 }
 
@@ -505,9 +557,9 @@ static int parse_floor(bs_store *s, int fd, json_t *fl, uint32_t version, bs_err
     int want = s->n_matrices > 0 && s->mats[0].floor_rank > 0;
     if (!fl && !want)
         return 0;
-    if (!fl || !want || version != BS_STORE_VERSION_FLOOR)
+    if (!fl || !want || version < BS_STORE_VERSION_FLOOR)
         return bs_err_set(e, "%s: the floor section and the matrices' floor ranks disagree (or the version, %u, "
-                          "is not %d)", s->path, version, BS_STORE_VERSION_FLOOR);
+                          "is below %d)", s->path, version, BS_STORE_VERSION_FLOOR);
     s->floor_at = calloc((size_t)s->n_matrices, sizeof *s->floor_at);
     if (!s->floor_at)
         return bs_err_set(e, "%s: out of memory", s->path);
@@ -759,9 +811,9 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
         bs_err_set(e, "%s: not a bitstack store (bad magic)", path);
         goto out;
     }
-    if (version != BS_STORE_VERSION && version != BS_STORE_VERSION_FLOOR) {
-        bs_err_set(e, "%s: store version %u; this build reads versions %d and %d", path, version, BS_STORE_VERSION,
-                   BS_STORE_VERSION_FLOOR);
+    if (version < BS_STORE_VERSION || version > BS_STORE_VERSION_BPE) {
+        bs_err_set(e, "%s: store version %u; this build reads versions %d to %d", path, version, BS_STORE_VERSION,
+                   BS_STORE_VERSION_BPE);
         goto out;
     }
     uint64_t meta_off = f[0], meta_len = f[1], base_off = f[2], base_len = f[3];
@@ -798,7 +850,7 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
     }
     s->base_bytes = base_len;
     if (parse_config(s, json_object_get(s->meta, "config"), e) ||
-        parse_tokenizer(s, json_object_get(s->meta, "tokenizer"), e) ||
+        parse_tokenizer(s, json_object_get(s->meta, "tokenizer"), version, e) ||
         parse_matrices(s, json_object_get(s->meta, "matrices"), e) ||
         parse_floor(s, fd, json_object_get(s->meta, "floor"), version, e) ||
         parse_stack(s, json_object_get(s->meta, "stack"), e) ||

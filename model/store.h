@@ -23,6 +23,7 @@
 
 #define BS_STORE_VERSION 1         /* a store without a floor: readers of version 1 read it */
 #define BS_STORE_VERSION_FLOOR 2   /* a store with a LittleBit floor section */
+#define BS_STORE_VERSION_BPE 3     /* a store whose tokenizer is byte-level BPE (floor or not) */
 #define BS_STORE_ALIGN 64        /* every block starts on this boundary */
 #define BS_STORE_PAGE 4096       /* the stack section starts on this boundary */
 

@@ -428,6 +428,37 @@ out:
     return t;
 }
 
+bs_tokenizer *bs_tok_new_bpe(int n, const char *const *pieces, const size_t *lens, const float *scores,
+                             const int *types, const int *pairs, int n_merges, int bos, int eos, int unk,
+                             bs_err *e)
+{
+    bs_tokenizer *t = bs_tok_new(n, pieces, lens, scores, types, bos, eos, unk, e);
+    if (!t)
+        return NULL;
+    t->add_space_prefix = 0;
+    t->bpe = bs_bpe_new_pairs(t->n, pieces, lens, t->type, pairs, n_merges, "tokenizer", e);
+    if (!t->bpe) {
+        bs_tok_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+const char *bs_tok_piece_bpe_raw(const bs_tokenizer *t, int id, size_t *len)
+{
+    if (!t->bpe || id < 0 || id >= t->n) {
+        *len = 0;
+        return "";
+    }
+    return bs_bpe_piece_raw(t->bpe, id, len);
+}
+
+int *bs_tok_bpe_merges(const bs_tokenizer *t, int *n)
+{
+    *n = 0;
+    return t->bpe ? bs_bpe_merges(t->bpe, n) : NULL;
+}
+
 int bs_tok_vocab_size(const bs_tokenizer *t) { return t->n; }
 int bs_tok_bos(const bs_tokenizer *t) { return t->bos; }
 int bs_tok_eos(const bs_tokenizer *t) { return t->eos; }
@@ -435,6 +466,7 @@ int bs_tok_unk(const bs_tokenizer *t) { return t->unk; }
 int bs_tok_has_bytes(const bs_tokenizer *t) { return t->has_bytes; }
 int bs_tok_add_space_prefix(const bs_tokenizer *t) { return t->add_space_prefix; }
 int bs_tok_is_bpe(const bs_tokenizer *t) { return t->bpe != NULL; }
+void bs_tok_set_add_space_prefix(bs_tokenizer *t, int on) { t->add_space_prefix = t->bpe ? 0 : on != 0; }
 
 /* ---- encoding ---- */
 

@@ -37,6 +37,13 @@ bs_tokenizer *bs_tok_new(int n, const char *const *pieces, const size_t *lens,
                          const float *scores, const int *types,
                          int bos, int eos, int unk, bs_err *e);
 
+/* A byte-level BPE tokenizer from what a store keeps: pieces as GGUF spells them (byte-
+ * level characters), scores (may be NULL), types, and n_merges merges as pairs of piece
+ * ids (left, right) in rank order, as bs_tok_bpe_merges gives them. */
+bs_tokenizer *bs_tok_new_bpe(int n, const char *const *pieces, const size_t *lens, const float *scores,
+                             const int *types, const int *pairs, int n_merges, int bos, int eos, int unk,
+                             bs_err *e);
+
 /* llama2.c's tokenizer.bin: int max_len, then per piece: float score, int len, bytes. */
 bs_tokenizer *bs_tok_load_llama2c(const char *path, int vocab_size, bs_err *e);
 
@@ -58,6 +65,8 @@ int bs_tok_unk(const bs_tokenizer *t);
 int bs_tok_is_bpe(const bs_tokenizer *t);
 /* 0 when a GGUF says tokenizer.ggml.add_space_prefix = false: pass it as add_prefix. */
 int bs_tok_add_space_prefix(const bs_tokenizer *t);
+/* Sets it while a tokenizer is being built (a store's reader; BPE ignores it). */
+void bs_tok_set_add_space_prefix(bs_tokenizer *t, int on);
 
 /* Encodes len bytes of text. *ids is malloc'd (caller frees); *n gets the count.
  * add_bos: prepend BOS. add_prefix: the dummy-prefix space (SentencePiece default). */
@@ -78,6 +87,12 @@ char *bs_tok_decode(const bs_tokenizer *t, const int *ids, int n, size_t *len);
 /* The piece text as stored (spaces as ' '), for display and serialisation. */
 const char *bs_tok_piece_raw(const bs_tokenizer *t, int id, size_t *len);
 float bs_tok_score(const bs_tokenizer *t, int id);
+
+/* For serialising a byte-level BPE vocabulary: piece id as GGUF spells it, and the merges
+ * as 2 * *n piece ids (left, right) in rank order (malloc'd; NULL when t is not BPE or
+ * out of memory). */
+const char *bs_tok_piece_bpe_raw(const bs_tokenizer *t, int id, size_t *len);
+int *bs_tok_bpe_merges(const bs_tokenizer *t, int *n);
 int bs_tok_type(const bs_tokenizer *t, int id);
 
 #endif

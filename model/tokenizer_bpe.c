@@ -22,6 +22,7 @@ struct bs_bpe {
     uint32_t mask;
     struct merge { uint64_t key; int rank, id; } *merges;  /* (left, right) -> rank, result */
     uint32_t mmask;
+    int n_merges;           /* entries in merges */
     int byte_id[256];       /* the piece spelling each byte alone */
 };
 
@@ -189,6 +190,12 @@ void bs_bpe_free(bs_bpe *b)
     free(b);
 }
 
+static int by_rank(const void *x, const void *y)
+{
+    int a = *(const int *)x, c = *(const int *)y;
+    return (a > c) - (a < c);
+}
+
 static bs_bpe *fail(bs_bpe *b, bs_err *e, const char *msg, const char *path)
 {
     bs_err_set(e, "%s: %s", path, msg);
@@ -196,11 +203,10 @@ static bs_bpe *fail(bs_bpe *b, bs_err *e, const char *msg, const char *path)
     return NULL;
 }
 
-bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const int *types,
-                   const bs_gguf_kv *merges, const char *path, bs_err *e)
+/* The pieces and their decoded bytes, with room for nm merges (none added yet). */
+static bs_bpe *vocab_new(int n, const char *const *pieces, const size_t *lens, const int *types, uint64_t nm,
+                         const char *path, bs_err *e)
 {
-    if (!merges || merges->type != BS_GGUF_ARRAY || !merges->v.arr.strs)
-        return fail(NULL, e, "tokenizer.ggml.merges (a string array) is missing for a 'gpt2' vocabulary", path);
     bs_bpe *b = calloc(1, sizeof *b);
     if (!b)
         return fail(NULL, e, "out of memory for the BPE vocabulary", path);
@@ -270,22 +276,62 @@ bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const i
         b->byte_id[c] = piece_id(b, u, put_utf8(u, cp_of[c]));
     }
 
-    uint64_t nm = merges->v.arr.n;
     if (nm > (1u << 24))
-        return fail(b, e, "tokenizer.ggml.merges is absurdly long", path);
+        return fail(b, e, "the merges list is absurdly long", path);
     uint32_t mcap = 2;
     while (mcap < 2 * nm + 2)
         mcap <<= 1;
     b->mmask = mcap - 1;
     b->merges = malloc(mcap * sizeof *b->merges);
-    char *joined = malloc(1);
-    size_t jcap = 1;
-    if (!b->merges || !joined) {
-        free(joined);
+    if (!b->merges)
         return fail(b, e, "out of memory for the merges", path);
-    }
     for (uint32_t i = 0; i < mcap; i++)
         b->merges[i].rank = -1;
+    return b;
+}
+
+/* Merge (l, r) at this rank, when both sides and their concatenation are pieces (else it
+ * can never apply). *joined (capacity *jcap) is scratch. 0, or -1 out of memory. */
+static int add_merge(bs_bpe *b, int l, int r, int rank, char **joined, size_t *jcap)
+{
+    if (l < 0 || r < 0 || l >= b->n || r >= b->n)
+        return 0;
+    size_t ll = b->len[l], rl = b->len[r];
+    if (ll + rl > *jcap) {
+        size_t cap = 2 * (ll + rl);
+        char *nj = realloc(*joined, cap);
+        if (!nj)
+            return -1;
+        *joined = nj;
+        *jcap = cap;
+    }
+    memcpy(*joined, b->arena + b->off[l], ll);
+    memcpy(*joined + ll, b->arena + b->off[r], rl);
+    int id = piece_id(b, *joined, ll + rl);
+    if (id < 0)
+        return 0;
+    uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
+    uint32_t h = hash_key(key) & b->mmask;
+    while (b->merges[h].rank >= 0 && b->merges[h].key != key)
+        h = (h + 1) & b->mmask;
+    if (b->merges[h].rank < 0) {   /* a repeated merge keeps its first (best) rank */
+        b->merges[h] = (struct merge){ key, rank, id };
+        b->n_merges++;
+    }
+    return 0;
+}
+
+bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const int *types,
+                   const bs_gguf_kv *merges, const char *path, bs_err *e)
+{
+    if (!merges || merges->type != BS_GGUF_ARRAY || !merges->v.arr.strs)
+        return fail(NULL, e, "tokenizer.ggml.merges (a string array) is missing for a 'gpt2' vocabulary", path);
+    uint64_t nm = merges->v.arr.n;
+    bs_bpe *b = vocab_new(n, pieces, lens, types, nm, path, e);
+    if (!b)
+        return NULL;
+    char *joined = NULL;
+    size_t jcap = 0;
     for (uint64_t r = 0; r < nm; r++) {
         bs_gguf_str s = merges->v.arr.strs[r];
         /* "left right": pieces never contain a plain space (it is spelled U+0120) */
@@ -293,30 +339,69 @@ bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const i
         if (!sp)
             continue;
         size_t ll = (size_t)(sp - s.s), rl = s.len - ll - 1;
-        int l = piece_id(b, s.s, ll), rr = piece_id(b, sp + 1, rl);
-        if (ll + rl > jcap) {
-            jcap = 2 * (ll + rl);
-            char *nj = realloc(joined, jcap);
-            if (!nj) {
-                free(joined);
-                return fail(b, e, "out of memory for the merges", path);
-            }
-            joined = nj;
+        if (add_merge(b, piece_id(b, s.s, ll), piece_id(b, sp + 1, rl), (int)r, &joined, &jcap)) {
+            free(joined);
+            return fail(b, e, "out of memory for the merges", path);
         }
-        memcpy(joined, s.s, ll);
-        memcpy(joined + ll, sp + 1, rl);
-        int id = piece_id(b, joined, ll + rl);
-        if (l < 0 || rr < 0 || id < 0)
-            continue;
-        uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)rr;
-        uint32_t h = hash_key(key) & b->mmask;
-        while (b->merges[h].rank >= 0 && b->merges[h].key != key)
-            h = (h + 1) & b->mmask;
-        if (b->merges[h].rank < 0)     /* a repeated merge keeps its first (best) rank */
-            b->merges[h] = (struct merge){ key, (int)r, id };
     }
     free(joined);
     return b;
+}
+
+bs_bpe *bs_bpe_new_pairs(int n, const char *const *pieces, const size_t *lens, const int *types,
+                         const int *pairs, int n_merges, const char *path, bs_err *e)
+{
+    if (n_merges < 0 || (n_merges > 0 && !pairs))
+        return fail(NULL, e, "no merges for a byte-level BPE vocabulary", path);
+    bs_bpe *b = vocab_new(n, pieces, lens, types, (uint64_t)n_merges, path, e);
+    if (!b)
+        return NULL;
+    char *joined = NULL;
+    size_t jcap = 0;
+    for (int r = 0; r < n_merges; r++) {
+        int l = pairs[2 * r], rr = pairs[2 * r + 1];
+        if (l < 0 || rr < 0 || l >= n || rr >= n) {
+            free(joined);
+            bs_err_set(e, "%s: merge %d names piece %d, outside a vocabulary of %d", path, r, l < 0 || l >= n ? l : rr, n);
+            bs_bpe_free(b);
+            return NULL;
+        }
+        if (add_merge(b, l, rr, r, &joined, &jcap)) {
+            free(joined);
+            return fail(b, e, "out of memory for the merges", path);
+        }
+    }
+    free(joined);
+    return b;
+}
+
+int *bs_bpe_merges(const bs_bpe *b, int *n)
+{
+    /* ranks are unique and increasing along the source list: collect, then sort by rank */
+    int *pairs = malloc(3 * sizeof(int) * (size_t)(b->n_merges ? b->n_merges : 1));
+    if (!pairs)
+        return NULL;
+    int k = 0;
+    for (uint32_t i = 0; i <= b->mmask; i++)
+        if (b->merges[i].rank >= 0) {
+            pairs[3 * k] = b->merges[i].rank;
+            pairs[3 * k + 1] = (int)(b->merges[i].key >> 32);
+            pairs[3 * k + 2] = (int)(uint32_t)b->merges[i].key;
+            k++;
+        }
+    qsort(pairs, (size_t)k, 3 * sizeof(int), by_rank);
+    for (int j = 0; j < k; j++) {
+        pairs[2 * j] = pairs[3 * j + 1];
+        pairs[2 * j + 1] = pairs[3 * j + 2];
+    }
+    *n = k;
+    return pairs;
+}
+
+const char *bs_bpe_piece_raw(const bs_bpe *b, int id, size_t *len)
+{
+    *len = b->len[id];
+    return b->arena + b->off[id];
 }
 
 /* ---- encoding ---- */

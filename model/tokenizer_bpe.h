@@ -25,6 +25,18 @@ bs_bpe *bs_bpe_new(int n, const char *const *pieces, const size_t *lens, const i
                    const bs_gguf_kv *merges, const char *path, bs_err *e);
 void bs_bpe_free(bs_bpe *b);
 
+/* The same from merges given as pairs of piece ids (left, right), n_merges of them in
+ * rank order (a store's tokenizer section): an id outside the vocabulary is an error. */
+bs_bpe *bs_bpe_new_pairs(int n, const char *const *pieces, const size_t *lens, const int *types,
+                         const int *pairs, int n_merges, const char *path, bs_err *e);
+
+/* The merges that can apply, as 2 * *n piece ids (left, right) in rank order: what
+ * bs_bpe_new_pairs takes back to build the same encoder. malloc'd; NULL: out of memory. */
+int *bs_bpe_merges(const bs_bpe *b, int *n);
+
+/* Piece id as the vocabulary spells it (byte-level characters). */
+const char *bs_bpe_piece_raw(const bs_bpe *b, int id, size_t *len);
+
 /* Appends the ids of text to a malloc'd array (caller frees). */
 int bs_bpe_encode(const bs_bpe *b, const char *text, size_t len, int bos, int **ids, int *n, bs_err *e);
 

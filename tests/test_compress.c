@@ -54,7 +54,7 @@ static void test_fold(fixture *f)
 {
     bs_calib cb;
     bs_err e = {{0}};
-    REQUIRE(bs_calib_run(&cb, &f->m, f->t, calib_text, calib_len, 256, 4, &e) == 0);
+    REQUIRE(bs_calib_run(&cb, &f->m, f->t, calib_text, calib_len, 256, 4, NULL, &e) == 0);
     bs_model scaled;
     REQUIRE(bs_model_copy(&scaled, &f->m, &e) == 0);
     REQUIRE(bs_calib_fold(&cb, &scaled, 1.0f, &e) == 0);
@@ -98,7 +98,6 @@ static void test_stack(fixture *f, int kind, int sort, int levels, const char *p
     o.sort = sort;
     o.calib_windows = kind == BS_KIND_GQ ? 32 : 8;  /* GPTQ needs a fair Hessian for the full-stack check */
     o.ppl_windows = 1;
-    o.quiet = 1;
     bs_err e = {{0}};
     if (bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e)) {
         fprintf(stderr, "%s\n", e.msg);
@@ -185,7 +184,6 @@ static void test_floor_stack(fixture *f, const char *path)
      * the floor leaves (measured: gq's full stack over a floor stays 0.5% above float here) */
     bs_compress_defaults(&o, BS_KIND_SAQ);
     o.calib_windows = 32;
-    o.quiet = 1;
     o.floor_bpw = 0.55;
     bs_err e = {{0}};
     REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
@@ -231,7 +229,6 @@ static void test_lsq(fixture *f, const char *path)
     bs_compress_defaults(&o, BS_KIND_LSQ);
     o.levels = 6;
     o.calib_windows = 4;
-    o.quiet = 1;
     o.floor_bpw = 0.8;
     bs_err e = {{0}};
     REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
@@ -379,7 +376,6 @@ static void test_bad_models(fixture *f)
     bs_compress_defaults(&o, BS_KIND_GQ);
     o.levels = 4;
     o.calib_windows = 2;
-    o.quiet = 1;
     char path[256];
     snprintf(path, sizeof path, "/tmp/bs_test_bad_%d.bstk", (int)getpid());
     bs_model m;

@@ -30,7 +30,6 @@ int main(void)
     bs_compress_opts o;
     bs_compress_defaults(&o, BS_KIND_GQ);
     o.calib_windows = 16;
-    o.quiet = 1;
     char path[256];
     snprintf(path, sizeof path, "/tmp/bs_test_compress_gguf_%d.bstk", (int)getpid());
     if (bs_compress(&m, t, calib, calib_len, &o, path, NULL, &e)) {

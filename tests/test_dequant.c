@@ -2,7 +2,7 @@
  * the float32 bytes llama.cpp's reference gives (sha256 from the .ref.json beside it),
  * every gguf-quant/ file loads, and types without a dequantizer are refused by name. */
 #include "harness.h"
-#include "sha256.h"
+#include "kernels/sha256.h"
 #include "kernels/dequant.h"
 #include "model/forward.h"
 #include "model/gguf.h"
@@ -51,13 +51,13 @@ static int check_fixture(const char *gguf_path, const char *ref_path, int *by_ty
         CHECKF(t->type == type_id && strcmp(bs_ggml_type_name(t->type), type) == 0,
                "%s: type %u (%s) vs %u (%s)", name, t->type, bs_ggml_type_name(t->type), type_id, type);
         char got[65];
-        sha256_of(t->data, t->nbytes, got);
+        bs_sha256_hex(t->data, t->nbytes, got);
         CHECKF(strcmp(got, raw) == 0, "%s %s: raw bytes differ", gguf_path, name);
         size_t n = (size_t)(t->dims[0] * t->dims[1] * t->dims[2] * t->dims[3]);
         float *f = malloc(n * sizeof *f);
         REQUIRE(f);
         CHECKF(bs_dequant(t->type, t->data, f, n) == 0, "%s: %s not dequantized", name, type);
-        sha256_of(f, n * sizeof *f, got);
+        bs_sha256_hex(f, n * sizeof *f, got);
         int same = strcmp(got, want) == 0;
         CHECKF(same, "%s %s (%s): dequantized sha256 %s, want %s", gguf_path, name, type, got, want);
         if (same) {

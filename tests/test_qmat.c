@@ -177,7 +177,6 @@ int main(void)
         o.levels = kinds[k] == BS_KIND_GQ ? 10 : 4;
         o.gq_restart = kinds[k] == BS_KIND_GQ ? 7 : -1;
         o.calib_windows = 2;
-        o.quiet = 1;
         REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
         check_store(path, bs_kind_name(kinds[k]));
     }
@@ -189,14 +188,13 @@ int main(void)
         bs_compress_defaults(&o, fkinds[k]);
         o.levels = 4;
         o.calib_windows = 2;
-        o.quiet = 1;
         o.floor_bpw = k == 1 ? 1.2 : 0.8;
         o.floor_paths = k == 1 ? 2 : 1;
         o.group = k == 2 ? 64 : o.group;
         REQUIRE(bs_compress(&m, t, calib, len, &o, path, NULL, &e) == 0);
         check_store(path, k == 1 ? "avd over a 2-path floor" : k ? "lsq (group 64) over a floor" : "gq over a floor");
     }
-    REQUIRE(bs_quantize_baseline(&m, t, calib, len, BS_BASE_GPTQ, 3, 256, 2, 1, path, NULL, &e) == 0);
+    REQUIRE(bs_quantize_baseline(&m, t, calib, len, BS_BASE_GPTQ, 3, 256, 2, NULL, path, NULL, &e) == 0);
     check_store(path, "qasym (gptq 3-bit)");
     /* matrices large enough to be split over the team (stories260K's are not) */
     bs_synth_opts so;
