@@ -109,7 +109,7 @@ static void print_status(const json_t *st, const json_t *metrics, const status_r
         }
     }
     print_row("stack", line);
-    if (bs_render_n_models(st) > 1) {
+    if (bs_render_show_models(st)) {
         char *rows = bs_render_models(st, 0);
         if (rows)
             fputs(rows, stdout);

@@ -225,6 +225,30 @@ int bs_render_n_models(const json_t *st)
     return json_is_array(ms) ? (int)json_array_size(ms) : 0;
 }
 
+bool bs_render_show_models(const json_t *st)
+{
+    size_t i;
+    const json_t *m;
+    json_array_foreach(json_object_get(st, "models"), i, m) {
+        const char *state = bs_render_jstr(m, "state");
+        if (i > 0 || (state && strcmp(state, "ready")))
+            return true;
+    }
+    return false;
+}
+
+/* "building: encode 12/48, 3 s left" from a model's build object. */
+static void build_text(const json_t *b, char *out, size_t n)
+{
+    const char *stage = bs_render_jstr(b, "stage");
+    double done = bs_render_jnum(b, "done"), total = bs_render_jnum(b, "total"), eta = bs_render_jnum(b, "eta");
+    int k = snprintf(out, n, "building: %s", stage ? stage : "starting");
+    if (isfinite(done) && isfinite(total) && total > 0 && k >= 0 && (size_t)k < n)
+        k += snprintf(out + k, n - (size_t)k, " %.0f%%", 100 * done / total);
+    if (isfinite(eta) && k >= 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, ", %.0f s left in this stage", eta);
+}
+
 /* One row per model, side by side: its bar (resident against its target, of its whole
  * store), blocks, bpw, its share of what all hold, and how busy it is. */
 static void model_rows(sbuf *b, const json_t *st, int width)
@@ -249,7 +273,14 @@ static void model_rows(sbuf *b, const json_t *st, int width)
         sb_add(b, "%-10s %-*.*s ", i == 0 ? "models" : "", (int)wname, (int)wname, name ? name : "-");
         if (state && strcmp(state, "ready")) {
             const char *err = bs_render_jstr(m, "error");
-            sb_add(b, "%s%s%s\n", state, err ? ": " : "", err ? err : "");
+            const json_t *bj = json_object_get(m, "build");
+            char bt[160];
+            if (json_is_object(bj) && !err) {
+                build_text(bj, bt, sizeof bt);
+                sb_add(b, "%s\n", bt);
+            } else {
+                sb_add(b, "%s%s%s\n", state, err ? ": " : "", err ? err : "");
+            }
             if (!isfinite(res))
                 continue;
         }
@@ -549,7 +580,7 @@ char *bs_render_watch(const json_t *st, const bs_watch_hist *h, int width)
         sb_add(&b, "%s%s\n", trig ? "  trigger " : "  no trigger", trig ? trig : "");
     }
 
-    if (bs_render_n_models(st) > 1)
+    if (bs_render_show_models(st))
         model_rows(&b, st, width);
     char *sp = bs_render_sparkline(h, 0, bs_render_jnum(st, "stack_total"));
     sb_add(&b, "N        %s%s%s\n", sp ? sp : "", bs_render_n_models(st) > 1 ? "  " : "",

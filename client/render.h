@@ -46,6 +46,9 @@ char *bs_render_status_memory(const json_t *st);
 /* The models a status lists (0 from a daemon that does not list them). */
 int bs_render_n_models(const json_t *st);
 
+/* Are the models worth a row each: several, or one not ready (building, loading, failed)? */
+bool bs_render_show_models(const json_t *st);
+
 /* `status` of several models: a row each, side by side (bars width cells wide; 0: none). */
 char *bs_render_models(const json_t *st, int width);
 

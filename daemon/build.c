@@ -14,6 +14,7 @@ struct bs_build {
     /* inputs, owned copies */
     char *dir, *source, *tokenizer, *calib, *checkpoint;
     bs_compress_opts opts;
+    uint64_t self_seed;
     bs_build_done_fn done;
     void *ctx;
     /* the snapshot */
@@ -68,7 +69,7 @@ static void on_qat(void *ctx, const bs_train_status *st)
 static void *worker(void *p)
 {
     bs_build *b = p;
-    bs_cache_src src = {b->source, b->tokenizer, b->calib, b->opts};
+    bs_cache_src src = {b->source, b->tokenizer, b->calib, b->opts, b->self_seed};
     bs_progress pg = {on_progress, b};
     bs_cache_entry ce;
     bs_err e = {{0}};
@@ -128,8 +129,8 @@ int bs_build_start(bs_build **out, uv_loop_t *loop, const char *cache_dir, const
                    bs_build_done_fn done, void *ctx, bs_err *e)
 {
     *out = NULL;
-    if (!cache_dir || !src->source || !src->calib)
-        return bs_err_set(e, "a model build needs a cache directory, a source model and calibration text");
+    if (!cache_dir || !src->source)
+        return bs_err_set(e, "a model build needs a cache directory and a source model");
     bs_build *b = calloc(1, sizeof *b);
     if (!b)
         return bs_err_set(e, "out of memory");
@@ -140,6 +141,7 @@ int bs_build_start(bs_build **out, uv_loop_t *loop, const char *cache_dir, const
     b->calib = dup_or_null(src->calib, &oom);
     b->checkpoint = dup_or_null(src->opts.qat.checkpoint, &oom);
     b->opts = src->opts;
+    b->self_seed = src->self_seed;
     b->opts.qat.checkpoint = b->checkpoint;
     b->opts.qat.progress = on_qat;
     b->opts.qat.progress_ctx = b;

@@ -31,11 +31,12 @@ static char *trim(char *s)
 /* One "key = value" line into the section's spec. */
 static int set_key(bs_served_spec *sp, const char *key, const char *val, const char *dir, int line, bs_err *e)
 {
-    if (!strcmp(key, "store")) {
-        int w = val[0] == '/' || !dir || !dir[0] ? snprintf(sp->path, sizeof sp->path, "%s", val)
-                                                  : snprintf(sp->path, sizeof sp->path, "%s/%s", dir, val);
-        if (w < 0 || (size_t)w >= sizeof sp->path)
-            return bs_err_set(e, "line %d: store: the path is too long", line);
+    if (!strcmp(key, "store") || !strcmp(key, "source")) {
+        char *dst = key[1] == 't' ? sp->path : sp->source;
+        int w = val[0] == '/' || !dir || !dir[0] ? snprintf(dst, PATH_MAX, "%s", val)
+                                                  : snprintf(dst, PATH_MAX, "%s/%s", dir, val);
+        if (w < 0 || w >= PATH_MAX)
+            return bs_err_set(e, "line %d: %s: the path is too long", line, key);
         return 0;
     }
     if (!strcmp(key, "weight")) {
@@ -55,13 +56,15 @@ static int set_key(bs_served_spec *sp, const char *key, const char *val, const c
         *(is_min ? &sp->has_min : &sp->has_max) = true;
         return 0;
     }
-    return bs_err_set(e, "line %d: unknown key '%s' (expected store, weight, min or max)", line, key);
+    return bs_err_set(e, "line %d: unknown key '%s' (expected store, source, weight, min or max)", line, key);
 }
 
 static int end_section(const bs_served_spec *sp, int line, bs_err *e)
 {
-    if (!sp->path[0])
-        return bs_err_set(e, "line %d: model %s has no store", line, sp->name);
+    if (!sp->path[0] && !sp->source[0])
+        return bs_err_set(e, "line %d: model %s has no store (or source)", line, sp->name);
+    if (sp->path[0] && sp->source[0])
+        return bs_err_set(e, "line %d: model %s has a store and a source: give one", line, sp->name);
     return 0;
 }
 

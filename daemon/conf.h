@@ -3,6 +3,7 @@
  *   # comment
  *   [model chat]                  one section per model; the name is what requests use
  *   store = /var/lib/bitstack/chat.bstk   (relative: to the file's directory)
+ *   source = /models/chat-Q4_K_M.gguf     instead of store: compressed into the cache first
  *   weight = 2                    its share of importance when memory is split (1)
  *   min = 2bpw                    its own range, in the budget grammar (the daemon's)
  *   max = 80%

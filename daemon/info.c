@@ -84,7 +84,7 @@ json_t *bs_info_metrics(bs_server *srv)
     uint64_t grows = 0, shrinks = 0, failures = 0, read = 0;
     for (int i = 0; i < srv->models->n; i++) {
         const bs_served *x = srv->models->m[i];
-        if (x->state == BS_SERVED_LOADING)
+        if (!x->loaded)
             continue;
         grows += x->res.grows;
         shrinks += x->res.shrinks;
@@ -140,7 +140,7 @@ json_t *bs_info_metrics(bs_server *srv)
     json_t *per = json_object();
     for (int i = 0; per && i < srv->models->n; i++) {
         const bs_served *x = srv->models->m[i];
-        if (x->state == BS_SERVED_LOADING)
+        if (!x->loaded)
             continue;
         int n = x->eng.cur ? x->eng.cur->n : 0;
         json_object_set_new(per, x->spec.name,

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "daemon/conf.h"
+#include "model/cache.h"
 #include "daemon/log.h"
 #include "daemon/models.h"
 #include "daemon/notify.h"
@@ -36,6 +37,7 @@ typedef struct {
     bs_served_spec stores[BS_MODELS_MAX];   /* --store, in order */
     int n_stores;
     const char *config;
+    const char *cache_dir, *calib;
     double idle_after, idle_half_life;
     const char *socket;
     const char *budget, *budget_min, *budget_max;
@@ -72,7 +74,7 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bitstackd (--store [NAME=]S.bstk ... | --config F) [--socket PATH]\n"
+            "usage: bitstackd (--store [NAME=]S.bstk | --model [NAME=]M.gguf)... [--config F] [--socket PATH]\n"
             "                 [--budget B | --budget-min B --budget-max B] [--threads N]\n"
             "                 [--idle-after S] [--idle-half-life S]\n"
             "                 [--io auto|io_uring|pread] [--io-depth N] [--io-chunk BYTES] [--sample-ms MS]\n"
@@ -85,6 +87,11 @@ static void usage(FILE *f)
             "  --store S     a stacked store to serve (bitstackctl compress makes one); repeat it to serve\n"
             "                several models under one budget. NAME=S names it (default: the file name\n"
             "                without .bstk); requests name a model, the first one is the default\n"
+            "  --model M     a model file (GGUF, any of its quantized types) to serve: compressed once into\n"
+            "                a store in the cache (its progress in status meanwhile), found there next time\n"
+            "  --cache-dir D where --model's stores go (default: $CACHE_DIRECTORY, else\n"
+            "                $XDG_CACHE_HOME/bitstack, else ~/.cache/bitstack)\n"
+            "  --calib TEXT  calibration text for --model's compression (default: text the model samples)\n"
             "  --config F    bitstackd.conf: [model NAME] sections with store, weight, min, max; read\n"
             "                again on SIGHUP (models removed drain, models added load, the rest serve on)\n"
             "  --socket P    default: $BITSTACK_SOCKET, else $RUNTIME_DIRECTORY/bitstackd.sock, else\n"
@@ -148,8 +155,9 @@ static int parse_num(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* --store [NAME=]PATH: a name is what comes before '=' when that is a valid name. */
-static int add_store(options *o, const char *arg)
+/* --store [NAME=]PATH (or --model [NAME=]X.gguf, a source to build into the cache): a
+ * name is what comes before '=' when that is a valid name. */
+static int add_store(options *o, const char *arg, bool source)
 {
     if (o->n_stores == BS_MODELS_MAX)
         return fprintf(stderr, "bitstackd: --store: at most %d models\n", BS_MODELS_MAX), -1;
@@ -165,8 +173,8 @@ static int add_store(options *o, const char *arg)
         arg = eq + 1;
     }
     if (!*arg || strlen(arg) >= sizeof sp->path)
-        return fprintf(stderr, "bitstackd: --store: expected [NAME=]PATH\n"), -1;
-    snprintf(sp->path, sizeof sp->path, "%s", arg);
+        return fprintf(stderr, "bitstackd: --%s: expected [NAME=]PATH\n", source ? "model" : "store"), -1;
+    snprintf(source ? sp->source : sp->path, sizeof sp->path, "%s", arg);
     char name[BS_SERVED_NAME_MAX];
     bs_served_name(sp, name, sizeof name);
     if (!bs_conf_name_ok(name))
@@ -180,7 +188,8 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_MAXCONN = 1000, O_MAXSESS, O_MAXSESSCONN, O_MAXOUT, O_GRACE, O_PROC, O_SYS, O_VERSION, O_BMIN, O_BMAX,
            O_IO, O_IODEPTH, O_IOCHUNK, O_SAMPLE, O_RESERVE, O_GROWDELAY, O_GROWRATE, O_LISTEN, O_APIKEY,
-           O_IDLE, O_CONNUSER, O_SESSUSER, O_TRUSTED, O_CONFIG, O_IDLEAFTER, O_IDLEHALF };
+           O_IDLE, O_CONNUSER, O_SESSUSER, O_TRUSTED, O_CONFIG, O_IDLEAFTER, O_IDLEHALF, O_MODEL, O_CACHEDIR,
+           O_CALIB };
     static const struct option longs[] = {
         {"store", required_argument, NULL, 's'},
         {"socket", required_argument, NULL, 'S'},
@@ -212,6 +221,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"max-sessions-per-user", required_argument, NULL, O_SESSUSER},
         {"trusted-uids", required_argument, NULL, O_TRUSTED},
         {"config", required_argument, NULL, O_CONFIG},
+        {"model", required_argument, NULL, O_MODEL},
+        {"cache-dir", required_argument, NULL, O_CACHEDIR},
+        {"calib", required_argument, NULL, O_CALIB},
         {"idle-after", required_argument, NULL, O_IDLEAFTER},
         {"idle-half-life", required_argument, NULL, O_IDLEHALF},
         {NULL, 0, NULL, 0},
@@ -238,9 +250,12 @@ static int parse_options(int argc, char **argv, options *o)
     while ((ch = getopt_long(argc, argv, "s:S:b:t:vh", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
-            if (add_store(o, optarg))
+        case O_MODEL:
+            if (add_store(o, optarg, ch == O_MODEL))
                 return -1;
             break;
+        case O_CACHEDIR: o->cache_dir = optarg; break;
+        case O_CALIB: o->calib = optarg; break;
         case O_CONFIG: o->config = optarg; break;
         case O_IDLEAFTER:
         case O_IDLEHALF:
@@ -358,7 +373,7 @@ static int parse_options(int argc, char **argv, options *o)
     if (optind < argc)
         return fprintf(stderr, "bitstackd: unexpected argument '%s'\n", argv[optind]), usage(stderr), -1;
     if (!o->n_stores && !o->config)
-        return fprintf(stderr, "bitstackd: --store or --config is required\n"), usage(stderr), -1;
+        return fprintf(stderr, "bitstackd: --store, --model or --config is required\n"), usage(stderr), -1;
     if (strcmp(o->budget, "auto") && (o->budget_min || o->budget_max))
         return fprintf(stderr, "bitstackd: --budget %s is a fixed size; --budget-min/--budget-max go with auto\n",
                        o->budget), -1;
@@ -397,6 +412,14 @@ static void on_stopped(bs_server *srv, void *ctx)
     bs_log_info(&d->log, "stopped");
 }
 
+/* Do two specs name the same model: the same source, else the same store? */
+static bool same_origin(const bs_served_spec *a, const bs_served_spec *b)
+{
+    if (a->source[0] || b->source[0])
+        return !strcmp(a->source, b->source);
+    return !strcmp(a->path, b->path);
+}
+
 /* SIGHUP: the config file again. Models it no longer lists drain; new ones load; the
  * rest keep serving (with the weight and range it gives them now). A file that does not
  * parse changes nothing. */
@@ -423,7 +446,7 @@ static void reload(daemon_t *d)
         for (int j = 0; j < n; j++)
             if (!strcmp(specs[j].name, m->spec.name))
                 now = &specs[j];
-        if (!now || strcmp(now->path, m->spec.path)) {
+        if (!now || !same_origin(now, &m->spec)) {
             bs_models_remove(set, m);
             i = -1;   /* the set may have changed under us (a model closed at once) */
             continue;
@@ -436,7 +459,11 @@ static void reload(daemon_t *d)
     }
     for (int j = 0; j < n; j++) {
         bs_served *m = bs_models_find(set, specs[j].name);
-        if (m && !strcmp(m->spec.path, specs[j].path))
+        if (m && m->state == BS_SERVED_FAILED) {
+            bs_models_forget_failed(set, specs[j].name);   /* listed again: another try */
+            m = NULL;
+        }
+        if (m && same_origin(&m->spec, &specs[j]))
             continue;
         if (bs_models_add(set, &specs[j], &e))
             bs_log_err(&d->log, "reload: %s", e.msg);
@@ -525,14 +552,19 @@ static int load_models(daemon_t *d, const options *o, const bs_sizer_config *sc,
     int n_conf = 0;
     if (o->config && bs_conf_load(o->config, conf, BS_MODELS_MAX, &n_conf, e))
         return -1;
-    for (int i = 0; i < o->n_stores + n_conf; i++)
-        if (bs_models_add_now(&d->models, i < o->n_stores ? &o->stores[i] : &conf[i - o->n_stores], -1, NULL, e))
+    for (int i = 0; i < o->n_stores + n_conf; i++) {
+        const bs_served_spec *sp = i < o->n_stores ? &o->stores[i] : &conf[i - o->n_stores];
+        /* a source is built (or found in the cache) off the loop, which serves meanwhile */
+        if (sp->source[0] ? bs_models_add(&d->models, sp, e) : bs_models_add_now(&d->models, sp, -1, NULL, e))
             return -1;
+    }
     if (d->models.n == 0)
         return bs_err_set(e, "%s lists no model", o->config);
     /* a budget out of what the stores can do is followed as far as it goes, and said so */
     uint64_t floor = 0, full = 0;
     for (int i = 0; i < d->models.n; i++) {
+        if (!d->models.m[i]->loaded)
+            continue;
         const bs_store *st = &d->models.m[i]->eng.store;
         floor += st->resident[st->min_blocks];
         full += st->resident[st->n_blocks];
@@ -558,6 +590,8 @@ static int load_models(daemon_t *d, const options *o, const bs_sizer_config *sc,
     bs_sizer_start_split(sc, &d->models, ns);
     for (int i = 0; i < d->models.n; i++) {
         bs_served *m = d->models.m[i];
+        if (!m->loaded)
+            continue;
         if (bs_models_grow_now(m, ns[i], e))
             return -1;
         const bs_store *st = &m->eng.store;
@@ -598,7 +632,23 @@ static int serve(daemon_t *d, const options *o)
     uint64_t t0 = uv_hrtime();
     bs_sizer_config sc;
     sizer_config(o, &sc);
-    bs_models_io io = {sc.io, sc.qd, sc.chunk, bs_sizer_resized, &d->sizer};
+    char cache_dir[PATH_MAX];
+    bool need_cache = o->config != NULL;
+    for (int i = 0; i < o->n_stores; i++)
+        need_cache |= o->stores[i].source[0] != 0;
+    if (need_cache && bs_cache_dir(o->cache_dir ? o->cache_dir : getenv("CACHE_DIRECTORY"), cache_dir,
+                                   sizeof cache_dir, &e)) {
+        if (o->config) {
+            cache_dir[0] = '\0';   /* only a [model] with a source will need it */
+        } else {
+            bs_log_err(&d->log, "%s", e.msg);
+            goto out;
+        }
+    }
+    bs_models_io io = {
+        .io = sc.io, .qd = sc.qd, .chunk = sc.chunk, .resized = bs_sizer_resized, .resized_ctx = &d->sizer,
+        .cache_dir = need_cache && cache_dir[0] ? cache_dir : NULL, .calib = o->calib,
+    };
     bs_models_init(&d->models, &d->loop, &d->log, &io, on_model_event, d);
     uint64_t bytes_read = 0;
     if (load_models(d, o, &sc, &e)) {
@@ -606,8 +656,11 @@ static int serve(daemon_t *d, const options *o)
         goto out;
     }
     bytes_read = d->srv.m.store_bytes_read;
-    bs_log_info(&d->log, "%d model%s loaded in %.2f s", d->models.n, d->models.n == 1 ? "" : "s",
-                (double)(uv_hrtime() - t0) / 1e9);
+    int loaded = 0;
+    for (int i = 0; i < d->models.n; i++)
+        loaded += d->models.m[i]->loaded;
+    bs_log_info(&d->log, "%d model%s loaded in %.2f s%s", loaded, loaded == 1 ? "" : "s",
+                (double)(uv_hrtime() - t0) / 1e9, loaded < d->models.n ? "; the others are being built" : "");
 
     /* parallelism comes from running sessions side by side, one thread each */
     bs_blas_threads(1);
@@ -642,9 +695,10 @@ static int serve(daemon_t *d, const options *o)
         goto out;
     }
     d->sizing = true;
-    const bs_res *r0 = &d->models.m[0]->res;
-    bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto", bs_res_backend(r0),
-                r0->uring ? "" : ": ", r0->uring ? "" : r0->io_why);
+    const bs_served *m0 = bs_models_default(&d->models);
+    if (m0)
+        bs_log_info(&d->log, "budget %s; blocks are read with %s%s%s", sc.fixed ? sc.min.text : "auto",
+                    bs_res_backend(&m0->res), m0->res.uring ? "" : ": ", m0->res.uring ? "" : m0->res.io_why);
     /* from here the server owns an inherited socket */
     bool fd_passed = listen_fd >= 0;
     listen_fd = -1;
@@ -656,8 +710,7 @@ static int serve(daemon_t *d, const options *o)
     d->srv.m.store_bytes_read = bytes_read;
 
     char status[512];
-    const bs_served *m0 = d->models.m[0];
-    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s%s: %llu bytes, %d threads", m0->spec.name,
+    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s%s: %llu bytes, %d threads", d->models.m[0]->spec.name,
              d->models.n > 1 ? " and more" : "", (unsigned long long)bs_models_resident(&d->models), o->threads);
     notify(d, status);
     bs_log_info(&d->log, "listening on %s, %d threads", fd_passed ? "the socket systemd passed" : sock, o->threads);

@@ -1,11 +1,15 @@
 #include "daemon/models.h"
 
+#include "daemon/build.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 const char *bs_served_state_name(bs_served_state s)
 {
     switch (s) {
+    case BS_SERVED_BUILDING: return "building";
+    case BS_SERVED_FAILED: return "failed";
     case BS_SERVED_LOADING: return "loading";
     case BS_SERVED_READY: return "ready";
     case BS_SERVED_DRAINING: return "draining";
@@ -19,8 +23,9 @@ void bs_served_name(const bs_served_spec *spec, char *name, size_t n)
         snprintf(name, n, "%s", spec->name);
         return;
     }
-    const char *base = strrchr(spec->path, '/');
-    base = base ? base + 1 : spec->path;
+    const char *path = spec->source[0] ? spec->source : spec->path;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
     const char *dot = strrchr(base, '.');
     size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
     snprintf(name, n, "%.*s", (int)len, base);
@@ -28,11 +33,12 @@ void bs_served_name(const bs_served_spec *spec, char *name, size_t n)
 
 /* ---- life -------------------------------------------------------------------------------- */
 
+static void unload(bs_served *m);
+
 static void reap(bs_models *set)
 {
     for (int i = 0; i < set->n_closed; i++) {
-        bs_engine_close(&set->closed[i]->eng);
-        free(set->closed[i]->loss);
+        unload(set->closed[i]);
         free(set->closed[i]);
     }
     set->n_closed = 0;
@@ -121,7 +127,18 @@ static int load(bs_served *m, int n, int *bad, bs_err *e)
         return -1;
     }
     m->target_n = n;
+    m->loaded = true;
     return 0;
+}
+
+/* Gives the engine back (the loop thread, nothing holding it). */
+static void unload(bs_served *m)
+{
+    if (m->loaded)
+        bs_engine_close(&m->eng);
+    m->loaded = false;
+    free(m->loss);
+    m->loss = NULL;
 }
 
 /* On the loop thread, once the first prefix is in: the residency, and READY. */
@@ -133,7 +150,7 @@ static int go_ready(bs_models *set, bs_served *m, int bad, const char *bad_msg, 
     m->res_open = true;
     if (bad >= 0)
         bs_res_mark_bad(&m->res, bad, bad_msg);
-    m->state = BS_SERVED_READY;
+    m->state = m->remove_pending ? BS_SERVED_DRAINING : BS_SERVED_READY;
     return 0;
 }
 
@@ -152,8 +169,7 @@ int bs_models_add_now(bs_models *set, const bs_served_spec *spec, int n, bs_serv
     if (bad >= 0)
         bs_log_err(set->log, "%s: serving the %d blocks before it", bad_msg, bad);
     if (go_ready(set, m, bad, bad_msg, e)) {
-        bs_engine_close(&m->eng);
-        free(m->loss);
+        unload(m);
         free(m);
         return -1;
     }
@@ -197,12 +213,31 @@ static void unlist(bs_models *set, bs_served *m)
         }
 }
 
+/* Loading or building failed: the model stays listed, FAILED, with the reason. */
+static void fail(bs_models *set, bs_served *m)
+{
+    bs_log_err(set->log, "model %s: %s", m->spec.name, m->error);
+    unload(m);
+    m->state = BS_SERVED_FAILED;
+    if (m->remove_pending) {
+        unlist(set, m);
+        free(m);
+        m = NULL;
+    }
+    if (set->event)
+        set->event(set, m, set->event_ctx);
+}
+
 static void load_done(uv_work_t *w, int status)
 {
     bs_served *m = w->data;
     bs_models *set = m->set;
     bs_err e;
-    if (status == 0 && m->load_rc == 0 && !set->stopping) {
+    if (set->stopping) {
+        /* bs_models_free takes it, engine and all */
+        return;
+    }
+    if (status == 0 && m->load_rc == 0) {
         if (m->load_bad >= 0)
             bs_log_err(set->log, "%s: serving the %d blocks before it", m->error, m->load_bad);
         if (go_ready(set, m, m->load_bad, m->error, &e) == 0) {
@@ -211,22 +246,48 @@ static void load_done(uv_work_t *w, int status)
                         m->spec.path, m->eng.cur->n, m->eng.store.n_blocks, bs_store_bpw(&m->eng.store, m->eng.cur->n));
             if (set->event)
                 set->event(set, m, set->event_ctx);
+            bs_models_check(set);
             return;
         }
         snprintf(m->error, sizeof m->error, "%s", e.msg);
     }
     if (status)
-        snprintf(m->error, sizeof m->error, "%s", set->stopping ? "the daemon is stopping" : uv_strerror(status));
-    else if (set->stopping && m->load_rc == 0)
-        snprintf(m->error, sizeof m->error, "the daemon is stopping");
-    bs_log_err(set->log, "model %s: %s", m->spec.name, m->error);
-    unlist(set, m);
-    if (set->event)
-        set->event(set, m, set->event_ctx);
-    if (m->load_rc == 0)
-        bs_engine_close(&m->eng);
-    free(m->loss);
-    free(m);
+        snprintf(m->error, sizeof m->error, "%s", uv_strerror(status));
+    fail(set, m);
+}
+
+static int start_load(bs_models *set, bs_served *m, bs_err *e)
+{
+    m->state = BS_SERVED_LOADING;
+    m->start_n = -1;   /* the working minimum: the sizer grows it as memory allows */
+    m->work.data = m;
+    int rc = uv_queue_work(set->loop, &m->work, load_work, load_done);
+    if (rc)
+        return bs_err_set(e, "%s: cannot start loading: %s", m->spec.path, uv_strerror(rc));
+    return 0;
+}
+
+/* The cache build of a source ended (loop thread): load its store, or fail. */
+static void on_built(void *ctx, bs_build *b, const char *store, int reused, const char *error)
+{
+    bs_served *m = ctx;
+    bs_models *set = m->set;
+    bs_err e;
+    if (store) {
+        snprintf(m->spec.path, sizeof m->spec.path, "%s", store);
+        bs_log_info(set->log, "model %s: %s %s", m->spec.name, reused ? "found in the cache:" : "built into", store);
+    } else {
+        snprintf(m->error, sizeof m->error, "building from %.200s: %.290s", m->spec.source, error ? error : "?");
+    }
+    bs_build_close(b);
+    m->build = NULL;
+    if (set->stopping)
+        return;
+    if (!store || start_load(set, m, &e)) {
+        if (store)
+            snprintf(m->error, sizeof m->error, "%s", e.msg);
+        fail(set, m);
+    }
 }
 
 int bs_models_add(bs_models *set, const bs_served_spec *spec, bs_err *e)
@@ -240,23 +301,53 @@ int bs_models_add(bs_models *set, const bs_served_spec *spec, bs_err *e)
         free(m);
         return -1;
     }
-    m->state = BS_SERVED_LOADING;
-    m->start_n = -1;   /* the working minimum: the sizer grows it as memory allows */
-    m->work.data = m;
-    int rc = uv_queue_work(set->loop, &m->work, load_work, load_done);
+    int rc;
+    if (spec->source[0]) {
+        if (!set->io.cache_dir) {
+            free(m);
+            return bs_err_set(e, "%s: no cache directory to build it in", spec->source);
+        }
+        bs_cache_src src = {spec->source, NULL, set->io.calib, {0}, 0x5eedb175ull};
+        bs_compress_defaults(&src.opts, BS_KIND_GQ);
+        m->state = BS_SERVED_BUILDING;
+        rc = bs_build_start(&m->build, set->loop, set->io.cache_dir, &src, on_built, m, e);
+    } else {
+        rc = start_load(set, m, e);
+    }
     if (rc) {
         free(m);
-        return bs_err_set(e, "%s: cannot start loading: %s", spec->path, uv_strerror(rc));
+        return -1;
     }
     set->m[set->n++] = m;
     return 0;
 }
 
+void bs_models_forget_failed(bs_models *set, const char *name)
+{
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state == BS_SERVED_FAILED && !strcmp(set->m[i]->spec.name, name)) {
+            bs_served *m = set->m[i];
+            unlist(set, m);
+            free(m);
+            return;
+        }
+}
+
 void bs_models_remove(bs_models *set, bs_served *m)
 {
-    if (m->state == BS_SERVED_DRAINING)
+    if (m->state == BS_SERVED_DRAINING || m->remove_pending)
         return;
-    /* a LOADING one cannot be stopped mid-read: it drains as soon as it is READY */
+    if (m->state == BS_SERVED_FAILED) {
+        unlist(set, m);
+        free(m);
+        return;
+    }
+    if (m->state == BS_SERVED_BUILDING || m->state == BS_SERVED_LOADING) {
+        /* neither a build nor a read can be stopped midway: it drains once it is READY */
+        m->remove_pending = true;
+        bs_log_info(set->log, "model %s: removed; it closes once it has loaded", m->spec.name);
+        return;
+    }
     m->state = BS_SERVED_DRAINING;
     bs_log_info(set->log, "model %s: draining (%d requests open)", m->spec.name, m->sessions);
     bs_models_check(set);
@@ -295,8 +386,18 @@ int bs_models_serving(const bs_models *set)
 {
     int k = 0;
     for (int i = 0; i < set->n; i++)
-        k += set->m[i]->state != BS_SERVED_DRAINING;
+        k += set->m[i]->state != BS_SERVED_DRAINING && set->m[i]->state != BS_SERVED_FAILED && !set->m[i]->remove_pending;
     return k;
+}
+
+bs_served *bs_models_first(bs_models *set)
+{
+    bs_served *best = NULL;
+    for (int i = 0; i < set->n; i++)
+        if (set->m[i]->state != BS_SERVED_DRAINING && !set->m[i]->remove_pending &&
+            (!best || set->m[i]->order < best->order))
+            best = set->m[i];
+    return best;
 }
 
 bs_served *bs_models_default(bs_models *set)
@@ -313,7 +414,8 @@ bs_served *bs_models_find(bs_models *set, const char *name)
     if (!name || !name[0])
         return bs_models_default(set);
     for (int i = 0; i < set->n; i++)
-        if (set->m[i]->state != BS_SERVED_DRAINING && !strcmp(set->m[i]->spec.name, name))
+        if (set->m[i]->state != BS_SERVED_DRAINING && !set->m[i]->remove_pending &&
+            !strcmp(set->m[i]->spec.name, name))
             return set->m[i];
     return NULL;
 }
@@ -323,7 +425,7 @@ uint64_t bs_models_resident(const bs_models *set)
     uint64_t sum = 0;
     for (int i = 0; i < set->n; i++) {
         const bs_served *m = set->m[i];
-        if (m->state != BS_SERVED_LOADING)
+        if (m->loaded)
             sum += m->eng.store.resident[m->eng.cur ? m->eng.cur->n : 0];
     }
     return sum;
@@ -334,11 +436,16 @@ void bs_models_close(bs_models *set)
     if (set->stopping || !set->loop)
         return;
     set->stopping = true;
-    for (int i = 0; i < set->n; i++)
+    for (int i = 0; i < set->n; i++) {
         if (set->m[i]->res_open) {
             bs_res_close(&set->m[i]->res);
             set->m[i]->res_open = false;
         }
+        if (set->m[i]->build) {
+            bs_build_close(set->m[i]->build);   /* the build's thread ends on its own */
+            set->m[i]->build = NULL;
+        }
+    }
     uv_close((uv_handle_t *)&set->reap, NULL);
 }
 
@@ -346,9 +453,7 @@ void bs_models_free(bs_models *set)
 {
     reap(set);
     for (int i = 0; i < set->n; i++) {
-        if (set->m[i]->state != BS_SERVED_LOADING)
-            bs_engine_close(&set->m[i]->eng);
-        free(set->m[i]->loss);
+        unload(set->m[i]);
         free(set->m[i]);
     }
     set->n = 0;

@@ -108,10 +108,15 @@ bs_session *bs_server_submit(bs_server *srv, bs_request *r, bs_owner *owner, con
     const bs_proto_limits *lim = &srv->cfg.lim;
     /* a client's mistake first, whatever the load */
     bs_served *m = bs_models_find(srv->models, r->model);
+    if (!m && !r->model[0])
+        m = bs_models_first(srv->models);   /* none ready: say why the first is not */
     if (!m || m->state != BS_SERVED_READY) {
-        *code = m ? BS_PERR_BUSY : BS_PERR_MODEL_NOT_FOUND;
-        if (m)
-            snprintf(msg, msg_len, "model %s is still loading", m->spec.name);
+        *code = m && m->state != BS_SERVED_FAILED ? BS_PERR_BUSY : BS_PERR_MODEL_NOT_FOUND;
+        if (m && m->state == BS_SERVED_FAILED)
+            snprintf(msg, msg_len, "model %s failed: %.300s", m->spec.name, m->error);
+        else if (m)
+            snprintf(msg, msg_len, "model %s is still %s (status shows how far)", m->spec.name,
+                     m->state == BS_SERVED_BUILDING ? "being built" : "loading");
         else if (r->model[0])
             snprintf(msg, msg_len, "no model named \"%s\" is served (status lists them)", r->model);
         else

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/build.h"
 #include "model/forward.h"
 
 /* ---- the range a budget mode allows ----------------------------------------------- */
@@ -140,7 +141,7 @@ static void ranges(bs_sizer *sz, int *lo, int *hi, uint64_t *floor, uint64_t *ce
     for (int i = 0; i < set->n; i++) {
         bs_served *m = set->m[i];
         lo[i] = hi[i] = 0;
-        if (m->state == BS_SERVED_LOADING)
+        if (!m->loaded)
             continue;
         const bs_store *s = &m->eng.store;
         if (in_split(m)) {
@@ -168,7 +169,7 @@ int bs_sizer_admit(bs_sizer *sz, uint64_t need, uint64_t promised, int64_t *room
     ranges(sz, lo, hi, &fl, &ce, &fx);
     for (int i = 0; i < set->n; i++) {
         const bs_served *m = set->m[i];
-        if (m->state == BS_SERVED_LOADING)
+        if (!m->loaded)
             continue;
         int cur = cur_n(m);
         resident += m->eng.store.resident[cur];
@@ -225,7 +226,7 @@ void bs_sizer_decide(bs_sizer *sz)
     double now = (double)uv_now(sz->loop) / 1e3;
     for (int i = 0; i < set->n; i++) {
         bs_served *m = set->m[i];
-        if (m->state == BS_SERVED_LOADING)
+        if (!m->loaded)
             continue;
         if (!in_split(m)) {
             m->target_n = cur_n(m);
@@ -246,7 +247,7 @@ void bs_sizer_decide(bs_sizer *sz)
     }
     sz->target = 0;
     for (int i = 0; i < set->n; i++)
-        if (set->m[i]->state != BS_SERVED_LOADING)
+        if (set->m[i]->loaded)
             sz->target += set->m[i]->eng.store.resident[set->m[i]->target_n];
     apply(sz);
 }
@@ -278,13 +279,23 @@ void bs_sizer_start_split(const bs_sizer_config *cfg, bs_models *set, int *out_n
     }
     bs_served *ms[BS_MODELS_MAX];
     double w[BS_MODELS_MAX];
+    int k = 0, klo[BS_MODELS_MAX], khi[BS_MODELS_MAX], kn[BS_MODELS_MAX], at[BS_MODELS_MAX];
     for (int i = 0; i < set->n; i++) {
-        ms[i] = set->m[i];
-        w[i] = set->m[i]->spec.weight;
+        out_n[i] = 0;
+        if (!set->m[i]->loaded)
+            continue;   /* still building or loading: the sizer takes it in later */
+        ms[k] = set->m[i];
+        w[k] = set->m[i]->spec.weight;
+        klo[k] = lo[i];
+        khi[k] = hi[i];
+        at[k++] = i;
     }
-    if (set->n)
-        split(ms, set->n, lo, hi, w, total, out_n);
+    if (k)
+        split(ms, k, klo, khi, w, total, kn);
+    for (int j = 0; j < k; j++)
+        out_n[at[j]] = kn[j];
 }
+
 
 static void on_sample(uv_timer_t *t)
 {
@@ -398,7 +409,7 @@ int bs_sizer_set_budget(bs_sizer *sz, bs_served *m, bool fixed, const bs_budget 
         double lo = 0, hi = 0;
         for (int i = 0; i < sz->models->n && !fixed; i++) {
             const bs_served *x = sz->models->m[i];
-            if (x->state == BS_SERVED_LOADING)
+            if (!x->loaded)
                 continue;
             lo += bs_engine_budget_bytes(&x->eng.store, min);
             hi += bs_engine_budget_bytes(&x->eng.store, max);
@@ -430,7 +441,7 @@ json_t *bs_sizer_budget_json(bs_sizer *sz, bs_served *m)
 {
     if (m) {
         int lo = 0, hi = 0;
-        if (m->state != BS_SERVED_LOADING)
+        if (m->loaded)
             bs_sizer_range(sz, m, &lo, &hi);
         const bs_store *s = &m->eng.store;
         bool own_fixed = m->spec.has_min && m->spec.has_max && !strcmp(m->spec.min.text, m->spec.max.text);
@@ -438,8 +449,8 @@ json_t *bs_sizer_budget_json(bs_sizer *sz, bs_served *m)
                          own_fixed ? "fixed" : sz->fixed ? "fixed" : "auto", "min",
                          m->spec.has_min ? m->spec.min.text : sz->min.text, "max",
                          m->spec.has_max ? m->spec.max.text : sz->fixed ? sz->min.text : sz->max.text, "min_bytes",
-                         (json_int_t)(m->state == BS_SERVED_LOADING ? 0 : s->resident[lo]), "max_bytes",
-                         (json_int_t)(m->state == BS_SERVED_LOADING ? 0 : s->resident[hi]));
+                         (json_int_t)(!m->loaded ? 0 : s->resident[lo]), "max_bytes",
+                         (json_int_t)(!m->loaded ? 0 : s->resident[hi]));
     }
     int lo[BS_MODELS_MAX], hi[BS_MODELS_MAX];
     uint64_t floor, ceil, fixed_bytes;
@@ -478,9 +489,11 @@ json_t *bs_sizer_model_json(bs_sizer *sz, bs_served *m)
     json_object_set_new(o, "weight", json_real(m->spec.weight));
     json_object_set_new(o, "sessions", json_integer(m->sessions));
     json_object_set_new(o, "requests", json_integer((json_int_t)m->requests));
-    if (m->state == BS_SERVED_LOADING) {
+    if (!m->loaded) {
         if (m->error[0])
             json_object_set_new(o, "error", json_string(m->error));
+        if (m->build)
+            json_object_set_new(o, "build", bs_build_status_json(m->build));
         return o;
     }
     const bs_store *st = &m->eng.store;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kernels/sha256.h"
+#include "model/selfcalib.h"
 #include "model/load.h"
 #include "model/ppl.h"
 #include "model/store.h"
@@ -77,10 +78,14 @@ int bs_cache_key(bs_cache_entry *ce, const char *dir, const bs_cache_src *src, c
 {
     memset(ce, 0, sizeof *ce);
     char calib_sha[65], tok_sha[65];
-    if (!src->source || !src->calib)
-        return bs_err_set(e, "a cached store needs a source model and calibration text");
+    if (!src->source)
+        return bs_err_set(e, "a cached store needs a source model");
+    /* without a text the model writes its own (model/selfcalib.h): determined by the
+     * source and the seed, so the key names them instead of a file's hash */
+    if (!src->calib)
+        snprintf(calib_sha, sizeof calib_sha, "self:%llu", (unsigned long long)src->self_seed);
     if (bs_sha256_file(src->source, ce->source_sha, on_hash_chunk, (void *)pg, e) ||
-        bs_sha256_file(src->calib, calib_sha, NULL, NULL, e) ||
+        (src->calib && bs_sha256_file(src->calib, calib_sha, NULL, NULL, e)) ||
         (src->tokenizer && bs_sha256_file(src->tokenizer, tok_sha, NULL, NULL, e)))
         return -1;
     if (bs_cache_settings(src, calib_sha, src->tokenizer ? tok_sha : NULL, ce->settings, sizeof ce->settings, e))
@@ -178,7 +183,11 @@ static int build(const bs_cache_entry *ce, const char *dir, const bs_cache_src *
         return -1;
     bs_tokenizer *t = bs_tok_load_for(src->source, src->tokenizer, m.cfg.vocab_size, e);
     size_t len = 0;
-    char *text = t ? bs_read_file(src->calib, &len, e) : NULL;
+    char *text = NULL;
+    if (t && src->calib)
+        text = bs_read_file(src->calib, &len, e);
+    else if (t && bs_selfcalib_text(&m, t, src->opts.calib_windows, src->opts.ctx, src->self_seed, pg, &text, &len, e))
+        text = NULL;
     int rc = -1;
     if (text) {
         bs_compress_opts o = src->opts;

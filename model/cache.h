@@ -15,6 +15,7 @@
 #define BS_CACHE_H
 
 #include <limits.h>
+#include <stdint.h>
 
 #include "kernels/err.h"
 #include "model/compress.h"
@@ -24,8 +25,10 @@
 typedef struct {
     const char *source;      /* the model: GGUF, or llama2.c .bin with `tokenizer` */
     const char *tokenizer;   /* llama2.c's tokenizer.bin, or NULL (a GGUF has its own) */
-    const char *calib;       /* calibration text file */
+    const char *calib;       /* calibration text file, or NULL: text the model samples itself
+                              * (model/selfcalib.h) from self_seed */
     bs_compress_opts opts;   /* its progress member is not used: bs_cache_get's pg is */
+    uint64_t self_seed;
 } bs_cache_src;
 
 typedef struct {

@@ -18,6 +18,8 @@ ln -s "$(cd "$shared" && pwd)" "$tmp/shared"
 mkdir "$tmp/clone"
 cd "$tmp/clone" || exit 1
 PATH="$build/client:$build/daemon:$PATH"; export PATH
+# bitstackd --model keeps its stores in the user cache: a fresh one per run, not the real one
+XDG_CACHE_HOME="$tmp/cache"; export XDG_CACHE_HOME
 
 # sh code blocks after "## Use", continuation lines joined, the export line left out
 # (it is what the line above does)

@@ -13,6 +13,9 @@
  *      returned; s serves throughout; s2 comes up and serves
  *  (f) in a memory cgroup with a hog beside it: both models shrink to their floors, no
  *      OOM kill, both still answer; when the hog leaves, both grow back
+ *  (g) bitstackd --model X.gguf: the daemon answers while it compresses the model into
+ *      its cache (status shows the stages moving; requests get busy), then serves it; a
+ *      second start finds the store in the cache and builds nothing
  * (f) is skipped (said so) when no memory cgroup can be made here. */
 #include <signal.h>
 #include <sys/socket.h>
@@ -557,6 +560,62 @@ static void test_cgroup_hog(void)
     CHECK(td_daemon_stop(&d));
 }
 
+/* ---- (g) --------------------------------------------------------------------------------- */
+
+static void test_model_cache(void)
+{
+    char cache[256], src[1024], log[256], sock[256];
+    snprintf(cache, sizeof cache, "%s/cache", F.dir);
+    snprintf(src, sizeof src, "%s/models/stories260K.gguf", F.shared);
+    snprintf(sock, sizeof sock, "%s/cache.sock", F.dir);
+    for (int run = 0; run < 2; run++) {
+        snprintf(log, sizeof log, "%s/cache%d.log", F.dir, run);
+        const char *args[] = {"--model", src, "--cache-dir", cache, "--socket", sock, NULL};
+        td_daemon d;
+        td_daemon_spawn(&d, F.daemon, args, log, NULL, NULL);
+        REQUIRE(td_wait_socket(&d, sock));
+        /* it answers status at once; the model is building (first run) or comes up soon */
+        int stages = 0, busy = 0;
+        char last_stage[64] = "";
+        double end = td_now_ms() + 300000;
+        bool ready = false;
+        while (td_now_ms() < end && !ready) {
+            json_t *st = status(sock);
+            const json_t *m = st ? model_of(st, "stories260K") : NULL;
+            const char *state = m ? json_string_value(json_object_get(m, "state")) : NULL;
+            ready = state && !strcmp(state, "ready");
+            const char *stage = m ? json_string_value(json_object_get(json_object_get(m, "build"), "stage")) : NULL;
+            if (stage && strcmp(stage, last_stage)) {
+                snprintf(last_stage, sizeof last_stage, "%s", stage);
+                stages++;
+            }
+            if (state && !strcmp(state, "building") && busy == 0) {
+                bs_proto_code code;
+                char *t = generate(sock, NULL, "Once", 2, &code);
+                busy += !t && code == BS_PERR_BUSY;
+                free(t);
+            }
+            json_decref(st);
+            if (!ready)
+                td_sleep_ms(50);
+        }
+        CHECKF(ready, "run %d: the model never came up", run);
+        if (run == 0) {
+            CHECKF(stages >= 3, "run 0: status showed %d build stages", stages);
+            CHECK(busy == 1);   /* a request while building: busy, not a hang */
+            CHECK(td_log_has(log, "built into"));
+        } else {
+            CHECK(td_log_has(log, "found in the cache"));
+            CHECK(!td_log_has(log, "built into"));
+        }
+        bs_proto_code code;
+        char *t = generate(sock, NULL, "Once upon a time", 16, &code);
+        CHECKF(t && strlen(t) > 0, "run %d: no answer from the built model (code %d)", run, (int)code);
+        free(t);
+        CHECK(td_daemon_stop(&d));
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4)
@@ -591,6 +650,7 @@ int main(int argc, char **argv)
     CHECK(td_daemon_stop(&d));
 
     test_reload();
+    test_model_cache();
     test_cgroup_hog();
     cleanup();
     td_fixture_free(&F, bs_t_failed > 0);
