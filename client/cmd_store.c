@@ -15,6 +15,7 @@
 
 #include "kernels/ops.h"
 #include "model/compress.h"
+#include "model/selfcalib.h"
 #include "model/load.h"
 #include "model/ppl.h"
 #include "model/store.h"
@@ -88,7 +89,7 @@ int bs_cmd_compress(int argc, char **argv)
     int kind = kind_s ? bs_kind_parse(kind_s) : BS_KIND_GQ;
     if (!model || !calib || !out || kind < 0 || kind == BS_KIND_QASYM ||
         (sort && strcmp(sort, "level") && strcmp(sort, "ppl"))) {
-        fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT --out S.bstk\n"
+        fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT|self --out S.bstk\n"
                         "         [--blocks gq|saq|avd|lsq] [--group G] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
                         "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
                         "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n"
@@ -167,7 +168,12 @@ int bs_cmd_compress(int argc, char **argv)
         return 1;
     bs_err e = {{0}};
     size_t len;
-    char *text = bs_read_file(calib, &len, &e);
+    /* "self": no corpus, the model samples its own (model/selfcalib.h) */
+    char *text = NULL;
+    if (strcmp(calib, "self"))
+        text = bs_read_file(calib, &len, &e);
+    else if (bs_selfcalib_text(&m, t, co.calib_windows, co.ctx, BS_SELFCALIB_SEED, &co.progress, &text, &len, &e))
+        text = NULL;
     json_t *rep = json_object();
     int rc = 1;
     if (text && bs_compress(&m, t, text, len, &co, out, rep, &e) == 0) {

@@ -1,6 +1,7 @@
 #include "daemon/models.h"
 
 #include "daemon/build.h"
+#include "model/selfcalib.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -307,7 +308,7 @@ int bs_models_add(bs_models *set, const bs_served_spec *spec, bs_err *e)
             free(m);
             return bs_err_set(e, "%s: no cache directory to build it in", spec->source);
         }
-        bs_cache_src src = {spec->source, NULL, set->io.calib, {0}, 0x5eedb175ull};
+        bs_cache_src src = {spec->source, NULL, set->io.calib, {0}, BS_SELFCALIB_SEED};
         bs_compress_defaults(&src.opts, BS_KIND_GQ);
         m->state = BS_SERVED_BUILDING;
         rc = bs_build_start(&m->build, set->loop, set->io.cache_dir, &src, on_built, m, e);

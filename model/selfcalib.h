@@ -18,6 +18,9 @@
 #include "model/progress.h"
 #include "model/tokenizer.h"
 
+/* The seed bitstackd --model and `compress --calib self` use: the same source, the same store. */
+#define BS_SELFCALIB_SEED 0x5eedb175ull
+
 /* windows windows of at most ctx tokens. *text (malloc'd, NUL-terminated) and *len.
  * pg (may be NULL): stage "self-calibration", one tick per window. */
 int bs_selfcalib_text(const bs_model *m, const bs_tokenizer *tok, int windows, int ctx, uint64_t seed,
