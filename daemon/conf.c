@@ -32,6 +32,8 @@ static char *trim(char *s)
 static int set_key(bs_served_spec *sp, const char *key, const char *val, const char *dir, int line, bs_err *e)
 {
     if (!strcmp(key, "store") || !strcmp(key, "source")) {
+        if (!*val)
+            return bs_err_set(e, "line %d: %s: empty", line, key);
         char *dst = key[1] == 't' ? sp->path : sp->source;
         int w = val[0] == '/' || !dir || !dir[0] ? snprintf(dst, PATH_MAX, "%s", val)
                                                   : snprintf(dst, PATH_MAX, "%s/%s", dir, val);
