@@ -220,6 +220,8 @@ static void test_switch_curve(void)
     REQUIRE(bs_ppl_ids(&m, ids, nids, bs_tok_bos(tok), 256, 40, &r, &e) == 0);
     pfloat = r.ppl;
     CHECKF(fabs(pfull / pfloat - 1) < 0.001, "full store %.5f, float %.5f", pfull, pfloat);
+    /* the loss table (info.errors) follows the model: the floor's until the switch */
+    CHECK(s->loss && s->loss[s->floor_switch - 1] == s->loss[0] && s->loss[s->n_blocks] < s->loss[0]);
     /* the prefixes short of the switch hold blocks the model does not use */
     if (s->floor_switch > 1) {
         REQUIRE(bs_engine_ppl(&eng, s->floor_switch - 1, ids, nids, 256, windows, &r, &e) == 0);
