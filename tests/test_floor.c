@@ -229,6 +229,33 @@ static void test_switch_curve(void)
     }
     fprintf(stderr, "floor %.3f, switch at %d blocks (%.2f bpw), float %.4f\n", pfloor, s->floor_switch,
             bs_store_bpw(s, s->floor_switch), pfloat);
+    /* the reader refuses a switch where some matrix has no block yet, or past the stack */
+    bs_model dense;
+    REQUIRE(bs_engine_dense(&eng, 0, &dense, &e) == 0);
+    bs_store_block *blocks = malloc(sizeof *blocks * (size_t)s->n_blocks);
+    const uint8_t **payload = malloc(sizeof *payload * (size_t)s->n_blocks);
+    REQUIRE(blocks && payload);
+    for (int b = 0; b < s->n_blocks; b++) {
+        blocks[b] = (bs_store_block){.matrix = s->blocks[b].matrix, .level = s->blocks[b].level};
+        payload[b] = eng.stack + s->blocks[b].offset;
+    }
+    char bad_path[300];
+    snprintf(bad_path, sizeof bad_path, "%s.sw", path);
+    const int sws[] = {1, s->n_blocks + 1};
+    for (int k = 0; k < 2; k++) {
+        bs_store_out so = {.model = &dense, .tok = tok, .n_matrices = s->n_matrices, .mats = s->mats,
+                           .n_blocks = s->n_blocks, .blocks = blocks, .payload = payload, .floor = s->floor,
+                           .floor_switch = sws[k]};
+        REQUIRE(bs_store_write(bad_path, &so, &e) == 0);
+        bs_store t;
+        bs_err e2 = {{0}};
+        CHECKF(bs_store_open(&t, bad_path, &e2) != 0 && strstr(e2.msg, "switches"), "switch at %d: %s", sws[k],
+               e2.msg);
+    }
+    unlink(bad_path);
+    free(blocks);
+    free(payload);
+    bs_model_free(&dense);
     bs_engine_close(&eng);
     unlink(path);
     free(ids);
