@@ -442,9 +442,9 @@ static void set_prefix(bs_model *work, const enc *xs, int nm, const bs_store_blo
 
 /* Where a switching store leaves its floor: the shortest prefix, with a block of every
  * matrix, whose blocks alone score no worse on calibration text than the floor alone
- * (bisection: the stack's curve falls with its length). The floor was trained on this
- * text, so it scores better here than on held-out text: the switch errs late, where the
- * stack has already passed the floor. *sw = nblocks when no prefix does. */
+ * (bisection: the stack's curve falls with its length). A trained floor learnt this text,
+ * so it scores better here than on held-out text: the switch errs late, where the stack
+ * has already passed the floor. *sw = nblocks when no prefix does. */
 static int choose_switch(const enc *xs, int nm, const bs_store_block *blocks, int nblocks, const bs_model *scaled,
                          const int *ids, int nids, int bos, const bs_compress_opts *o, int *sw, json_t *info, bs_err *e)
 {
