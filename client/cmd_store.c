@@ -78,7 +78,7 @@ int bs_cmd_compress(int argc, char **argv)
         {"threads", 0, 0, NULL}, {"quiet", 'q', 1, NULL}, {"floor-bpw", 0, 0, NULL}, {"floor-paths", 0, 0, NULL},
         {"qat-minutes", 0, 0, NULL}, {"qat-steps", 0, 0, NULL}, {"qat-batch", 0, 0, NULL}, {"qat-seq", 0, 0, NULL},
         {"qat-lr", 0, 0, NULL}, {"qat-checkpoint", 0, 0, NULL}, {"group", 0, 0, NULL},
-        {"qat-mse", 0, 0, NULL},
+        {"qat-mse", 0, 0, NULL}, {"floor-stack", 0, 0, NULL},
     };
     int no = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
@@ -86,14 +86,18 @@ int bs_cmd_compress(int argc, char **argv)
         return BS_EXIT_USAGE;
     const char *model = bs_opt_get(o, no, "model"), *calib = bs_opt_get(o, no, "calib"), *out = bs_opt_get(o, no, "out");
     const char *kind_s = bs_opt_get(o, no, "blocks"), *sort = bs_opt_get(o, no, "sort");
+    const char *fstack = bs_opt_get(o, no, "floor-stack");
     int kind = kind_s ? bs_kind_parse(kind_s) : BS_KIND_GQ;
     if (!model || !calib || !out || kind < 0 || kind == BS_KIND_QASYM ||
-        (sort && strcmp(sort, "level") && strcmp(sort, "ppl"))) {
+        (sort && strcmp(sort, "level") && strcmp(sort, "ppl")) ||
+        (fstack && strcmp(fstack, "switch") && strcmp(fstack, "over"))) {
         fprintf(stderr, "usage: bitstackctl compress --model M [--tokenizer T] --calib TEXT|self --out S.bstk\n"
                         "         [--blocks gq|saq|avd|lsq] [--group G] [--levels L] [--gq-levels K] [--gq-restart R] [--k RANK] [--sort level|ppl]\n"
                         "         [--ctx 256] [--calib-windows 64] [--ppl-windows 4] [--act-scale|--no-act-scale]\n"
                         "         [--act-alpha A] [--act-order] [--clip-search|--no-clip-search] [--threads N] [--quiet]\n"
-                        "         [--floor-bpw X [--floor-paths 1|2]]   (a LittleBit floor of X bits per weight under the stack)\n"
+                        "         [--floor-bpw X [--floor-paths 1|2] [--floor-stack switch|over]]   (a LittleBit floor of X bits\n"
+                        "                                 per weight under the stack: the floor alone until the stack alone\n"
+                        "                                 is better (switch), or the stack's blocks on the floor (over))\n"
                         "         [--qat-minutes M] [--qat-steps S] [--qat-batch B] [--qat-seq T] [--qat-lr 2e-3] [--qat-mse 10]\n"
                         "         [--qat-checkpoint F]   (train the floor against the float model; resumes from F,\n"
                         "                                 by default OUT.qat, removed once the store is written)\n");
@@ -127,6 +131,7 @@ int bs_cmd_compress(int argc, char **argv)
         return BS_EXIT_USAGE;
     co.floor_bpw = fbpw;
     co.floor_paths = (int)fpaths;
+    co.floor_mode = fstack && !strcmp(fstack, "over") ? BS_FLOOR_OVER : BS_FLOOR_SWITCH;
     double qmin, qlr, qmse;
     long qsteps, qbatch, qseq;
     if (bs_opt_double(o, no, "qat-minutes", 0, 0, 100000, &qmin) || bs_opt_int(o, no, "qat-steps", 0, 0, 1L << 40, &qsteps) ||

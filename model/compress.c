@@ -38,6 +38,8 @@ void bs_compress_defaults(bs_compress_opts *o, int kind)
     o->act_alpha = 1.0f;
     o->clip_search = kind == BS_KIND_GQ;
     o->floor_paths = 1;
+    o->floor_mode = BS_FLOOR_SWITCH;
+    o->switch_windows = 16;
     bs_train_defaults(&o->qat);
     o->qat.minutes = 0;
 }
@@ -69,6 +71,7 @@ typedef struct {
     const float *full;  /* the (scaled) float weights */
     float *res;         /* owned: W − W_floor when there is a floor */
     const uint8_t *floor;  /* the floor payload, or NULL */
+    int over;           /* the blocks stand on the floor (BS_FLOOR_OVER); else they replace it */
     float *H;           /* cols x cols, mean over calibration tokens */
     uint8_t **payload;  /* levels blocks */
     double *err;        /* levels + 1: output-error proxy at each depth */
@@ -282,9 +285,11 @@ static int measure_errors(enc *x, bs_err *e)
         free(DH);
         return bs_err_set(e, "out of memory");
     }
-    bs_qmat q = {m, 0, (const uint8_t **)x->payload, x->floor};
+    bs_qmat q = {m, 0, (const uint8_t **)x->payload, NULL};
     for (int d = 0; d <= m->levels; d++) {
+        /* a switching store's depth 0 is the floor; deeper, the blocks alone */
         q.depth = d;
+        q.floor = x->over || d == 0 ? x->floor : NULL;
         bs_qmat_materialize(&q, W);
         for (size_t i = 0; i < n; i++)
             W[i] = x->full[i] - W[i];
@@ -362,7 +367,7 @@ static double calib_ppl(const bs_model *work, const int *ids, int n, int bos, in
 
 static void set_depth(bs_model *work, const enc *x, int depth)
 {
-    bs_qmat q = {&x->m, depth, (const uint8_t **)x->payload, x->floor};
+    bs_qmat q = {&x->m, depth, (const uint8_t **)x->payload, x->over ? x->floor : NULL};
     bs_qmat_materialize(&q, work->layers[x->m.layer].lin[x->m.which].w);
 }
 
@@ -421,6 +426,71 @@ static int order_stack(enc *xs, int nm, const bs_compress_opts *o, const bs_mode
     return 0;
 }
 
+/* work's linears at the blocks of prefix n (each matrix as deep as the prefix takes it),
+ * over the floor only when the blocks stand on it. */
+static void set_prefix(bs_model *work, const enc *xs, int nm, const bs_store_block *blocks, int n, int *depth)
+{
+    for (int i = 0; i < nm; i++)
+        depth[i] = 0;
+    for (int b = 0; b < n; b++)
+        depth[blocks[b].matrix]++;
+    for (int i = 0; i < nm; i++)
+        set_depth(work, &xs[i], depth[i]);
+}
+
+/* Where a switching store leaves its floor: the shortest prefix, with a block of every
+ * matrix, whose blocks alone score no worse on calibration text than the floor alone
+ * (bisection: the stack's curve falls with its length). A trained floor learnt this text,
+ * so it scores better here than on held-out text: the switch errs late, where the stack
+ * has already passed the floor. *sw = nblocks when no prefix does. */
+static int choose_switch(const enc *xs, int nm, const bs_store_block *blocks, int nblocks, const bs_model *scaled,
+                         const int *ids, int nids, int bos, const bs_compress_opts *o, int *sw, json_t *info, bs_err *e)
+{
+    bs_model work = {0};
+    int *depth = malloc(sizeof(int) * (size_t)nm);
+    if (!depth || bs_model_copy(&work, scaled, e)) {
+        free(depth);
+        return e->msg[0] ? -1 : bs_err_set(e, "out of memory");
+    }
+    for (int i = 0; i < nm; i++) {
+        bs_qmat q = {&xs[i].m, 0, (const uint8_t **)xs[i].payload, xs[i].floor};
+        bs_qmat_materialize(&q, work.layers[xs[i].m.layer].lin[xs[i].m.which].w);
+    }
+    double pf = calib_ppl(&work, ids, nids, bos, o->ctx, o->switch_windows);
+    int lo = 0, have = 0;
+    for (int i = 0; i < nm; i++)
+        depth[i] = 0;
+    while (have < nm && lo < nblocks)
+        have += depth[blocks[lo++].matrix]++ == 0;
+    /* lo: the stack's shortest working prefix; find the first n in [lo, nblocks] that
+     * scores <= pf, or nblocks */
+    int hi = nblocks, evals = 0;
+    double ps = INFINITY;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        set_prefix(&work, xs, nm, blocks, mid, depth);
+        double p = calib_ppl(&work, ids, nids, bos, o->ctx, o->switch_windows);
+        evals++;
+        if (p <= pf) {
+            hi = mid;
+            ps = p;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if (!isfinite(ps)) {
+        set_prefix(&work, xs, nm, blocks, lo, depth);
+        ps = calib_ppl(&work, ids, nids, bos, o->ctx, o->switch_windows);
+    }
+    *sw = lo;
+    json_object_set_new(info, "switch", json_pack("{s:i, s:f, s:f, s:i, s:i}", "blocks", lo, "calib_ppl_floor", pf,
+                                                  "calib_ppl_stack", ps, "windows", o->switch_windows, "evals",
+                                                  evals));
+    bs_model_free(&work);
+    free(depth);
+    return 0;
+}
+
 static int check_opts(const bs_compress_opts *o, bs_err *e)
 {
     if (o->kind != BS_KIND_SAQ && o->kind != BS_KIND_GQ && o->kind != BS_KIND_AVD && o->kind != BS_KIND_LSQ)
@@ -431,8 +501,10 @@ static int check_opts(const bs_compress_opts *o, bs_err *e)
         return bs_err_set(e, "gq levels must lie in 1..8 (got %d)", o->gq_levels);
     if (o->kind == BS_KIND_GQ && o->gq_restart > 0 && (o->gq_restart < o->gq_levels || o->gq_restart >= o->levels))
         return bs_err_set(e, "gq restart level %d must lie in %d..%d", o->gq_restart, o->gq_levels, o->levels - 1);
-    if (o->floor_bpw < 0 || o->floor_bpw > 16 || o->floor_paths < 1 || o->floor_paths > BS_FLOOR_MAX_PATHS)
-        return bs_err_set(e, "bad floor options (%.3f bits per weight, %d paths)", o->floor_bpw, o->floor_paths);
+    if (o->floor_bpw < 0 || o->floor_bpw > 16 || o->floor_paths < 1 || o->floor_paths > BS_FLOOR_MAX_PATHS ||
+        (o->floor_mode != BS_FLOOR_SWITCH && o->floor_mode != BS_FLOOR_OVER) || o->switch_windows < 1)
+        return bs_err_set(e, "bad floor options (%.3f bits per weight, %d paths, mode %d, %d windows)", o->floor_bpw,
+                          o->floor_paths, o->floor_mode, o->switch_windows);
     if (o->group < 1 || o->ctx < 2 || o->calib_windows < 1 || o->k < 0)
         return bs_err_set(e, "bad compression options (group %d, ctx %d, windows %d, k %d)", o->group, o->ctx,
                           o->calib_windows, o->k);
@@ -508,8 +580,9 @@ static int build_floor(const bs_model *work, const bs_compress_opts *o, bs_store
         for (int p = 0; p < o->floor_paths; p++)
             bs_floor_f_pack(&f[(size_t)i * o->floor_paths + p],
                             buf + at[i] + (uint64_t)p * bs_floor_path_bytes(rows[i], cols[i], rank[i]));
-    json_t *fi = json_pack("{s:f, s:i, s:f, s:I}", "bpw_asked", o->floor_bpw, "paths", o->floor_paths, "bpw_counted",
-                           bits / weights, "bytes", (json_int_t)len);
+    json_t *fi = json_pack("{s:f, s:i, s:f, s:I, s:s}", "bpw_asked", o->floor_bpw, "paths", o->floor_paths,
+                           "bpw_counted", bits / weights, "bytes", (json_int_t)len, "stack",
+                           o->floor_mode == BS_FLOOR_OVER ? "over" : "switch");
     if (qat)
         json_object_set_new(fi, "qat", qat);
     json_object_set_new(info, "floor", fi);
@@ -604,10 +677,12 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
             x->m.k = lin->rows < lin->cols ? lin->rows : lin->cols;
         snprintf(x->m.name, sizeof x->m.name, "layers.%d.%s", l, bs_lin_name(w));
         x->w = x->full = lin->w;
-        if (floor) {
+        if (floor)
+            x->floor = floor + floor_at[i];
+        if (floor && o->floor_mode == BS_FLOOR_OVER) {
             /* the blocks encode what the floor, as stored, leaves */
             size_t n = (size_t)lin->rows * lin->cols;
-            x->floor = floor + floor_at[i];
+            x->over = 1;
             if (!(x->res = calloc(n, sizeof(float)))) {
                 bs_err_set(e, "out of memory");
                 goto out;
@@ -636,10 +711,18 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
         bs_progress_report(&o->progress, "encode", i + 1, nm, x->m.name);
     }
 
-    if (o->sort == BS_SORT_PPL && !ids && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
+    int switching = floor && o->floor_mode == BS_FLOOR_SWITCH, sw = 0;
+    if ((o->sort == BS_SORT_PPL || switching) && !ids && bs_tok_encode(tok, calib, calib_len, 0, 1, &ids, &nids, e))
         goto out;
     if (order_stack(xs, nm, o, &work, ids, nids, bs_tok_bos(tok), &blocks, &nblocks, e))
         goto out;
+    if (switching) {
+        bs_progress_report(&o->progress, "switch (calibration perplexity)", 0, 1, NULL);
+        if (choose_switch(xs, nm, blocks, nblocks, &work, ids, nids, bs_tok_bos(tok), o, &sw,
+                          json_object_get(floor_info, "floor"), e))
+            goto out;
+        bs_progress_report(&o->progress, "switch (calibration perplexity)", 1, 1, NULL);
+    }
     payload = malloc(sizeof *payload * (size_t)nblocks);
     mats = malloc(sizeof *mats * (size_t)nm);
     if (!payload || !mats) {
@@ -671,7 +754,7 @@ int bs_compress(const bs_model *src, const bs_tokenizer *tok, const char *calib,
     }
     json_object_set_new(info, "errors", errs);
     bs_store_out so = {.model = &work, .tok = tok, .n_matrices = nm, .mats = mats, .n_blocks = nblocks,
-                       .blocks = blocks, .payload = payload, .info = info, .floor = floor};
+                       .blocks = blocks, .payload = payload, .info = info, .floor = floor, .floor_switch = sw};
     bs_progress_report(&o->progress, "write", 0, 1, out_path);
     rc = bs_store_write(out_path, &so, e);
     if (!rc)

@@ -9,7 +9,9 @@
  *     only that matrix one level deeper (sort=ppl, the paper's);
  *  5. the store is written (model/store.h).
  * With a floor, step 2 is followed by the floor's Dual-SVID initialisation (and training,
- * when asked) on the scaled model, and steps 3-4 work on W − W_floor.
+ * when asked) on the scaled model; steps 3-4 work on W (then the prefix where the store
+ * switches from the floor to the stack is placed by calibration perplexity) or, over the
+ * floor, on W − W_floor.
  * Baselines (round-to-nearest and GPTQ, asymmetric, group 32) write a store whose
  * matrices are one qasym block each. */
 #ifndef BS_COMPRESS_H
@@ -24,6 +26,12 @@
 
 enum { BS_SORT_LEVEL = 0, BS_SORT_PPL = 1 };
 enum { BS_BASE_RTN = 0, BS_BASE_GPTQ = 1 };
+/* How a store's stack relates to its floor (model/store.h): BS_FLOOR_SWITCH, the default, runs
+ * the floor alone up to the prefix where the stack alone (blocks of W) first scores at least
+ * as well on calibration text, and the stack alone from there; BS_FLOOR_OVER stacks blocks of
+ * W − W_floor on the floor. Measured (docs/results.md §11): over a trained floor every prefix
+ * up to ~3.5 bits per weight is worse than the floor alone. */
+enum { BS_FLOOR_SWITCH = 0, BS_FLOOR_OVER = 1 };
 
 typedef struct {
     int kind;           /* BS_KIND_SAQ / GQ / AVD */
@@ -42,9 +50,10 @@ typedef struct {
     int clip_search;    /* gq: search a clip factor per group */
     bs_progress progress;  /* stages calibration, floor, encode, order, write; notes */
     double floor_bpw;   /* > 0: a LittleBit floor (model/floor.h) of this many bits per linear
-                           weight (counted as the paper does) under the stack, whose blocks then
-                           decompose W − W_floor */
+                           weight (counted as the paper does) under the stack */
     int floor_paths;    /* 1 or 2 (the second fits what the first misses) */
+    int floor_mode;     /* BS_FLOOR_SWITCH or BS_FLOOR_OVER */
+    int switch_windows; /* calibration windows scored to place the switch */
     bs_train_opts qat;  /* training of the floor (model/train.h) when qat.minutes > 0 or
                            qat.max_steps > 0; on the calibration text, the scaled float model
                            as teacher; its progress callback reports */

@@ -336,7 +336,9 @@ int bs_engine_n_for_bytes(const bs_store *s, double bytes)
         else
             hi = mid - 1;
     }
-    return lo;
+    /* a switching store's prefixes short of the switch all run the floor alone: the
+     * shortest of them holds no block it does not use */
+    return s->floor_switch > 0 && lo < s->floor_switch ? 0 : lo;
 }
 
 int bs_engine_resolve(const bs_store *s, const bs_budget *b, bool strict, int *n, int *clamped, bs_err *e)

@@ -123,7 +123,9 @@ int bs_engine_discard(bs_engine *eng, int n, int upto, bs_err *e);
 /* A parsed budget (proto/budget.h) as resident bytes of this store. */
 double bs_engine_budget_bytes(const bs_store *s, const bs_budget *b);
 
-/* The longest prefix whose resident bytes are at most `bytes`. */
+/* The longest prefix whose resident bytes are at most `bytes`; on a store that switches from
+ * its floor to its stack (model/store.h), 0 in place of any prefix short of the switch (they
+ * all run the floor alone). */
 int bs_engine_n_for_bytes(const bs_store *s, double bytes);
 
 /* A budget as a prefix length. strict (a user asked for exactly that size): below the

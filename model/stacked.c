@@ -67,6 +67,14 @@ void bs_stacked_set_prefix(bs_stacked *sm, int n)
     /* block (M, l) always follows (M, l-1): the depth is the count in the prefix */
     for (int b = 0; b < n; b++)
         sm->q[s->blocks[b].matrix].depth++;
+    /* a switching store (model/store.h): the floor alone below the switch, the blocks
+     * alone from it on */
+    int below = s->floor_switch > 0 && n < s->floor_switch;
+    for (int i = 0; i < s->n_matrices && s->floor_switch > 0; i++) {
+        sm->q[i].floor = below ? s->floor + s->floor_at[i] : NULL;
+        if (below)
+            sm->q[i].depth = 0;
+    }
     sm->n = n;
 }
 

@@ -280,6 +280,8 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
             break;
         json_object_set_new(meta, "floor", json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)UINT32_MAX * 4096,
                                                      "bytes", (json_int_t)floor_len, "crc32c", (json_int_t)UINT32_MAX));
+        if (o->floor_switch > 0)
+            json_object_set_new(json_object_get(meta, "floor"), "switch", json_integer(o->floor_switch));
         if (pass == 0) {
             if (!(js = json_dumps(meta, JSON_COMPACT))) {
                 bs_err_set(e, "%s: cannot serialise the metadata", path);
@@ -293,6 +295,8 @@ int bs_store_write(const char *path, const bs_store_out *o, bs_err *e)
         json_object_set_new(meta, "floor", json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)floor_off,
                                                      "bytes", (json_int_t)floor_len, "crc32c",
                                                      (json_int_t)bs_crc32c(0, o->floor, floor_len)));
+    if (o->floor && o->floor_switch > 0)
+        json_object_set_new(json_object_get(meta, "floor"), "switch", json_integer(o->floor_switch));
 
     if (!o->payload && !(scratch = malloc(max_bytes ? max_bytes : 1))) {
         bs_err_set(e, "%s: out of memory for a block of %llu bytes", path, (unsigned long long)max_bytes);
@@ -569,6 +573,10 @@ static int parse_floor(bs_store *s, int fd, json_t *fl, uint32_t version, bs_err
         get_int(fl, "bytes", 0, (long long)s->file_size, &bytes, s->path, "floor", e) ||
         get_int(fl, "crc32c", 0, 0xffffffffLL, &crc, s->path, "floor", e))
         return -1;
+    long long sw = 0;   /* optional: absent means the blocks stand on the floor */
+    if (json_object_get(fl, "switch") && get_int(fl, "switch", 1, 1 << 24, &sw, s->path, "floor", e))
+        return -1;
+    s->floor_switch = (int)sw;
     if ((uint64_t)bytes != need || (uint64_t)(off + bytes) > s->stack_off)
         return bs_err_set(e, "%s: the floor section (%lld bytes at %lld) does not match its matrices (%llu bytes) or "
                           "overlaps the stack", s->path, bytes, off, (unsigned long long)need);
@@ -735,6 +743,11 @@ static int parse_errors(bs_store *s, const json_t *errs, bs_err *e)
             total -= json_number_value(json_array_get(a, (size_t)d)) - json_number_value(json_array_get(a, (size_t)d + 1));
             s->loss[b + 1] = total;
         }
+        /* a switching store: each matrix's depth 0 is its floor, which the prefixes before
+         * the switch run; from the switch on every matrix is at depth ≥ 1, and the sums
+         * above are exact there (the floor's terms cancel) */
+        for (int n = 1; n < s->floor_switch && n <= s->n_blocks; n++)
+            s->loss[n] = s->loss[0];
     }
     free(depth);
     if (rc) {
@@ -856,11 +869,16 @@ int bs_store_open(bs_store *s, const char *path, bs_err *e)
         parse_stack(s, json_object_get(s->meta, "stack"), e) ||
         parse_base(s, json_object_get(s->meta, "base"), base, base_len, e))
         goto out;
-    if (parse_errors(s, json_object_get(json_object_get(s->meta, "info"), "errors"), e))
-        goto out;
     s->linear_params = bs_model_linear_params(&s->cfg);
+    if (s->floor_switch > 0 && (s->min_blocks < 0 || s->floor_switch < s->min_blocks || s->floor_switch > s->n_blocks)) {
+        bs_err_set(e, "%s: the floor switches to the stack at %d blocks, where some matrix has no block yet or past "
+                   "the %d blocks of the stack", path, s->floor_switch, s->n_blocks);
+        goto out;
+    }
     if (s->floor)
         s->min_blocks = 0;   /* the floor alone is a working model */
+    if (parse_errors(s, json_object_get(json_object_get(s->meta, "info"), "errors"), e))
+        goto out;
     if (s->min_blocks < 0) {
         bs_err_set(e, "%s: some matrix has no block", path);
         goto out;

@@ -8,8 +8,10 @@
  * starts on a 4096-byte boundary so page-aligned runs of it can be read with O_DIRECT.
  * A prefix of N blocks is a working model; its resident bytes are recorded.
  * The optional floor section (version 2) holds every matrix's LittleBit floor
- * (model/floor.h); it is always resident, like the base, and the stack's blocks then
- * decompose W − W_floor: prefix 0 is the floor alone, a working model. */
+ * (model/floor.h); it is always resident, like the base: prefix 0 is the floor alone, a
+ * working model. Either the stack's blocks decompose W − W_floor (every prefix is the floor
+ * plus its blocks), or the store switches (floor_switch > 0): its blocks decompose W itself,
+ * prefixes shorter than floor_switch run the floor alone and longer ones the blocks alone. */
 #ifndef BS_STORE_H
 #define BS_STORE_H
 
@@ -49,6 +51,8 @@ typedef struct {
     uint8_t *floor;        /* the floor section (owned, read and checked at open), or NULL */
     uint64_t floor_bytes;  /* its length: counted in every resident[] entry */
     uint64_t *floor_at;    /* per matrix: its floor payload's offset in `floor` */
+    int floor_switch;      /* > 0: prefixes shorter than this are the floor alone, the others the
+                            * blocks alone (at least one of every matrix); 0: floor + blocks */
     int min_blocks;        /* the shortest working prefix: every matrix has a block, or 0 with a floor */
     uint64_t stack_off, stack_len, file_size;
     size_t linear_params;
@@ -111,6 +115,7 @@ typedef struct {
     void *fill_ctx;
     const uint8_t *floor;           /* optional: every matrix's floor payload in matrix order,
                                      * bs_store_floor_bytes() long (mats give the ranks) */
+    int floor_switch;               /* with a floor: bs_store.floor_switch */
 } bs_store_out;
 
 /* Bytes of the floor section of these matrices, and each one's offset in it (at may be

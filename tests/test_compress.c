@@ -185,6 +185,7 @@ static void test_floor_stack(fixture *f, const char *path)
     bs_compress_defaults(&o, BS_KIND_SAQ);
     o.calib_windows = 32;
     o.floor_bpw = 0.55;
+    o.floor_mode = BS_FLOOR_OVER;   /* the blocks on the floor (the default switch: test_floor.c) */
     bs_err e = {{0}};
     REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
     bs_store s;
@@ -230,6 +231,7 @@ static void test_lsq(fixture *f, const char *path)
     o.levels = 6;
     o.calib_windows = 4;
     o.floor_bpw = 0.8;
+    o.floor_mode = BS_FLOOR_OVER;
     bs_err e = {{0}};
     REQUIRE(bs_compress(&f->m, f->t, calib_text, calib_len, &o, path, NULL, &e) == 0);
     bs_store s;
