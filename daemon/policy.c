@@ -236,6 +236,9 @@ uint64_t bs_policy_alloc(const bs_alloc_model *m, int k, uint64_t total, int *ou
         int n = a;
         while (n + 1 < b && x->bytes[n + 1] - x->bytes[a] <= room)
             n++;
+        /* blocks that lower nothing are not held (a floor store's prefixes before its switch) */
+        while (n > a && x->loss[n - 1] <= x->loss[n])
+            n--;
         used += x->bytes[n] - x->bytes[a];
         out_n[best] = n;
         open[best] = false;

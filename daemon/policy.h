@@ -105,7 +105,8 @@ bool bs_policy_admit(const bs_admit_input *in, int64_t *room);
  * loss the most per byte. Steps run along each model's lower convex hull of
  * (bytes, loss), so a block that buys little is taken together with a later one that
  * buys much; a step that does not fit whole is cut to the longest prefix that does, and
- * that model takes no more. Steps that lower nothing are not taken. */
+ * that model takes no more (and not past its last block that lowers the loss). Steps that
+ * lower nothing are not taken. */
 typedef struct {
     const uint64_t *bytes;     /* [n] for n in lo..hi: increasing */
     const double *loss;        /* [n] for n in lo..hi */

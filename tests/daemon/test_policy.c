@@ -286,6 +286,15 @@ static void test_alloc(void)
     /* a step that does not fit whole is cut to the longest prefix that does */
     bs_policy_alloc(c, 2, 200 + 15, n, scratch);
     CHECKF(n[0] == 1 && n[1] == 0, "cut: %d %d", n[0], n[1]);
+    /* a flat run (a floor store before its switch) is not held when the step is cut */
+    {
+        const uint64_t fb[6] = {100, 110, 120, 130, 140, 300};
+        const double fl[6] = {1.0, 1.0, 1.0, 1.0, 1.0, 0.1};
+        bs_alloc_model fm[1] = {{fb, fl, 0, 5, 1.0}};
+        int fn[1];
+        CHECK(bs_policy_alloc(fm, 1, 135, fn, scratch) == 100 && fn[0] == 0);
+        CHECK(bs_policy_alloc(fm, 1, 300, fn, scratch) == 300 && fn[0] == 5);
+    }
     /* the recent-use factor */
     CHECK(bs_policy_use_factor(5, 60, 30, 0.1) == 1.0);
     CHECK(fabs(bs_policy_use_factor(90, 60, 30, 0.1) - 0.5) < 1e-12);
