@@ -283,9 +283,15 @@ static void test_alloc(void)
     bs_alloc_model c[2] = {{cb, cl, 0, 3, 1.0}, {bb, bl, 0, 5, 1.0}};
     bs_policy_alloc(c, 2, 200 + 20, n, scratch);
     CHECKF(n[0] == 2 && n[1] == 0, "hull: %d %d", n[0], n[1]);
-    /* a step that does not fit whole is cut to the longest prefix that does */
+    /* a step that does not fit whole is cut to the longest prefix that does, short of
+     * blocks that lower nothing: here block 1 alone buys nothing, so none is held */
     bs_policy_alloc(c, 2, 200 + 15, n, scratch);
-    CHECKF(n[0] == 1 && n[1] == 0, "cut: %d %d", n[0], n[1]);
+    CHECKF(n[0] == 0 && n[1] == 0, "cut: %d %d", n[0], n[1]);
+    /* and where the cut lands on a block that helps, it is held */
+    double dl[4] = {10, 6, 2, 1.9};
+    bs_alloc_model dm[1] = {{cb, dl, 0, 3, 1.0}};
+    bs_policy_alloc(dm, 1, 15, n, scratch);
+    CHECKF(n[0] == 1, "cut on a helpful block: %d", n[0]);
     /* a flat run (a floor store before its switch) is not held when the step is cut */
     {
         const uint64_t fb[6] = {100, 110, 120, 130, 140, 300};
