@@ -16,6 +16,14 @@
  * --oracle STEP (two models only): also the best split measured on a grid, the first
  * model at every STEP-th prefix (and at both splits' prefixes), the second taking the
  * longest prefix that fits what is left: how far each split is from the best one.
+ * --proxy matrix|calib: also the greedy split over another loss table, to test a fix:
+ *   matrix  each matrix's calibration error relative to its own at depth 0, averaged over
+ *           the matrices (the store's table sums absolute errors, so the matrices with
+ *           the largest outputs, wq and wk, drown the others);
+ *   calib   the log-perplexity of --calib text (default tinystories_train_head.txt, the
+ *           calibration text, --calib-windows windows, 8) measured at every n_matrices-th
+ *           prefix (level boundaries in a sort=level store) and interpolated in bytes
+ *           between them: what a compressor could record at little cost.
  * --curves STEP: first, every model's loss table against its measured perplexity at
  * every STEP-th prefix (how well the proxy the split runs on tracks what it stands for). */
 #include <math.h>
@@ -43,6 +51,7 @@ typedef struct {
     bool open;
     double *loss;         /* bs_store_loss_table: the sizer's proxy */
     bool estimated;
+    double *alt;          /* --proxy: another loss table to split by, or NULL */
     int *ids, nids;
     double float_ppl;
     double *ppl;          /* [n_blocks + 1], measured on demand; 0: not yet */
@@ -58,7 +67,8 @@ typedef struct {
 static int usage(FILE *f, int rc)
 {
     fprintf(f, "usage: bench_models [--points N] [--ctx N] [--max-chunks N] [--threads N] [--text T]\n"
-               "                    [--oracle STEP] [--curves STEP] STORE FLOAT STORE FLOAT [STORE FLOAT ...]\n"
+               "                    [--oracle STEP] [--curves STEP] [--proxy matrix|calib [--calib T] [--calib-windows N]]\n"
+               "                    STORE FLOAT STORE FLOAT [STORE FLOAT ...]\n"
                "  STORE a .bstk, FLOAT the float model it was compressed from (its perplexity is the\n"
                "  reference); the text defaults to %s/data/tinystories_valid_head.txt\n",
             BS_SHARED_DEFAULT);
@@ -112,11 +122,73 @@ static int model_open(bench_model *m, const char *text, size_t len, const bench_
     return 0;
 }
 
+/* --proxy matrix: the mean over matrices of err_m(depth) / err_m(0), from info.errors. */
+static int proxy_matrix(bench_model *m, bs_err *e)
+{
+    const bs_store *s = &m->eng.store;
+    const json_t *errs = json_object_get(json_object_get(s->meta, "info"), "errors");
+    if (!json_is_object(errs))
+        return bs_err_set(e, "%s: no info.errors: --proxy matrix needs them", m->store_path);
+    int *depth = calloc((size_t)s->n_matrices, sizeof *depth);
+    m->alt = malloc(sizeof *m->alt * ((size_t)s->n_blocks + 1));
+    if (!depth || !m->alt) {
+        free(depth);
+        return bs_err_set(e, "out of memory");
+    }
+    double sum = s->n_matrices;   /* every matrix at depth 0: 1 each */
+    m->alt[0] = 1;
+    for (int b = 0; b < s->n_blocks; b++) {
+        int mi = s->blocks[b].matrix, d = depth[mi]++;
+        /* bs_store_open checked that every matrix has levels + 1 numbers */
+        const json_t *a = json_object_get(errs, s->mats[mi].name);
+        double e0 = json_number_value(json_array_get(a, 0));
+        double step = json_number_value(json_array_get(a, (size_t)d)) - json_number_value(json_array_get(a, (size_t)d + 1));
+        sum -= e0 > 0 ? step / e0 : 0;
+        m->alt[b + 1] = sum / s->n_matrices;
+    }
+    free(depth);
+    return 0;
+}
+
+/* --proxy calib: ln ppl of the calibration text at every n_matrices-th prefix (and the
+ * last), linear in bytes between them. */
+static int proxy_calib(bench_model *m, const char *text, size_t len, int ctx, int windows, bs_err *e)
+{
+    const bs_store *s = &m->eng.store;
+    int *ids = NULL, nids = 0;
+    if (bs_tok_encode(s->tok, text, len, 0, 1, &ids, &nids, e))
+        return -1;
+    m->alt = malloc(sizeof *m->alt * ((size_t)s->n_blocks + 1));
+    if (!m->alt) {
+        free(ids);
+        return bs_err_set(e, "out of memory");
+    }
+    int step = s->n_matrices > 0 ? s->n_matrices : 1, prev = -1;
+    for (int n = m->lo; n <= m->hi; n = n == m->hi ? n + 1 : n + step > m->hi ? m->hi : n + step) {
+        bs_ppl_result r;
+        if (bs_engine_ppl(&m->eng, n, ids, nids, ctx, windows, &r, e)) {
+            free(ids);
+            return -1;
+        }
+        m->alt[n] = log(r.ppl);
+        for (int j = prev + 1; prev >= 0 && j < n; j++) {
+            double t = (double)(s->resident[j] - s->resident[prev]) / (double)(s->resident[n] - s->resident[prev]);
+            m->alt[j] = m->alt[prev] + t * (m->alt[n] - m->alt[prev]);
+        }
+        prev = n;
+    }
+    for (int j = 0; j < m->lo; j++)   /* never split over: below the floor */
+        m->alt[j] = m->alt[m->lo];
+    free(ids);
+    return 0;
+}
+
 static void model_close(bench_model *m)
 {
     if (m->open)
         bs_engine_close(&m->eng);
     free(m->loss);
+    free(m->alt);
     free(m->ppl);
     free(m->ids);
 }
@@ -126,13 +198,13 @@ static uint64_t bytes_of(const bench_model *m, int n)
     return m->eng.store.resident[n];
 }
 
-/* The daemon's split: bs_policy_alloc over the loss tables, weights 1. */
-static int split_greedy(bench_model *ms, int k, uint64_t total, int *n)
+/* The daemon's split: bs_policy_alloc over the loss tables (alt: the --proxy ones), weights 1. */
+static int split_greedy(bench_model *ms, int k, uint64_t total, bool alt, int *n)
 {
     bs_alloc_model am[MAX_MODELS];
     size_t cells = 0;
     for (int i = 0; i < k; i++) {
-        am[i] = (bs_alloc_model){ms[i].eng.store.resident, ms[i].loss, ms[i].lo, ms[i].hi, 1.0};
+        am[i] = (bs_alloc_model){ms[i].eng.store.resident, alt ? ms[i].alt : ms[i].loss, ms[i].lo, ms[i].hi, 1.0};
         cells += (size_t)(ms[i].hi - ms[i].lo + 1);
     }
     int *scratch = malloc(sizeof *scratch * cells);
@@ -243,13 +315,16 @@ static int print_curves(bench_model *ms, int k, bench_run *run, int step, bs_err
 {
     for (int i = 0; i < k; i++) {
         bench_model *m = &ms[i];
-        printf("\ncurve %s: n, bytes, bpw, err, ppl, ln(ppl / float)\n", m->name);
+        printf("\ncurve %s: n, bytes, bpw, err, ppl, ln(ppl / float)%s\n", m->name, m->alt ? ", proxy" : "");
         for (int n = m->lo; n <= m->hi; n = n == m->hi ? n + 1 : n + step > m->hi ? m->hi : n + step) {
             double p;
             if (ppl_at(m, run, n, &p, e))
                 return -1;
-            printf("%d %llu %.3f %.6g %.4f %.5f\n", n, (unsigned long long)bytes_of(m, n), bs_store_bpw(&m->eng.store, n),
+            printf("%d %llu %.3f %.6g %.4f %.5f", n, (unsigned long long)bytes_of(m, n), bs_store_bpw(&m->eng.store, n),
                    m->loss[n], p, log(p / m->float_ppl));
+            if (m->alt)
+                printf(" %.6g", m->alt[n]);
+            printf("\n");
         }
     }
     printf("\n");
@@ -258,24 +333,26 @@ static int print_curves(bench_model *ms, int k, bench_run *run, int step, bs_err
 
 int main(int argc, char **argv)
 {
-    long points = 8, ctx = 256, chunks = 40, threads = 1, step = 0, curves = 0;
-    const char *text_path = NULL;
+    long points = 8, ctx = 256, chunks = 40, threads = 1, step = 0, curves = 0, calib_windows = 8;
+    const char *text_path = NULL, *proxy = NULL, *calib_path = NULL;
     const char *pos[2 * MAX_MODELS];
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long *num = !strcmp(a, "--points") ? &points : !strcmp(a, "--ctx") ? &ctx : !strcmp(a, "--max-chunks") ? &chunks
                     : !strcmp(a, "--threads") ? &threads : !strcmp(a, "--oracle") ? &step
-                    : !strcmp(a, "--curves") ? &curves : NULL;
+                    : !strcmp(a, "--curves") ? &curves : !strcmp(a, "--calib-windows") ? &calib_windows : NULL;
+        const char **str = !strcmp(a, "--text") ? &text_path : !strcmp(a, "--proxy") ? &proxy
+                           : !strcmp(a, "--calib") ? &calib_path : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
             return usage(stdout, 0);
-        if (num || !strcmp(a, "--text")) {
+        if (num || str) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "bench_models: %s needs a value\n", a);
                 return usage(stderr, 2);
             }
             if (!num) {
-                text_path = argv[++i];
+                *str = argv[++i];
                 continue;
             }
             char *end;
@@ -296,6 +373,10 @@ int main(int argc, char **argv)
         }
         pos[npos++] = a;
     }
+    if (proxy && strcmp(proxy, "matrix") && strcmp(proxy, "calib")) {
+        fprintf(stderr, "bench_models: --proxy: matrix or calib, not '%s'\n", proxy);
+        return usage(stderr, 2);
+    }
     if (npos < 4 || npos % 2 || points < 2 || ctx < 2 || (step > 0 && npos != 4)) {
         fprintf(stderr, "bench_models: give STORE FLOAT pairs for two models or more, --points 2 or more%s\n",
                 step > 0 ? ", and --oracle only with two models" : "");
@@ -307,6 +388,13 @@ int main(int argc, char **argv)
         snprintf(deftext, sizeof deftext, "%s/data/tinystories_valid_head.txt", BS_SHARED_DEFAULT);
         text_path = deftext;
     }
+    char defcalib[4096];
+    if (!calib_path) {
+        snprintf(defcalib, sizeof defcalib, "%s/data/tinystories_train_head.txt", BS_SHARED_DEFAULT);
+        calib_path = defcalib;
+    }
+    size_t calib_len = 0;
+    char *calib = NULL;
     bs_blas_threads((int)threads);
 
     bs_err e = {{0}};
@@ -330,6 +418,11 @@ int main(int argc, char **argv)
         ms[i].store_path = pos[2 * i];
         ms[i].float_path = pos[2 * i + 1];
         if (model_open(&ms[i], text, len, &run, &e))
+            goto out;
+        if (proxy && !strcmp(proxy, "matrix") && proxy_matrix(&ms[i], &e))
+            goto out;
+        if (proxy && !strcmp(proxy, "calib") && ((!calib && !(calib = bs_read_file(calib_path, &calib_len, &e))) ||
+                                                 proxy_calib(&ms[i], calib, calib_len, (int)ctx, (int)calib_windows, &e)))
             goto out;
         const bs_store *s = &ms[i].eng.store;
         printf("model %s: %s, %d blocks, dim %d, %zu linear weights; floor (prefix %d) %llu bytes %.2f bpw, "
@@ -359,12 +452,13 @@ int main(int argc, char **argv)
         printf("---|---|---|---|---|");
     printf("---|---|---|\n");
     double t0 = bs_now();
-    int wins = 0, losses = 0;
+    int wins = 0, losses = 0, proxy_wins = 0, proxy_losses = 0;
     for (long p = 0; p < points; p++) {
         uint64_t total = lo + (uint64_t)((double)(hi - lo) * (double)p / (double)(points - 1));
-        int ng[MAX_MODELS], ne[MAX_MODELS], no[MAX_MODELS];
-        double pg[MAX_MODELS], pe[MAX_MODELS], po[MAX_MODELS], nats_g, nats_e, nats_o, rel_g, rel_e, rel_o;
-        if (split_greedy(ms, k, total, ng)) {
+        int ng[MAX_MODELS], ne[MAX_MODELS], no[MAX_MODELS], na[MAX_MODELS];
+        double pg[MAX_MODELS], pe[MAX_MODELS], po[MAX_MODELS], pa[MAX_MODELS];
+        double nats_g, nats_e, nats_o, nats_a, rel_g, rel_e, rel_o, rel_a;
+        if (split_greedy(ms, k, total, false, ng) || (proxy && split_greedy(ms, k, total, true, na))) {
             bs_err_set(&e, "out of memory");
             goto out;
         }
@@ -373,9 +467,18 @@ int main(int argc, char **argv)
             goto out;
         print_row(ms, k, total, "greedy", ng, pg, nats_g, rel_g);
         print_row(ms, k, total, "equal", ne, pe, nats_e, rel_e);
+        if (proxy) {
+            char label[64];
+            snprintf(label, sizeof label, "greedy, %s proxy", proxy);
+            if (score(ms, k, &run, na, pa, &nats_a, &rel_a, &e))
+                goto out;
+            print_row(ms, k, total, label, na, pa, nats_a, rel_a);
+            proxy_wins += nats_a < nats_g - 1e-9;
+            proxy_losses += nats_a > nats_g + 1e-9;
+        }
         if (step > 0) {
-            int also[2] = {ng[0], ne[0]};
-            if (oracle(ms, &run, total, (int)step, also, 2, no, &e) || score(ms, k, &run, no, po, &nats_o, &rel_o, &e))
+            int also[3] = {ng[0], ne[0], proxy ? na[0] : ng[0]};
+            if (oracle(ms, &run, total, (int)step, also, 3, no, &e) || score(ms, k, &run, no, po, &nats_o, &rel_o, &e))
                 goto out;
             print_row(ms, k, total, "best on grid", no, po, nats_o, rel_o);
         }
@@ -389,6 +492,9 @@ int main(int argc, char **argv)
     printf("\ngreedy lower (better) nats than equal at %d of %ld totals, higher at %d; %d perplexity runs, "
            "%.1f s of evaluation, %.1f s in all\n",
            wins, points, losses, evals, run.eval_seconds, bs_now() - t0);
+    if (proxy)
+        printf("greedy over the %s proxy lower nats than over the store's table at %d of %ld totals, higher at %d\n",
+               proxy, proxy_wins, points, proxy_losses);
     rc = 0;
 out:
     if (rc)
@@ -396,5 +502,6 @@ out:
     for (int i = 0; i < k; i++)
         model_close(&ms[i]);
     free(text);
+    free(calib);
     return rc;
 }
