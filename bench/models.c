@@ -16,14 +16,16 @@
  * --oracle STEP (two models only): also the best split measured on a grid, the first
  * model at every STEP-th prefix (and at both splits' prefixes), the second taking the
  * longest prefix that fits what is left: how far each split is from the best one.
- * --proxy matrix|calib: also the greedy split over another loss table, to test a fix:
+ * --proxy matrix|calib|hybrid: also the greedy split over another loss table, to test a fix:
  *   matrix  each matrix's calibration error relative to its own at depth 0, averaged over
  *           the matrices (the store's table sums absolute errors, so the matrices with
  *           the largest outputs, wq and wk, drown the others);
  *   calib   the log-perplexity of --calib text (default tinystories_train_head.txt, the
  *           calibration text, --calib-windows windows, 8) measured at every n_matrices-th
  *           prefix (level boundaries in a sort=level store) and interpolated in bytes
- *           between them: what a compressor could record at little cost.
+ *           between them: what a compressor could record at little cost;
+ *   hybrid  calib at those prefixes, and between them the shape of the matrix proxy
+ *           (where it falls, the loss falls).
  * --curves STEP: first, every model's loss table against its measured perplexity at
  * every STEP-th prefix (how well the proxy the split runs on tracks what it stands for). */
 #include <math.h>
@@ -40,6 +42,10 @@
 
 #ifndef BS_SHARED_DEFAULT
 #define BS_SHARED_DEFAULT "../shared"
+#endif
+
+#ifndef BS_BUILDTYPE
+#define BS_BUILDTYPE "unknown"
 #endif
 
 #define MAX_MODELS 8
@@ -67,7 +73,7 @@ typedef struct {
 static int usage(FILE *f, int rc)
 {
     fprintf(f, "usage: bench_models [--points N] [--ctx N] [--max-chunks N] [--threads N] [--text T]\n"
-               "                    [--oracle STEP] [--curves STEP] [--proxy matrix|calib [--calib T] [--calib-windows N]]\n"
+               "                    [--oracle STEP] [--curves STEP] [--proxy matrix|calib|hybrid [--calib T] [--calib-windows N]]\n"
                "                    STORE FLOAT STORE FLOAT [STORE FLOAT ...]\n"
                "  STORE a .bstk, FLOAT the float model it was compressed from (its perplexity is the\n"
                "  reference); the text defaults to %s/data/tinystories_valid_head.txt\n",
@@ -151,8 +157,9 @@ static int proxy_matrix(bench_model *m, bs_err *e)
 }
 
 /* --proxy calib: ln ppl of the calibration text at every n_matrices-th prefix (and the
- * last), linear in bytes between them. */
-static int proxy_calib(bench_model *m, const char *text, size_t len, int ctx, int windows, bs_err *e)
+ * last), linear in bytes between them, or (shape: the matrix proxy) following shape. */
+static int proxy_calib(bench_model *m, const char *text, size_t len, int ctx, int windows, const double *shape,
+                       bs_err *e)
 {
     const bs_store *s = &m->eng.store;
     int *ids = NULL, nids = 0;
@@ -173,6 +180,8 @@ static int proxy_calib(bench_model *m, const char *text, size_t len, int ctx, in
         m->alt[n] = log(r.ppl);
         for (int j = prev + 1; prev >= 0 && j < n; j++) {
             double t = (double)(s->resident[j] - s->resident[prev]) / (double)(s->resident[n] - s->resident[prev]);
+            if (shape && shape[prev] > shape[n])
+                t = (shape[prev] - shape[j]) / (shape[prev] - shape[n]);
             m->alt[j] = m->alt[prev] + t * (m->alt[n] - m->alt[prev]);
         }
         prev = n;
@@ -373,8 +382,8 @@ int main(int argc, char **argv)
         }
         pos[npos++] = a;
     }
-    if (proxy && strcmp(proxy, "matrix") && strcmp(proxy, "calib")) {
-        fprintf(stderr, "bench_models: --proxy: matrix or calib, not '%s'\n", proxy);
+    if (proxy && strcmp(proxy, "matrix") && strcmp(proxy, "calib") && strcmp(proxy, "hybrid")) {
+        fprintf(stderr, "bench_models: --proxy: matrix, calib or hybrid, not '%s'\n", proxy);
         return usage(stderr, 2);
     }
     if (npos < 4 || npos % 2 || points < 2 || ctx < 2 || (step > 0 && npos != 4)) {
@@ -397,6 +406,7 @@ int main(int argc, char **argv)
     char *calib = NULL;
     bs_blas_threads((int)threads);
 
+    double t0 = bs_now();
     bs_err e = {{0}};
     bench_run run = {(int)ctx, (int)chunks, 0};
     bench_model ms[MAX_MODELS];
@@ -407,11 +417,12 @@ int main(int argc, char **argv)
     if (!text)
         goto out;
     bench_print_machine();
-    printf("build: %s, BLAS threads %ld; perplexity: ctx %ld, %ld windows of %s (docs/perplexity.md)\n",
+    printf("build: %s%s, BLAS threads %ld; perplexity: ctx %ld, %ld windows of %s (docs/perplexity.md)\n",
+           BS_BUILDTYPE,
 #ifdef NDEBUG
-           "release (NDEBUG)",
+           " (NDEBUG)",
 #else
-           "asserts on",
+           "",
 #endif
            threads, ctx, chunks, text_path);
     for (int i = 0; i < k; i++) {
@@ -419,11 +430,17 @@ int main(int argc, char **argv)
         ms[i].float_path = pos[2 * i + 1];
         if (model_open(&ms[i], text, len, &run, &e))
             goto out;
-        if (proxy && !strcmp(proxy, "matrix") && proxy_matrix(&ms[i], &e))
+        if (proxy && strcmp(proxy, "calib") && proxy_matrix(&ms[i], &e))
             goto out;
-        if (proxy && !strcmp(proxy, "calib") && ((!calib && !(calib = bs_read_file(calib_path, &calib_len, &e))) ||
-                                                 proxy_calib(&ms[i], calib, calib_len, (int)ctx, (int)calib_windows, &e)))
-            goto out;
+        if (proxy && strcmp(proxy, "matrix")) {
+            double *shape = ms[i].alt;   /* hybrid: the matrix proxy's shape */
+            ms[i].alt = NULL;
+            int bad = (!calib && !(calib = bs_read_file(calib_path, &calib_len, &e))) ||
+                      proxy_calib(&ms[i], calib, calib_len, (int)ctx, (int)calib_windows, shape, &e);
+            free(shape);
+            if (bad)
+                goto out;
+        }
         const bs_store *s = &ms[i].eng.store;
         printf("model %s: %s, %d blocks, dim %d, %zu linear weights; floor (prefix %d) %llu bytes %.2f bpw, "
                "full %llu bytes %.2f bpw; loss table %s; float ppl %.4f (%s)\n",
@@ -451,7 +468,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < k; i++)
         printf("---|---|---|---|---|");
     printf("---|---|---|\n");
-    double t0 = bs_now();
     int wins = 0, losses = 0, proxy_wins = 0, proxy_losses = 0;
     for (long p = 0; p < points; p++) {
         uint64_t total = lo + (uint64_t)((double)(hi - lo) * (double)p / (double)(points - 1));
