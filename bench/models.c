@@ -11,10 +11,11 @@
  * added over the models (each model's text weighs the same).
  *
  *   bench_models [--points N] [--ctx N] [--max-chunks N] [--threads N] [--text T]
- *                [--oracle STEP] [--curves STEP] STORE FLOAT STORE FLOAT [STORE FLOAT ...]
+ *                [--oracle STEP] [--curves STEP] [--proxy matrix|calib|hybrid [--calib T]
+ *                [--calib-windows N]] STORE FLOAT STORE FLOAT [STORE FLOAT ...]
  *
  * --oracle STEP (two models only): also the best split measured on a grid, the first
- * model at every STEP-th prefix (and at both splits' prefixes), the second taking the
+ * model at every STEP-th prefix (and at the splits' prefixes), the second taking the
  * longest prefix that fits what is left: how far each split is from the best one.
  * --proxy matrix|calib|hybrid: also the greedy split over another loss table, to test a fix:
  *   matrix  each matrix's calibration error relative to its own at depth 0, averaged over
