@@ -133,6 +133,10 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
  * built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm (then the result is
  * float-exact whatever the path: no int8 rounding). */
 int bs_kernel_matmul_crossover(bs_kernel_isa isa);
+/* 1 when bs_kernel_planes_matmul runs ntok tokens of p through the int8 kernels (every
+ * token's row bit for bit its matvec's): below the crossover, or at any count on the
+ * AVX-512 span kernel (groups of 32, 64, ... with BITALG: kernels/bitplane_span.h). */
+int bs_kernel_planes_matmul_int8(bs_kernel_isa isa, const bs_kernel_planes *p, int ntok);
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok);
 int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int row0, int row1,
                             const float *x, int ntok, float *y, int accumulate, void *scratch);
