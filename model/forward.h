@@ -46,8 +46,15 @@ typedef struct {
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e);
 void bs_state_free(bs_state *s);
 
-/* Splits the rows of the stacked linears over a team of threads (borrowed; NULL: none). */
+/* Splits the rows of the linears (stacked, and dense ones large enough) over a team of
+ * threads (borrowed; NULL: none). The caller sets OpenBLAS to one thread while the state
+ * has a team (each part calls it). */
 int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e);
+
+/* 1 when a forward pass of this shape gains from splitting its products over a team (its
+ * matrices are large: dim x hidden_dim >= 2^20); a smaller model's pass costs less than
+ * waking the team for each product. */
+int bs_forward_splits(const bs_config *c);
 
 /* Bytes the KV cache holds now. */
 size_t bs_state_kv_bytes(const bs_state *s);
