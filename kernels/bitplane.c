@@ -777,7 +777,7 @@ static int isa_ok(bs_kernel_isa isa)
 }
 
 /* The AVX-512 path takes the span kernel (bitplane_span.h) for groups of 32, 64, ... when
- * the CPU has BITALG; the chunk kernel otherwise. */
+ * the CPU has GFNI; the chunk kernel otherwise. */
 static int use_span(bs_kernel_isa isa, const bs_kernel_planes *p)
 {
     return isa == BS_KERNEL_AVX512 && p->group % 32 == 0 && bs_bp_span_cpu();

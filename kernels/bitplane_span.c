@@ -33,11 +33,13 @@ void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int 
     int32_t *gidx = (int32_t *)(xsq + ns * LANES);
     for (size_t s = 0; s < ns; s++) {
         size_t j0 = s * SPAN, gA = j0 / (size_t)group;
-        for (int c = 0; c < 8; c++)
-            for (int i = 0; i < LANES; i++)
-                for (int b = 0; b < 4; b++) {
-                    size_t j = j0 + 32 * (size_t)i + 4 * (size_t)c + (size_t)b;
-                    qt[s * SPAN + (size_t)c * 64 + 4 * (size_t)i + (size_t)b] = j < (size_t)cols ? xq[j] : 0;
+        /* code vector v, bytes 16 l .. 16 l + 15 (l = 0..3, a 128-bit lane): inputs
+         * 128 l + 16 v .. + 15 of the span (the order the unpacks leave them in) */
+        for (int v = 0; v < 8; v++)
+            for (int l = 0; l < 4; l++)
+                for (int m = 0; m < 16; m++) {
+                    size_t j = j0 + 128 * (size_t)l + 16 * (size_t)v + (size_t)m;
+                    qt[s * SPAN + (size_t)v * 64 + 16 * (size_t)l + (size_t)m] = j < (size_t)cols ? xq[j] : 0;
                 }
         for (int i = 0; i < LANES; i++) {
             size_t j = j0 + 32 * (size_t)i, L = s * LANES + (size_t)i;
@@ -60,10 +62,67 @@ int bs_bp_span_cpu(void)
 {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-           __builtin_cpu_supports("avx512bitalg");
+           __builtin_cpu_supports("gfni");
 }
 
-#define BS_SPAN_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bitalg,avx512dq")))
+#define BS_SPAN_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx512dq")))
+
+/* The codes of a span's 512 inputs from e <= 8 plane vectors (64 bytes each: byte b holds
+ * inputs 8b..8b+7): the plane bytes of the same 8 inputs are gathered into one qword
+ * (plane i at byte 8 - e + i, zeros below) by three levels of unpacks, then GF2P8AFFINEQB
+ * with the qword as its bit matrix transposes it: byte j of the result has bit e-1-i =
+ * bit j of plane i, i.e. the code u of input 8b + j. The unpacks work inside 128-bit lanes:
+ * code vector v, lane l, qword h holds plane byte b = 16 l + 2 v + h (the inputs' order the
+ * activations are dealt in). e is a constant in every caller: the all-zero rows fold away. */
+BS_SPAN_T static inline __attribute__((always_inline)) void
+span_codes(const __m512i *pl, const int e, __m512i *u)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i R[8], W[8], X[2][4];
+    for (int r = 0; r < 8; r++)
+        R[r] = r < 8 - e ? zero : pl[r - (8 - e)];
+    for (int p = 0; p < 4; p++) {
+        if (2 * p + 1 < 8 - e) {
+            W[2 * p] = W[2 * p + 1] = zero;
+            continue;
+        }
+        W[2 * p] = _mm512_unpacklo_epi8(R[2 * p], R[2 * p + 1]);
+        W[2 * p + 1] = _mm512_unpackhi_epi8(R[2 * p], R[2 * p + 1]);
+    }
+    for (int q = 0; q < 2; q++) {
+        if (4 * q + 3 < 8 - e) {
+            X[q][0] = X[q][1] = X[q][2] = X[q][3] = zero;
+            continue;
+        }
+        int a = 4 * q, b = 4 * q + 2;
+        X[q][0] = _mm512_unpacklo_epi16(W[a], W[b]);
+        X[q][1] = _mm512_unpackhi_epi16(W[a], W[b]);
+        X[q][2] = _mm512_unpacklo_epi16(W[a + 1], W[b + 1]);
+        X[q][3] = _mm512_unpackhi_epi16(W[a + 1], W[b + 1]);
+    }
+    /* byte j of every qword selects bit j of each matrix row */
+    const __m512i sel = _mm512_set1_epi64((long long)0x8040201008040201ull);
+    for (int k = 0; k < 4; k++) {
+        u[2 * k] = _mm512_gf2p8affine_epi64_epi8(sel, _mm512_unpacklo_epi32(X[0][k], X[1][k]), 0);
+        u[2 * k + 1] = _mm512_gf2p8affine_epi64_epi8(sel, _mm512_unpackhi_epi32(X[0][k], X[1][k]), 0);
+    }
+}
+
+/* The dot products of a token's dealt activations q (8 x 64 bytes) with the codes u, as 16
+ * int32 sums in the order of the span's 16 blocks of 32 inputs. Code vectors 2k and 2k+1
+ * hold, in lane l, inputs of block 4 l + k only: they add up in one accumulator, whose four
+ * int32 of lane l the transposing adds below fold into dword 4 l + k. */
+BS_SPAN_T static inline __attribute__((always_inline)) __m512i
+span_dot(const __m512i *u, const int8_t *q)
+{
+    __m512i a[4];
+    for (int k = 0; k < 4; k++)
+        a[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[2 * k], _mm512_loadu_si512(q + 128 * k)),
+                                   u[2 * k + 1], _mm512_loadu_si512(q + 128 * k + 64));
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
 
 /* Rows row0..row1 for nt <= BS_BP_SPAN_TOK tokens at d planes (a constant in every caller,
  * so the plane loops unroll). Planes 0..7 form the high slice of the code, planes 8.. the
@@ -84,15 +143,6 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
         xsq[t] = xs2[t] + ns * LANES;
     }
     const int32_t *gidx = (const int32_t *)(xsq[0] + ns * LANES);   /* the shape's: the same for every token */
-    /* mask byte 4i+b of chunk c takes bit 32(i%2) + 4c + b of qword i/2 */
-    __m512i sel[8];
-    for (int c = 0; c < 8; c++)
-        sel[c] = _mm512_add_epi8(_mm512_set1_epi64(0x2322212003020100LL), _mm512_set1_epi8((char)(4 * c)));
-    __m512i wh[8], wl[8];
-    for (int i = 0; i < e_hi; i++)
-        wh[i] = _mm512_set1_epi8((char)(1 << (e_hi - 1 - i)));
-    for (int i = 0; i < e_lo; i++)
-        wl[i] = _mm512_set1_epi8((char)(1 << (e_lo - 1 - i)));
     float cmax = (float)((1u << d) - 1);
     float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
     int g32 = group == 32;
@@ -112,18 +162,9 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
             for (int l = 0; l < d; l++)
                 pl[l] = _mm512_maskz_loadu_epi8(bm, prow[l] + off);
             __m512i uh[8], ul[8];
-            for (int c = 0; c < 8; c++) {
-                __m512i u = _mm512_maskz_mov_epi8(_mm512_bitshuffle_epi64_mask(pl[0], sel[c]), wh[0]);
-                for (int i = 1; i < e_hi; i++)
-                    u = _mm512_mask_add_epi8(u, _mm512_bitshuffle_epi64_mask(pl[i], sel[c]), u, wh[i]);
-                uh[c] = u;
-                if (e_lo) {
-                    __m512i v = _mm512_maskz_mov_epi8(_mm512_bitshuffle_epi64_mask(pl[8], sel[c]), wl[0]);
-                    for (int i = 1; i < e_lo; i++)
-                        v = _mm512_mask_add_epi8(v, _mm512_bitshuffle_epi64_mask(pl[8 + i], sel[c]), v, wl[i]);
-                    ul[c] = v;
-                }
-            }
+            span_codes(pl, e_hi, uh);
+            if (e_lo)
+                span_codes(pl + 8, e_lo, ul);
             /* this span's group scales, one per lane */
             size_t gA = s * SPAN / (size_t)group, gB = (s * SPAN + SPAN - 1) / (size_t)group + 1;
             size_t n = (gB < G ? gB : G) - gA;
@@ -133,23 +174,9 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
                 sf = _mm512_permutexvar_ps(_mm512_loadu_si512(gidx + s * LANES), sf);
             for (int t = 0; t < nt; t++) {
                 const int8_t *q = qt[t] + s * SPAN;
-                /* two chains: one would cost a VNNI latency per chunk */
-                __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), uh[0], _mm512_loadu_si512(q));
-                __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), uh[1], _mm512_loadu_si512(q + 64));
-                for (int c = 2; c < 8; c += 2) {
-                    d0 = _mm512_dpbusd_epi32(d0, uh[c], _mm512_loadu_si512(q + 64 * c));
-                    d1 = _mm512_dpbusd_epi32(d1, uh[c + 1], _mm512_loadu_si512(q + 64 * c + 64));
-                }
-                __m512i dp = _mm512_add_epi32(d0, d1);
-                if (e_lo) {
-                    __m512i e0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ul[0], _mm512_loadu_si512(q));
-                    __m512i e1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ul[1], _mm512_loadu_si512(q + 64));
-                    for (int c = 2; c < 8; c += 2) {
-                        e0 = _mm512_dpbusd_epi32(e0, ul[c], _mm512_loadu_si512(q + 64 * c));
-                        e1 = _mm512_dpbusd_epi32(e1, ul[c + 1], _mm512_loadu_si512(q + 64 * c + 64));
-                    }
-                    dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo), _mm512_add_epi32(e0, e1));
-                }
+                __m512i dp = span_dot(uh, q);
+                if (e_lo)
+                    dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo), span_dot(ul, q));
                 /* sum_g S_g xs_g (2 u.q - cmax sq_g): the first part here, the second as corr */
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(sf, _mm512_loadu_ps(xs2[t] + s * LANES)),
                                          acc[t]);
@@ -167,7 +194,14 @@ BS_SPAN_T static void span_rows(const bs_kernel_planes *p, const uint8_t *const 
                                 float *const *y, int accumulate)
 {
     switch (p->nplanes) {
-#define D(n) case n: span_rows_d(p, in, nt, row0, row1, y, accumulate, n); break;
+/* one token (decoding) with nt a constant too: its sums stay in registers */
+#define D(n)                                                         \
+    case n:                                                          \
+        if (nt == 1)                                                 \
+            span_rows_d(p, in, 1, row0, row1, y, accumulate, n);     \
+        else                                                         \
+            span_rows_d(p, in, nt, row0, row1, y, accumulate, n);    \
+        break;
         D(1) D(2) D(3) D(4) D(5) D(6) D(7) D(8) D(9) D(10) D(11) D(12) D(13) D(14) D(15) D(16)
 #undef D
     }

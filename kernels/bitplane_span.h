@@ -1,17 +1,16 @@
 /* The AVX-512 "span" kernel of kernels/bitplane.h (internal to it): plane matrices with
- * group % 32 == 0 on CPUs with AVX-512 F/BW/VNNI and BITALG.
+ * group % 32 == 0 on CPUs with AVX-512 F/BW/VL/VNNI and GFNI.
  *
- * Why: the chunk kernel (64 inputs per int32 vector, lanes 0-7 in one group and 8-15 in
- * the next) has to turn every chunk's int32 dot products into floats and scale them, as
- * many float instructions per 64 inputs as there are mask adds at 4 planes. Here a row is
- * cut into spans of 512 inputs and the inputs are dealt to lanes so that lane i of every
- * chunk of a span holds inputs of the span's group-of-32 number i: chunk c (0..7), lane i,
- * byte b is input 32 i + 4 c + b of the span. VPSHUFBITQMB picks those bits out of the
- * plane's 64 bytes into a lane mask (byte 4i+b of a mask comes from qword i/2 = the 64
- * inputs that hold group-of-32 i), the codes are rebuilt with mask adds as before, and the
- * 8 chunks' VNNI dot products add up in int32 to one dot product per group-of-32: one
- * float scale step per 512 inputs instead of per 64. The int8 activations are dealt the
- * same way once per token (bs_bp_span_prepare).
+ * Why: the chunk kernel spends per 64 inputs one mask add per plane and, because lanes
+ * 0-7 and 8-15 of its int32 vector belong to two groups, a float conversion and scale step
+ * per chunk. Here a row is cut into spans of 512 inputs. The d plane bytes of each 8
+ * inputs are gathered into one qword (three levels of unpacks) and one GF2P8AFFINEQB
+ * transposes 8 such qwords into the 64 inputs' d-bit codes at once: about 4 vector
+ * instructions per 64 inputs at 4 planes instead of 4 mask adds plus the float step. The
+ * unpacks leave the inputs in an order where each 128-bit lane of a code vector covers one
+ * group of 32 (in pairs of vectors), so the 8 VNNI dot products of a span add up in int32
+ * and a few transposing adds give one int32 per group: one float scale step per 512 inputs.
+ * The int8 activations are dealt in that order once per token (bs_bp_span_prepare).
  *
  * Results: the same quantisation as the chunk kernel (xs, q per group, bitplane.h), so
  * the same error bound; float sums in another order. For one token and for several, each
@@ -29,7 +28,7 @@
  * this many tokens). */
 enum { BS_BP_SPAN_TOK = 8 };
 
-/* 1 when the CPU runs the span kernel (AVX-512 F/BW/VL/VNNI + BITALG). */
+/* 1 when the CPU runs the span kernel (AVX-512 F/BW/VL/VNNI + GFNI). */
 int bs_bp_span_cpu(void);
 
 /* Bytes of one token's span input for cols inputs (a multiple of 64). */
