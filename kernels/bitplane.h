@@ -24,7 +24,7 @@
  *             inputs, S * xs applied per lane in float.
  *   AVX512    same quantisation; each 64-bit plane word is a lane mask, u built with
  *             _mm512_mask_add_epi8, dotted with _mm512_dpbusd_epi32 (VNNI, u8 x s8).
- *             Groups of 32, 64, ... on a CPU with GFNI take the span kernel instead
+ *             Groups of 32, 64, ... (over 128 inputs) with GFNI take the span kernel instead
  *             (kernels/bitplane_span.h: codes of 512 inputs by one bit transpose per 64,
  *             one float step per 512 inputs); same quantisation and bound.
  * The int8 paths use c . q = 2 (u . q) - (2^d - 1) sum(q), so the unsigned u feeds the
@@ -138,7 +138,8 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
 int bs_kernel_matmul_crossover(bs_kernel_isa isa);
 /* 1 when bs_kernel_planes_matmul runs ntok tokens of p through the int8 kernels (every
  * token's row bit for bit its matvec's): below the crossover, or at any count on the
- * AVX-512 span kernel (groups of 32, 64, ... with GFNI: kernels/bitplane_span.h). */
+ * AVX-512 span kernel (groups of 32, 64, ..., over 128 inputs, with GFNI:
+ * kernels/bitplane_span.h). */
 int bs_kernel_planes_matmul_int8(bs_kernel_isa isa, const bs_kernel_planes *p, int ntok);
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok);
 int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int row0, int row1,

@@ -333,7 +333,8 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
         for (int i = 0; i < ns; i++) {
             j.set = &sets[i];
             j.accumulate = accumulate || i > 0;
-            if (ntok == 1) {
+            /* the prepared input depends on x and the shape only: one for every set */
+            if (ntok == 1 && i == 0) {
                 int rc = bs_kernel_planes_prepare(run->isa, &sets[i].k, x, prep);
                 if (rc)
                     return kernel_error(m, rc, e);
