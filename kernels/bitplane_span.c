@@ -18,11 +18,12 @@ static size_t nspans(int cols)
 /* One token's input: qt (nspan x 512 int8, dealt), then per lane (nspan x 16): xs2 = 2 xs
  * of the lane's group, xsq = xs * sq of the group in the group's first lane only (0 in the
  * others, so the correction counts each group once), gidx = the lane's group relative to
- * the span's first group. Lanes past cols are 0. */
+ * the span's first group. Lanes past cols are 0. Then per span: its first group and how
+ * many groups it touches (divisions the kernel would otherwise do per row and span). */
 size_t bs_bp_span_bytes(int cols)
 {
     size_t ns = nspans(cols);
-    return ns * SPAN + 3 * ns * LANES * sizeof(float);
+    return ns * SPAN + 3 * ns * LANES * sizeof(float) + 2 * ns * sizeof(int32_t);
 }
 
 void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int cols, int group, uint8_t *out)
@@ -30,9 +31,12 @@ void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int 
     size_t ns = nspans(cols);
     int8_t *qt = (int8_t *)out;
     float *xs2 = (float *)(out + ns * SPAN), *xsq = xs2 + ns * LANES;
-    int32_t *gidx = (int32_t *)(xsq + ns * LANES);
+    int32_t *gidx = (int32_t *)(xsq + ns * LANES), *sg0 = gidx + ns * LANES, *sgn = sg0 + ns;
+    size_t G = ((size_t)cols + (size_t)group - 1) / (size_t)group;
     for (size_t s = 0; s < ns; s++) {
-        size_t j0 = s * SPAN, gA = j0 / (size_t)group;
+        size_t j0 = s * SPAN, gA = j0 / (size_t)group, gB = (j0 + SPAN - 1) / (size_t)group + 1;
+        sg0[s] = (int32_t)gA;
+        sgn[s] = (int32_t)((gB < G ? gB : G) - gA);
         /* code vector v, bytes 16 l .. 16 l + 15 (l = 0..3, a 128-bit lane): inputs
          * 128 l + 16 v .. + 15 of the span (the order the unpacks leave them in) */
         for (int v = 0; v < 8; v++)
@@ -142,7 +146,8 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
         xs2[t] = (const float *)(in[t] + ns * SPAN);
         xsq[t] = xs2[t] + ns * LANES;
     }
-    const int32_t *gidx = (const int32_t *)(xsq[0] + ns * LANES);   /* the shape's: the same for every token */
+    /* the shape's tables: the same for every token */
+    const int32_t *gidx = (const int32_t *)(xsq[0] + ns * LANES), *sg0 = gidx + ns * LANES, *sgn = sg0 + ns;
     float cmax = (float)((1u << d) - 1);
     float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
     int g32 = group == 32;
@@ -166,8 +171,7 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
             if (e_lo)
                 span_codes(pl + 8, e_lo, ul);
             /* this span's group scales, one per lane */
-            size_t gA = s * SPAN / (size_t)group, gB = (s * SPAN + SPAN - 1) / (size_t)group + 1;
-            size_t n = (gB < G ? gB : G) - gA;
+            size_t gA = (size_t)sg0[s], n = (size_t)sgn[s];
             __m512 sf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1),
                                                                  S + gA));
             if (!g32)
