@@ -782,7 +782,8 @@ static int use_span(bs_kernel_isa isa, const bs_kernel_planes *p)
 {
     /* a span is 512 inputs: at 128 or fewer the chunk kernel does less (64 x 64 at 12
      * planes, one thread, warm: 1.4 us against 1.9; 64 x 172: 3.4 against 2.1) */
-    return isa == BS_KERNEL_AVX512 && p->group % 32 == 0 && p->cols > 128 && bs_bp_span_cpu();
+    return isa == BS_KERNEL_AVX512 && p->group % 32 == 0 && (p->cols > 128 || bs_bp_span_packed(p->cols, p->group)) &&
+           bs_bp_span_cpu();
 }
 
 int bs_kernel_planes_prepare(bs_kernel_isa isa, const bs_kernel_planes *p, const float *x,

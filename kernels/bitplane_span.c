@@ -15,6 +15,12 @@ static size_t nspans(int cols)
     return ((size_t)cols + SPAN - 1) / SPAN;
 }
 
+int bs_bp_span_packed(int cols, int group)
+{
+    size_t rb = ((size_t)cols + 7) / 8;
+    return group == 32 && (rb == 8 || rb == 16 || rb == 32);
+}
+
 /* One token's input: qt (nspan x 512 int8, dealt), then per lane (nspan x 16): xs2 = 2 xs
  * of the lane's group, xsq = xs * sq of the group in the group's first lane only (0 in the
  * others, so the correction counts each group once), gidx = the lane's group relative to
@@ -26,8 +32,36 @@ size_t bs_bp_span_bytes(int cols)
     return ns * SPAN + 3 * ns * LANES * sizeof(float) + 2 * ns * sizeof(int32_t);
 }
 
+/* Packed rows (bs_bp_span_packed): 64 plane bytes hold 64 / rb whole rows, so plane byte b
+ * is byte b % rb of its row; lane L (block of 32 inputs) is row L / G, group L % G. */
+static void prepare_packed(const int8_t *xq, const float *xs, const float *sq, int cols, uint8_t *out)
+{
+    size_t rb = ((size_t)cols + 7) / 8, G = rb / 4;
+    int8_t *qt = (int8_t *)out;
+    float *xs2 = (float *)(out + SPAN), *xsq = xs2 + LANES;
+    int32_t *gidx = (int32_t *)(xsq + LANES), *sg0 = gidx + LANES, *sgn = sg0 + 1;
+    for (int v = 0; v < 8; v++)
+        for (int l = 0; l < 4; l++)
+            for (int m = 0; m < 16; m++) {
+                size_t b = 16 * (size_t)l + 2 * (size_t)v + (size_t)m / 8, j = 8 * (b % rb) + (size_t)m % 8;
+                qt[(size_t)v * 64 + 16 * (size_t)l + (size_t)m] = j < (size_t)cols ? xq[j] : 0;
+            }
+    for (size_t L = 0; L < LANES; L++) {
+        size_t g = L % G;
+        xs2[L] = 2.0f * xs[g];
+        xsq[L] = xs[g] * sq[g];
+        gidx[L] = 0;
+    }
+    *sg0 = 0;
+    *sgn = LANES;
+}
+
 void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int cols, int group, uint8_t *out)
 {
+    if (bs_bp_span_packed(cols, group)) {
+        prepare_packed(xq, xs, sq, cols, out);
+        return;
+    }
     size_t ns = nspans(cols);
     int8_t *qt = (int8_t *)out;
     float *xs2 = (float *)(out + ns * SPAN), *xsq = xs2 + ns * LANES;
@@ -194,9 +228,68 @@ span_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row
     }
 }
 
+/* Packed rows: one 64-byte load per plane covers R = 64 / rb rows, so a "span" is R rows
+ * of the matrix; lane L of the dot products is row L / G, group L % G, and a row's result
+ * is the sum of its G lanes. Same quantisation, same float steps per lane as span_rows_d. */
+BS_SPAN_T static inline __attribute__((always_inline)) void
+packed_rows_d(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row0, int row1, float *const *y,
+              int accumulate, const int d)
+{
+    const int e_hi = d > 8 ? 8 : d, e_lo = d - e_hi;
+    size_t rb = ((size_t)p->cols + 7) / 8, G = rb / 4, R = 64 / rb;
+    const int8_t *qt[BS_BP_SPAN_TOK];
+    const float *xs2[BS_BP_SPAN_TOK], *xsq[BS_BP_SPAN_TOK];
+    for (int t = 0; t < nt; t++) {
+        qt[t] = (const int8_t *)in[t];
+        xs2[t] = (const float *)(in[t] + SPAN);
+        xsq[t] = xs2[t] + LANES;
+    }
+    float cmax = (float)((1u << d) - 1);
+    float mul = ldexpf(1.0f, -(p->shift0 + d - 1));
+    for (int r = row0; r < row1; r += (int)R) {
+        size_t nr = (size_t)(row1 - r) < R ? (size_t)(row1 - r) : R;
+        __mmask64 bm = nr == R ? ~(__mmask64)0 : (((__mmask64)1 << (nr * rb)) - 1);
+        __m512i pl[BS_KERNEL_MAX_PLANES];
+        for (int l = 0; l < d; l++)
+            pl[l] = _mm512_maskz_loadu_epi8(bm, p->bits[l] + (size_t)r * rb);
+        __m512i uh[8], ul[8];
+        span_codes(pl, e_hi, uh);
+        if (e_lo)
+            span_codes(pl + 8, e_lo, ul);
+        __m512 sf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << (nr * G)) - 1), p->scales + (size_t)r * G));
+        for (int t = 0; t < nt; t++) {
+            __m512i dp = span_dot(uh, qt[t]);
+            if (e_lo)
+                dp = _mm512_add_epi32(_mm512_slli_epi32(dp, (unsigned)e_lo), span_dot(ul, qt[t]));
+            __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(sf, _mm512_loadu_ps(xs2[t])));
+            __m512 c = _mm512_mul_ps(sf, _mm512_loadu_ps(xsq[t]));
+            float la[LANES], lc[LANES];
+            _mm512_storeu_ps(la, a);
+            _mm512_storeu_ps(lc, c);
+            for (size_t i = 0; i < nr; i++) {
+                float sa = 0.0f, sc = 0.0f;
+                for (size_t g = 0; g < G; g++) {
+                    sa += la[i * G + g];
+                    sc += lc[i * G + g];
+                }
+                float v = (sa - cmax * sc) * mul;
+                y[t][r + (int)i] = accumulate ? y[t][r + (int)i] + v : v;
+            }
+        }
+    }
+}
+
 BS_SPAN_T static void span_rows(const bs_kernel_planes *p, const uint8_t *const *in, int nt, int row0, int row1,
                                 float *const *y, int accumulate)
 {
+    if (bs_bp_span_packed(p->cols, p->group)) {
+        switch (p->nplanes) {
+#define D(n) case n: packed_rows_d(p, in, nt, row0, row1, y, accumulate, n); break;
+            D(1) D(2) D(3) D(4) D(5) D(6) D(7) D(8) D(9) D(10) D(11) D(12) D(13) D(14) D(15) D(16)
+#undef D
+        }
+        return;
+    }
     switch (p->nplanes) {
 /* one token (decoding) with nt a constant too: its sums stay in registers */
 #define D(n)                                                         \

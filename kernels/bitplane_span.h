@@ -31,7 +31,13 @@ enum { BS_BP_SPAN_TOK = 8 };
 /* 1 when the CPU runs the span kernel (AVX-512 F/BW/VL/VNNI + GFNI). */
 int bs_bp_span_cpu(void);
 
-/* Bytes of one token's span input for cols inputs (a multiple of 64). */
+/* Short rows: when a row is 8, 16 or 32 plane bytes (up to 64, 128, 256 inputs) and
+ * groups are of 32, one 64-byte load holds 8, 4 or 2 whole rows and the kernel runs on
+ * such packs of rows instead of on 512-input spans (of which such a row would fill one
+ * eighth to one half). */
+int bs_bp_span_packed(int cols, int group);
+
+/* Bytes of one token's span input for cols inputs. */
 size_t bs_bp_span_bytes(int cols);
 
 /* Deals one token's int8 input (xq, per group xs and sq as prepared by bitplane.c) into

@@ -383,6 +383,8 @@ int main(void)
         {6, 300, 256}, {1, 33, 8},
         /* the span kernel (512 inputs): partial last spans, groups across spans, > 8 planes */
         {3, 1100, 96}, {2, 2600, 1024}, {5, 512, 32}, {4, 1536, 64},
+        /* packs of short rows (8, 16, 32 plane bytes), with a partial last pack */
+        {13, 64, 32}, {10, 128, 32}, {5, 250, 32}, {3, 60, 32}, {9, 121, 32},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int d = 1; d <= 16; d += (fixed[i][1] > 1000 ? 5 : 1))
@@ -407,6 +409,8 @@ int main(void)
     check_materialize_matmul(BS_KERNEL_MATMUL_BLOCK + 13, 77, 32, 4, 1);
     check_materialize_matmul(37, 1100, 32, 12, 2);
     check_materialize_matmul(21, 600, 64, 3, 1);
+    check_materialize_matmul(37, 64, 32, 12, 1);
+    check_materialize_matmul(19, 256, 32, 4, 2);
 
     for (int k = 1; k <= 32; k++)
         check_avd(irand(1, 40), irand(1, 300), k, k & 1);
