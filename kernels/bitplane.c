@@ -303,7 +303,7 @@ static void rows_portable(const bs_kernel_planes *p, const uint8_t *s, const lay
  * inputs c*cw + 4i .. +3, all in one group (group % 8 == 0); base[c] is the first group
  * of the chunk and idx[c][i] the lane's group relative to it (< 16), so a permute of 16
  * group scales starting at base[c] gives every lane its scale. */
-static void prepare_int8(const bs_kernel_planes *p, const layout *L, const float *x, uint8_t *s)
+static void prepare_int8(const bs_kernel_planes *p, const layout *L, const float *x, uint8_t *s, int chunk_tables)
 {
     int cols = p->cols, group = p->group;
     size_t G = ngroups(cols, group);
@@ -334,6 +334,8 @@ static void prepare_int8(const bs_kernel_planes *p, const layout *L, const float
         xs[g] = sq[g] = 0.0f;
     /* Inputs past cols are 0, so whatever the plane bits there say adds nothing. */
     memset(xq + cols, 0, L->nch * (size_t)L->chunk_cols - (size_t)cols);
+    if (!chunk_tables)   /* the span kernel does without them */
+        return;
     for (size_t c = 0; c < L->nch; c++) {
         size_t j0 = c * (size_t)L->chunk_cols;
         base[c] = (int32_t)(j0 / (size_t)group);
@@ -799,7 +801,7 @@ int bs_kernel_planes_prepare(bs_kernel_isa isa, const bs_kernel_planes *p, const
     if (isa == BS_KERNEL_PORTABLE || isa == BS_KERNEL_LUT)
         prepare_float(p, &L, x, s, isa == BS_KERNEL_LUT);
     else
-        prepare_int8(p, &L, x, s);
+        prepare_int8(p, &L, x, s, !use_span(isa, p));
     if (use_span(isa, p))
         bs_bp_span_prepare((const int8_t *)(s + L.xq), (const float *)(s + L.xs), (const float *)(s + L.sq), p->cols,
                            p->group, s + L.span);

@@ -40,11 +40,13 @@ static void prepare_packed(const int8_t *xq, const float *xs, const float *sq, i
     int8_t *qt = (int8_t *)out;
     float *xs2 = (float *)(out + SPAN), *xsq = xs2 + LANES;
     int32_t *gidx = (int32_t *)(xsq + LANES), *sg0 = gidx + LANES, *sgn = sg0 + 1;
+    /* xq is zero from cols to a multiple of 64 inputs (bitplane.c), so whole plane bytes'
+     * worth of inputs (8) are copied */
     for (int v = 0; v < 8; v++)
         for (int l = 0; l < 4; l++)
-            for (int m = 0; m < 16; m++) {
-                size_t b = 16 * (size_t)l + 2 * (size_t)v + (size_t)m / 8, j = 8 * (b % rb) + (size_t)m % 8;
-                qt[(size_t)v * 64 + 16 * (size_t)l + (size_t)m] = j < (size_t)cols ? xq[j] : 0;
+            for (int h = 0; h < 2; h++) {
+                size_t b = 16 * (size_t)l + 2 * (size_t)v + (size_t)h;
+                memcpy(qt + (size_t)v * 64 + 16 * (size_t)l + 8 * (size_t)h, xq + 8 * (b % rb), 8);
             }
     for (size_t L = 0; L < LANES; L++) {
         size_t g = L % G;
@@ -67,6 +69,7 @@ void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int 
     float *xs2 = (float *)(out + ns * SPAN), *xsq = xs2 + ns * LANES;
     int32_t *gidx = (int32_t *)(xsq + ns * LANES), *sg0 = gidx + ns * LANES, *sgn = sg0 + ns;
     size_t G = ((size_t)cols + (size_t)group - 1) / (size_t)group;
+    size_t pad = ((size_t)cols + 63) / 64 * 64;   /* xq is zero from cols to here */
     for (size_t s = 0; s < ns; s++) {
         size_t j0 = s * SPAN, gA = j0 / (size_t)group, gB = (j0 + SPAN - 1) / (size_t)group + 1;
         sg0[s] = (int32_t)gA;
@@ -74,11 +77,14 @@ void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int 
         /* code vector v, bytes 16 l .. 16 l + 15 (l = 0..3, a 128-bit lane): inputs
          * 128 l + 16 v .. + 15 of the span (the order the unpacks leave them in) */
         for (int v = 0; v < 8; v++)
-            for (int l = 0; l < 4; l++)
-                for (int m = 0; m < 16; m++) {
-                    size_t j = j0 + 128 * (size_t)l + 16 * (size_t)v + (size_t)m;
-                    qt[s * SPAN + (size_t)v * 64 + 16 * (size_t)l + (size_t)m] = j < (size_t)cols ? xq[j] : 0;
-                }
+            for (int l = 0; l < 4; l++) {
+                size_t j = j0 + 128 * (size_t)l + 16 * (size_t)v;
+                int8_t *o = qt + s * SPAN + (size_t)v * 64 + 16 * (size_t)l;
+                if (j + 16 <= pad)
+                    memcpy(o, xq + j, 16);
+                else
+                    memset(o, 0, 16);
+            }
         for (int i = 0; i < LANES; i++) {
             size_t j = j0 + 32 * (size_t)i, L = s * LANES + (size_t)i;
             if (j >= (size_t)cols) {

@@ -40,7 +40,8 @@ int bs_bp_span_packed(int cols, int group);
 /* Bytes of one token's span input for cols inputs. */
 size_t bs_bp_span_bytes(int cols);
 
-/* Deals one token's int8 input (xq, per group xs and sq as prepared by bitplane.c) into
+/* Deals one token's int8 input (xq, zero from cols to a multiple of 64 inputs; per group
+ * xs and sq: as prepared by bitplane.c) into
  * out (bs_bp_span_bytes(cols) bytes; any alignment, 64 is best). */
 void bs_bp_span_prepare(const int8_t *xq, const float *xs, const float *sq, int cols, int group, uint8_t *out);
 
