@@ -134,7 +134,9 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
  * codes of each chunk are rebuilt once for 4 tokens: measured 256x2048, per token, 1 vs 8
  * tokens: 0.023 -> 0.017 ms at 4 planes, 0.054 -> 0.028 ms at 12); from it, W is
  * built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm (then the result is
- * float-exact whatever the path: no int8 rounding). */
+ * float-exact whatever the path: no int8 rounding). The AVX-512 span kernel (see
+ * bs_kernel_planes_matmul_int8) stays int8 at any count: its per-token cost is below
+ * sgemm's from 2 tokens on (bench_kernels, prefill table). */
 int bs_kernel_matmul_crossover(bs_kernel_isa isa);
 /* 1 when bs_kernel_planes_matmul runs ntok tokens of p through the int8 kernels (every
  * token's row bit for bit its matvec's): below the crossover, or at any count on the

@@ -80,7 +80,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
  * NULL with e set on an error, or with every st[t]->aborted set when st[0]->abort asked
  * it to stop (run it again to redo it).
  * Exactness: plane blocks (gq, saq) give every row the sums its own one-token pass gives,
- * bit for bit (bs_kernel_planes_matmul below its crossover, n < 48); dense products (the
+ * bit for bit (bs_kernel_planes_matmul_int8: below the crossover, n < 48, or at any n on the
+ * AVX-512 span kernel); dense products (the
  * classifier) and avd/qasym blocks run as one sgemm instead of n matrix-vector products,
  * which may round differently (~1e-7 relative), so a sampled token can differ from a lone
  * run's only at a near-tie. */
