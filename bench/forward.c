@@ -285,7 +285,7 @@ static int bench_model(const bs_model *m, const char *name, const bench_opts *o,
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         prompt[i] = 1 + (int)((x >> 33) % (uint64_t)(c->vocab_size - 1));
     }
-    bs_blas_threads(threads);
+    bs_blas_threads(team ? 1 : threads);   /* the team splits the dense classifier too */
     double pf[MAX_REPS], dc[MAX_REPS], d0;
     /* warm-up: wakes the BLAS threads and touches the state buffers outside the clock */
     int rc = run_once(m, &s, prompt, 8, 2, &pf[0], &d0, e);

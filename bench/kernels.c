@@ -4,8 +4,9 @@
  *       ref_matvec_planes: per plane, row and group, a bit-at-a-time sum), and
  *   (b) a dense fp32 cblas_sgemv of the same shape,
  * with GB/s of plane bytes read (d * rows * ceil(cols/8)). Medians of repeated runs.
- * Then the prefill crossover: per-token matvecs against building W blocks + sgemm, by
- * token count (what BS_KERNEL_MATMUL_CROSSOVER is set from).
+ * Then prefill by token count: per-token matvecs, building W blocks + sgemm (the old
+ * path from BS_KERNEL_MATMUL_CROSSOVER on), bs_kernel_planes_matmul itself (int8 at any
+ * count on the span kernel), and the dense fp32 sgemm of the same shape.
  * By default every timed run starts with the caches cleared of the matrix (a 96 MiB buffer is
  * read first: the L3 here is 32 MiB), as in decoding, where a layer's weights were last
  * touched a whole token ago; --warm leaves them cached (then most shapes run from L3).
@@ -145,7 +146,16 @@ static void run_loop(void *c)
                                     k->yt + (size_t)t * k->p.rows, 0, k->scr);
 }
 
-/* what bs_kernel_planes_matmul does from the crossover on, forced at any token count */
+/* bs_kernel_planes_matmul itself: the int8 kernels (the span kernel at any count) or,
+ * where it takes them, W blocks + sgemm */
+static void run_matmul(void *c)
+{
+    ctx *k = c;
+    bs_kernel_planes_matmul(k->isa, &k->p, 0, k->p.rows, k->xt, k->ntok, k->yt, 0, k->scr);
+}
+
+/* what bs_kernel_planes_matmul did from the crossover on before the span kernel, forced
+ * at any token count */
 static void run_blocked_sgemm(void *c)
 {
     ctx *k = c;
@@ -155,6 +165,13 @@ static void run_blocked_sgemm(void *c)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k->ntok, r1 - r0, k->p.cols, 1.0f,
                     k->xt, k->p.cols, k->w, k->p.cols, 0.0f, k->yt + r0, k->p.rows);
     }
+}
+
+static void run_dense_sgemm(void *c)
+{
+    ctx *k = c;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k->ntok, k->p.rows, k->p.cols, 1.0f, k->xt, k->p.cols, k->w,
+                k->p.cols, 0.0f, k->yt, k->p.rows);
 }
 
 typedef struct {
@@ -269,7 +286,7 @@ int main(int argc, char **argv)
 
     /* prefill: per-token matvec (default path) vs W blocks + sgemm, us per token */
     printf("\nprefill, d = 4, %s path: us per token\n", bs_kernel_isa_name(bs_kernel_isa_default()));
-    printf("%-11s %5s %12s %12s\n", "shape", "T", "matvec loop", "blocks+sgemm");
+    printf("%-11s %5s %12s %12s %12s %12s\n", "shape", "T", "matvec loop", "blocks+sgemm", "matmul", "dense sgemm");
     static const int toks[] = {1, 4, 16, 32, 48, 64, 128};
     int nsh2 = quick ? 1 : 2, ntoks = quick ? 3 : 7;
     for (int si = 0; si < nsh2; si++) {
@@ -284,18 +301,29 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)T * cols; i++)
             xt[i] = (float)((double)(bs_splitmix64(&rng_s) % 2001) / 1000.0 - 1.0);
         c.xt = xt, c.yt = yt;
-        c.scr = big(bs_kernel_planes_scratch(cols, 32));
+        c.scr = big(bs_kernel_planes_matmul_scratch(cols, 32, T));
         c.w = big(sizeof(float) * BS_KERNEL_MATMUL_BLOCK * (size_t)cols);
+        /* the dense fp32 matrix of the same shape, for sgemm (values do not matter) */
+        float *wd = big(sizeof(float) * (size_t)rows * cols);
+        for (size_t i = 0; i < (size_t)rows * cols; i++)
+            wd[i] = (float)(i % 13) * 0.01f;
         for (int ti = 0; ti < ntoks; ti++) {
             c.ntok = toks[ti];
             double a = median_time(run_loop, &c), b = median_time(run_blocked_sgemm, &c);
-            printf("%5dx%-5d %5d %12.1f %12.1f%s\n", rows, cols, c.ntok, a * 1e6 / c.ntok,
-                   b * 1e6 / c.ntok, c.ntok >= bs_kernel_matmul_crossover(c.isa) ? "   (matmul uses sgemm)" : "");
+            double m = median_time(run_matmul, &c);
+            float *wb = c.w;
+            c.w = wd;
+            double g = median_time(run_dense_sgemm, &c);
+            c.w = wb;
+            printf("%5dx%-5d %5d %12.1f %12.1f %12.1f %12.1f%s\n", rows, cols, c.ntok, a * 1e6 / c.ntok,
+                   b * 1e6 / c.ntok, m * 1e6 / c.ntok, g * 1e6 / c.ntok,
+                   bs_kernel_planes_matmul_int8(c.isa, &c.p, c.ntok) ? "   (matmul: int8)" : "   (matmul: sgemm)");
         }
         free(xt);
         free(yt);
         free(c.scr);
         free(c.w);
+        free(wd);
         unmake(&o, 4);
     }
     return 0;

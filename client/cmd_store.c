@@ -2,6 +2,7 @@
  * eval --store (perplexity at a budget, or a sweep of budgets). */
 #include "client/cmds.h"
 #include "client/progress.h"
+#include "kernels/team.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -431,10 +432,18 @@ int bs_cmd_eval_store(int argc, char **argv)
         bs_eval_store_usage(stderr, 1);
         return BS_EXIT_USAGE;
     }
-    bs_blas_threads((int)threads);
-    bs_engine eng;
     bs_err e = {{0}};
+    /* the decode path splits each product's rows over a team of --threads (OpenBLAS then
+     * runs one thread per part); the batch path is OpenBLAS's sgemm on its own threads */
+    bs_team *team = NULL;
+    bs_blas_threads(decode && bs_team_resolve((int)threads) > 1 ? 1 : (int)threads);
+    if (decode && bs_team_resolve((int)threads) > 1 && !(team = bs_team_new(bs_team_resolve((int)threads), &e))) {
+        fprintf(stderr, "bitstackctl: %s\n", e.msg);
+        return 1;
+    }
+    bs_engine eng;
     if (bs_engine_open(&eng, path, &e)) {
+        bs_team_free(team);
         fprintf(stderr, "bitstackctl: %s\n", e.msg);
         return 1;
     }
@@ -503,7 +512,7 @@ int bs_cmd_eval_store(int argc, char **argv)
     for (int i = 0; i < ns; i++) {
         bs_ppl_result r;
         bar.step = i;
-        int rc_ppl = bs_engine_ppl_p(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, decode, &pg, &r, &e);
+        int rc_ppl = bs_engine_ppl_p(&eng, ns_list[i], ids, nids, (int)ctx, (int)chunks, decode, team, &pg, &r, &e);
         bs_cli_bar_clear(&bar);
         if (rc_ppl) {
             fprintf(stderr, "bitstackctl: %s\n", e.msg);
@@ -580,5 +589,6 @@ out:
     free(ids);
     free(buf);
     bs_engine_close(&eng);
+    bs_team_free(team);
     return rc;
 }

@@ -69,14 +69,18 @@ static void charge(bs_sched_item *it)
 
 static void dispatch(bs_sched *s)
 {
-    while (s->open && !s->in_after && s->running < s->max_running && s->ready_head) {
+    while (s->open && !s->in_after && s->busy < s->max_running && s->ready_head) {
         /* the least served user's first ready session leads; sessions decoding on the same
          * view ride along in its pass (each charged a slice of its own user's share) */
         bs_sched_item *it = pick(s);
+        /* a wide slice waits until it can hold every thread */
+        bool wide = it->wide && s->team;
+        if (wide && s->busy > 0)
+            break;
         /* an even share of the ready items per free thread, so no thread idles while
          * another runs a big batch */
-        int free = s->max_running - s->running;
-        int cap = (s->n_ready + free - 1) / free;
+        int free = s->max_running - s->busy;
+        int cap = wide ? s->max_batch : (s->n_ready + free - 1) / free;
         if (cap > s->max_batch)
             cap = s->max_batch;
         unlink_ready(s, it);
@@ -100,13 +104,17 @@ static void dispatch(bs_sched *s)
             it->batch++;
         }
         s->running++;
+        s->busy += wide ? s->max_running : 1;
         s->slices++;
         s->batch_sizes[size_bucket(it->batch)]++;
         if (it->batch > 1)
             s->batched_slices++;
         it->job.fn = run_slice;
-        for (bs_sched_item *m = it; m; m = m->batch_next)
+        for (bs_sched_item *m = it; m; m = m->batch_next) {
             m->where = BS_SCHED_RUNNING;
+            m->width = wide ? s->max_running : 1;
+            m->team = wide ? s->team : NULL;
+        }
         if (s->start)
             s->start(it, s->ctx);
         bs_pool_submit(s->pool, &it->job);
@@ -130,8 +138,10 @@ static void on_async(uv_async_t *a)
         bs_sched_item *next = it->done_next;
         it->done_next = NULL;
         it->where = BS_SCHED_IDLE;
-        if (!it->batch_next)
+        if (!it->batch_next) {
             s->running--;
+            s->busy -= it->width;
+        }
         it->batch = 0;
         it->batch_next = NULL;
         s->after(it, s->ctx);   /* may free it, push it again, or close the scheduler */
@@ -148,9 +158,14 @@ int bs_sched_init(bs_sched *s, uv_loop_t *loop, int threads, bs_sched_work_fn wo
     s->pool = bs_pool_new(threads, e);
     if (!s->pool)
         return -1;
+    if (threads > 1 && !(s->team = bs_team_new(threads, e))) {
+        bs_pool_free(s->pool);
+        return -1;
+    }
     int rc = uv_async_init(loop, &s->async, on_async);
     if (rc) {
         bs_pool_free(s->pool);
+        bs_team_free(s->team);
         return bs_err_set(e, "uv_async_init: %s", uv_strerror(rc));
     }
     s->async.data = s;
@@ -199,6 +214,8 @@ void bs_sched_close(bs_sched *s)
     /* join first: a worker that finished its slice may still be inside uv_async_send */
     bs_pool_free(s->pool);
     s->pool = NULL;
+    bs_team_free(s->team);
+    s->team = NULL;
     uv_close((uv_handle_t *)&s->async, NULL);
     pthread_mutex_destroy(&s->mu);
 }

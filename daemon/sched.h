@@ -18,6 +18,11 @@
  * item taken early loses nothing and delays nobody: the batch costs about one slice, and
  * each member is charged a slice of its own group's share.
  *
+ * Wide items (a model large enough to split each product's rows) run one slice at a time,
+ * holding every thread: the pool thread runs it with the scheduler's team, and the batch
+ * takes every ready item with its key (up to max_batch). Never more threads compute than
+ * `threads`.
+ *
  * Threads: bs_sched_push/remove/close and `after` are loop-thread only; `work` runs on
  * a pool thread and must touch only its items' compute state. */
 #ifndef BS_SCHED_H
@@ -28,6 +33,7 @@
 #include <uv.h>
 
 #include "kernels/pool.h"
+#include "kernels/team.h"
 
 typedef enum {
     BS_SCHED_IDLE,      /* in no queue: the owner holds it */
@@ -43,6 +49,10 @@ typedef struct bs_sched_item {
     const void *batch_key;               /* owner's: items with the same non-NULL key may batch */
     int batch;                           /* the lead: items in its slice (1: alone); members 0 */
     bs_sched_where where;
+    bool wide;                           /* owner's: its slices split their products over the
+                                          * scheduler's team, so they run alone */
+    int width;                           /* threads its slice holds (set at dispatch) */
+    struct bs_team *team;                /* set at dispatch: the team a wide slice uses, else NULL */
     struct bs_sched *sched;
     uint64_t *served;                    /* its group's slice count (shared by the group's
                                           * items), or NULL: a group of its own */
@@ -59,11 +69,14 @@ typedef void (*bs_sched_after_fn)(bs_sched_item *it, void *ctx);
 
 typedef struct bs_sched {
     bs_pool *pool;
+    struct bs_team *team;                /* threads > 1: `threads` threads (the pool thread running a
+                                          * wide slice and threads - 1 of its own) */
     uv_async_t async;
     pthread_mutex_t mu;
     bs_sched_item *done_head, *done_tail;
     bs_sched_item *ready_head, *ready_tail;
     int n_ready, running, max_running;
+    int busy;                            /* threads the running slices hold (a wide one: all) */
     uint64_t slices;                     /* slices run since start */
     uint64_t vtime;                      /* the served count of the last group to lead */
     uint64_t batched_slices;             /* of them, slices of more than one item */

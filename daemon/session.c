@@ -106,6 +106,15 @@ static int setup(bs_session *s)
         return -1;
     }
     s->gen_ready = true;
+    /* a large model splits its products over the scheduler's team (its slices then run alone) */
+    bs_sched *sc = s->item.sched;
+    if (sc && sc->team && bs_forward_splits(&s->view->sm.model.cfg)) {
+        if (bs_state_use_team(&s->gen.st, sc->team, &e)) {
+            fail(s, BS_PERR_INTERNAL, e.msg);
+            return -1;
+        }
+        s->item.wide = true;
+    }
     /* as bs_gen_prompt does: BOS and the dummy-prefix space */
     if (bs_tok_encode(st->tok, s->prompt, s->prompt_len, 1, 1, &s->ids, &s->n_ids, &e)) {
         fail(s, BS_PERR_INTERNAL, e.msg);
@@ -273,6 +282,7 @@ void bs_session_slice(bs_session *s)
         return;
     s->gen.m = &s->view->sm.model;
     s->gen.st.abort = &s->view->revoked;
+    s->gen.st.qrun.team = s->item.team;   /* the team only when the slice holds every thread */
     while (!s->finished) {
         int req = atomic_load_explicit(&s->stop_req, memory_order_relaxed);
         if (req) {
@@ -328,6 +338,7 @@ void bs_session_slice_batch(bs_session *const *ss, int n, bs_session_batch_stats
         s->n_tok = 0;
         s->gen.m = &s->view->sm.model;
         s->gen.st.abort = &s->view->revoked;
+        s->gen.st.qrun.team = s->item.team;
     }
     for (;;) {
         int k = 0, full = 0;

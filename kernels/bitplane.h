@@ -24,6 +24,9 @@
  *             inputs, S * xs applied per lane in float.
  *   AVX512    same quantisation; each 64-bit plane word is a lane mask, u built with
  *             _mm512_mask_add_epi8, dotted with _mm512_dpbusd_epi32 (VNNI, u8 x s8).
+ *             Groups of 32, 64, ... (over 128 inputs) with GFNI take the span kernel instead
+ *             (kernels/bitplane_span.h: codes of 512 inputs by one bit transpose per 64,
+ *             one float step per 512 inputs); same quantisation and bound.
  * The int8 paths use c . q = 2 (u . q) - (2^d - 1) sum(q), so the unsigned u feeds the
  * u8 operand and the correction is one dot over groups per row. When d > 8 (AVX512) or
  * d > 7 (AVX2: maddubs saturates at int16) the planes are taken in slices of 8 (7) and the
@@ -131,8 +134,15 @@ int bs_kernel_planes_materialize(bs_kernel_isa isa, const bs_kernel_planes *p, i
  * codes of each chunk are rebuilt once for 4 tokens: measured 256x2048, per token, 1 vs 8
  * tokens: 0.023 -> 0.017 ms at 4 planes, 0.054 -> 0.028 ms at 12); from it, W is
  * built BS_KERNEL_MATMUL_BLOCK rows at a time and multiplied by sgemm (then the result is
- * float-exact whatever the path: no int8 rounding). */
+ * float-exact whatever the path: no int8 rounding). The AVX-512 span kernel (see
+ * bs_kernel_planes_matmul_int8) stays int8 at any count: its per-token cost is below
+ * sgemm's from 2 tokens on (bench_kernels, prefill table). */
 int bs_kernel_matmul_crossover(bs_kernel_isa isa);
+/* 1 when bs_kernel_planes_matmul runs ntok tokens of p through the int8 kernels (every
+ * token's row bit for bit its matvec's): below the crossover, or at any count on the
+ * AVX-512 span kernel (groups of 32, 64, ..., over 128 inputs, with GFNI:
+ * kernels/bitplane_span.h). */
+int bs_kernel_planes_matmul_int8(bs_kernel_isa isa, const bs_kernel_planes *p, int ntok);
 size_t bs_kernel_planes_matmul_scratch(int cols, int group, int ntok);
 int bs_kernel_planes_matmul(bs_kernel_isa isa, const bs_kernel_planes *p, int row0, int row1,
                             const float *x, int ntok, float *y, int accumulate, void *scratch);

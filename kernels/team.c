@@ -13,15 +13,28 @@ struct bs_team {
     pthread_t *tid;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    unsigned long gen;       /* bumped for every run: workers wake on a new value */
-    bool quit;
-    /* the run in progress */
+    atomic_ulong gen;        /* bumped for every run: workers start on a new value */
+    atomic_bool quit;
+    /* the run in progress: written before `next` is reset, read after taking from it */
     bs_team_fn fn;
     void *ctx;
     int n_parts;
     atomic_int next;         /* the next part to hand out */
-    int finished;            /* parts run, under mu */
+    atomic_int finished;     /* parts run */
 };
+
+/* Before sleeping on a condition variable, a worker waiting for the next run and a caller
+ * waiting for the last part poll for this many rounds (~30 us): a decode step runs about
+ * ten products per layer back to back, and a futex wake-up per product costs several
+ * microseconds each way. Bounded, so an idle team costs nothing. */
+enum { SPIN_ROUNDS = 2000 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Takes parts until none are left; returns how many this thread ran. */
 static int take_parts(bs_team *t)
@@ -36,25 +49,34 @@ static int take_parts(bs_team *t)
     }
 }
 
+/* Counts this thread's parts; the one that completes the run wakes a caller that slept. */
+static void add_finished(bs_team *t, int ran)
+{
+    if (ran && atomic_fetch_add(&t->finished, ran) + ran == t->n_parts) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_signal(&t->done);
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
 static void *worker(void *arg)
 {
     bs_team *t = arg;
     unsigned long seen = 0;
-    pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->quit && t->gen == seen)
-            pthread_cond_wait(&t->work, &t->mu);
-        if (t->quit)
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&t->gen) == seen && !atomic_load(&t->quit); i++)
+            cpu_relax();
+        if (atomic_load(&t->gen) == seen && !atomic_load(&t->quit)) {
+            pthread_mutex_lock(&t->mu);
+            while (!atomic_load(&t->quit) && atomic_load(&t->gen) == seen)
+                pthread_cond_wait(&t->work, &t->mu);
+            pthread_mutex_unlock(&t->mu);
+        }
+        if (atomic_load(&t->quit))
             break;
-        seen = t->gen;
-        pthread_mutex_unlock(&t->mu);
-        int ran = take_parts(t);
-        pthread_mutex_lock(&t->mu);
-        t->finished += ran;
-        if (t->finished == t->n_parts)
-            pthread_cond_signal(&t->done);
+        seen = atomic_load(&t->gen);
+        add_finished(t, take_parts(t));
     }
-    pthread_mutex_unlock(&t->mu);
     return NULL;
 }
 
@@ -80,7 +102,10 @@ bs_team *bs_team_new(int threads, bs_err *e)
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->work, NULL);
     pthread_cond_init(&t->done, NULL);
+    atomic_init(&t->gen, 0);
+    atomic_init(&t->quit, false);
     atomic_init(&t->next, 0);
+    atomic_init(&t->finished, 0);
     if (t->threads > 1) {
         t->tid = calloc((size_t)t->threads - 1, sizeof *t->tid);
         if (!t->tid) {
@@ -113,21 +138,26 @@ void bs_team_run(bs_team *t, int n_parts, bs_team_fn fn, void *ctx)
             fn(ctx, p, n_parts);
         return;
     }
-    pthread_mutex_lock(&t->mu);
     t->fn = fn;
     t->ctx = ctx;
     t->n_parts = n_parts;
-    t->finished = 0;
+    atomic_store(&t->finished, 0);
     atomic_store(&t->next, 0);
-    t->gen++;
+    /* under the lock: a worker about to sleep checks gen under it, so none misses this */
+    pthread_mutex_lock(&t->mu);
+    atomic_fetch_add(&t->gen, 1);
     pthread_cond_broadcast(&t->work);
     pthread_mutex_unlock(&t->mu);
     int ran = take_parts(t);
-    pthread_mutex_lock(&t->mu);
-    t->finished += ran;
-    while (t->finished < t->n_parts)
-        pthread_cond_wait(&t->done, &t->mu);
-    pthread_mutex_unlock(&t->mu);
+    atomic_fetch_add(&t->finished, ran);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&t->finished) < n_parts; i++)
+        cpu_relax();
+    if (atomic_load(&t->finished) < n_parts) {
+        pthread_mutex_lock(&t->mu);
+        while (atomic_load(&t->finished) < n_parts)
+            pthread_cond_wait(&t->done, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+    }
 }
 
 void bs_team_free(bs_team *t)
@@ -135,7 +165,7 @@ void bs_team_free(bs_team *t)
     if (!t)
         return;
     pthread_mutex_lock(&t->mu);
-    t->quit = true;
+    atomic_store(&t->quit, true);
     pthread_cond_broadcast(&t->work);
     pthread_mutex_unlock(&t->mu);
     for (int i = 0; t->tid && i < t->threads - 1; i++)

@@ -103,6 +103,11 @@ static size_t kv_at(const bs_state *s, int pos, int layer)
     return ((size_t)pos * s->n_layers + layer) * s->kv_dim;
 }
 
+int bs_forward_splits(const bs_config *c)
+{
+    return (size_t)c->dim * (size_t)c->hidden_dim >= ((size_t)1 << 20);
+}
+
 int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e)
 {
     float *sc = scratch_alloc(bs_qmat_scratch_floats(s->max_cols, bs_team_threads(team)));
@@ -114,12 +119,43 @@ int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e)
     return 0;
 }
 
+/* A dense product split by rows over the state's team (OpenBLAS runs one thread per part:
+ * whoever gives a state a team sets OpenBLAS to 1 thread, so the two never stack up). */
+typedef struct {
+    float *y;
+    const float *x, *w;
+    int ntok, m, n, accumulate;
+} dense_job;
+
+static void dense_part(void *arg, int p, int parts)
+{
+    dense_job *j = arg;
+    int per = (j->m + parts - 1) / parts;
+    per = (per + 15) / 16 * 16;
+    int r0 = p * per < j->m ? p * per : j->m, r1 = (p + 1) * per < j->m ? (p + 1) * per : j->m;
+    if (r0 < r1)
+        bs_matmul_ld(j->y + r0, j->m, j->x, j->w + (size_t)r0 * (size_t)j->n, j->ntok, r1 - r0, j->n, j->accumulate);
+}
+
+static void dense_apply(const bs_qmat_run *run, float *y, const float *x, const float *w, int ntok, int m, int n,
+                        int accumulate)
+{
+    int parts = bs_team_threads(run->team);
+    /* a small product is not worth waking the team */
+    if (parts < 2 || (size_t)m * (size_t)n * (size_t)ntok < ((size_t)1 << 18) || m < 32) {
+        bs_matmul(y, x, w, ntok, m, n, accumulate);
+        return;
+    }
+    dense_job j = {y, x, w, ntok, m, n, accumulate};
+    bs_team_run(run->team, parts, dense_part, &j);
+}
+
 int bs_linear_apply(const bs_linear *lin, float *y, const float *x, int ntok, int accumulate, const bs_qmat_run *run,
                     bs_err *e)
 {
     if (lin->q)
         return bs_qmat_apply(lin->q, y, x, ntok, accumulate, run, e);
-    bs_matmul(y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
+    dense_apply(run, y, x, lin->w, ntok, lin->rows, lin->cols, accumulate);
     return 0;
 }
 
@@ -160,6 +196,26 @@ static void attention(const bs_config *c, bs_state *kv, int layer, const float *
     }
 }
 
+/* One token each of n sequences, attention split over the team by sequence. */
+typedef struct {
+    const bs_config *c;
+    bs_state *s;
+    bs_state *const *kv;
+    const int *kvpos;
+    int l, n;
+} batch_att_job;
+
+static void batch_att_part(void *arg, int p, int parts)
+{
+    batch_att_job *j = arg;
+    const bs_config *c = j->c;
+    bs_state *s = j->s;
+    int per = (j->n + parts - 1) / parts;
+    for (int t = p * per; t < (p + 1) * per && t < j->n; t++)
+        attention(c, j->kv[t], j->l, s->q + (size_t)t * c->dim, s->k + (size_t)t * c->kv_dim,
+                  s->v + (size_t)t * c->kv_dim, s->xb2 + (size_t)t * c->dim, 1, j->kvpos[t]);
+}
+
 /* The n rows in s's buffers are either n consecutive tokens of s itself at positions
  * pos.. (kv NULL), or one token each of n sequences: row t of kv[t] at kvpos[t]. */
 static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, bs_state *const *kv,
@@ -184,12 +240,14 @@ static int layer_forward(const bs_model *m, bs_state *s, int l, int n, int pos, 
         bs_rope(s->q + (size_t)t * c->dim, c->n_heads, c->head_dim, p, c->rope_theta);
         bs_rope(s->k + (size_t)t * c->kv_dim, c->n_kv_heads, c->head_dim, p, c->rope_theta);
     }
-    if (!kv)
+    if (!kv) {
         attention(c, s, l, s->q, s->k, s->v, s->xb2, n, pos);
-    else
-        for (int t = 0; t < n; t++)
-            attention(c, kv[t], l, s->q + (size_t)t * c->dim, s->k + (size_t)t * c->kv_dim,
-                      s->v + (size_t)t * c->kv_dim, s->xb2 + (size_t)t * c->dim, 1, kvpos[t]);
+    } else {
+        /* sequences apart: each has its own cache and score buffer */
+        batch_att_job j = {c, s, kv, kvpos, l, n};
+        bs_team_run(n > 1 ? s->qrun.team : NULL, n < bs_team_threads(s->qrun.team) ? n : bs_team_threads(s->qrun.team),
+                    batch_att_part, &j);
+    }
     if (s->hook)
         s->hook(s->hook_ctx, l, BS_SITE_ATT_OUT, s->xb2, n, c->dim);
     if (bs_linear_apply(&L->lin[BS_WO], s->x, s->xb2, n, 1, sc, e))
@@ -247,7 +305,7 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
         int first = all_logits ? 0 : n - 1;
         for (int t = first; t < n; t++)
             bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, m->final_norm, c->dim, c->rms_eps);
-        bs_matmul(s->logits, s->xb + (size_t)first * c->dim, m->cls, n - first, c->vocab_size, c->dim, 0);
+        dense_apply(&s->qrun, s->logits, s->xb + (size_t)first * c->dim, m->cls, n - first, c->vocab_size, c->dim, 0);
     }
     return s->logits;
 }
@@ -282,7 +340,7 @@ const float *bs_forward_batch(const bs_model *m, bs_state *const *st, const int 
     }
     for (int t = 0; t < n; t++)
         bs_rmsnorm(s->xb + (size_t)t * c->dim, s->x + (size_t)t * c->dim, m->final_norm, c->dim, c->rms_eps);
-    bs_matmul(s->logits, s->xb, m->cls, n, c->vocab_size, c->dim, 0);
+    dense_apply(&s->qrun, s->logits, s->xb, m->cls, n, c->vocab_size, c->dim, 0);
     /* each sequence's logits in its own state, where its next sample looks */
     for (int t = 1; t < n; t++)
         memcpy(st[t]->logits, s->logits + (size_t)t * c->vocab_size, c->vocab_size * sizeof(float));

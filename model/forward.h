@@ -46,8 +46,15 @@ typedef struct {
 int bs_state_init(bs_state *s, const bs_config *c, int ctx, int max_batch, bs_err *e);
 void bs_state_free(bs_state *s);
 
-/* Splits the rows of the stacked linears over a team of threads (borrowed; NULL: none). */
+/* Splits the rows of the linears (stacked, and dense ones large enough) over a team of
+ * threads (borrowed; NULL: none). The caller sets OpenBLAS to one thread while the state
+ * has a team (each part calls it). */
 int bs_state_use_team(bs_state *s, bs_team *team, bs_err *e);
+
+/* 1 when a forward pass of this shape gains from splitting its products over a team (its
+ * matrices are large: dim x hidden_dim >= 2^20); a smaller model's pass costs less than
+ * waking the team for each product. */
+int bs_forward_splits(const bs_config *c);
 
 /* Bytes the KV cache holds now. */
 size_t bs_state_kv_bytes(const bs_state *s);
@@ -73,7 +80,8 @@ const float *bs_forward(const bs_model *m, bs_state *s, const int *tokens, int n
  * NULL with e set on an error, or with every st[t]->aborted set when st[0]->abort asked
  * it to stop (run it again to redo it).
  * Exactness: plane blocks (gq, saq) give every row the sums its own one-token pass gives,
- * bit for bit (bs_kernel_planes_matmul below its crossover, n < 48); dense products (the
+ * bit for bit (bs_kernel_planes_matmul_int8: below the crossover, n < 48, or at any n on the
+ * AVX-512 span kernel); dense products (the
  * classifier) and avd/qasym blocks run as one sgemm instead of n matrix-vector products,
  * which may round differently (~1e-7 relative), so a sampled token can differ from a lone
  * run's only at a near-tie. */

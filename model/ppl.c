@@ -17,6 +17,12 @@
 int bs_ppl_ids_p(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
                  const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
 {
+    return bs_ppl_ids_team(m, ids, n, bos, ctx, max_chunks, step, NULL, pg, r, e);
+}
+
+int bs_ppl_ids_team(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
+                    bs_team *team, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
+{
     memset(r, 0, sizeof *r);
     if (ctx < 2 || ctx > m->cfg.seq_len)
         return bs_err_set(e, "context %d must lie in 2..%d (the model's seq_len)", ctx, m->cfg.seq_len);
@@ -29,6 +35,10 @@ int bs_ppl_ids_p(const bs_model *m, const int *ids, int n, int bos, int ctx, int
     bs_state s;
     if (bs_state_init(&s, &m->cfg, ctx, step ? 1 : ctx, e))
         return -1;
+    if (team && bs_state_use_team(&s, team, e)) {
+        bs_state_free(&s);
+        return -1;
+    }
     int *in = malloc(sizeof(int) * (size_t)ctx);
     if (!in) {
         bs_state_free(&s);

@@ -9,6 +9,8 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 
+struct bs_team;
+
 typedef struct {
     double ppl;
     double nll_sum;
@@ -60,6 +62,10 @@ int bs_ppl_ids_p(const bs_model *m, const int *ids, int n, int bos, int ctx, int
                  const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
 int bs_ppl_text_p(const bs_model *m, const bs_tokenizer *t, const char *text, size_t len, int ctx,
                   int max_chunks, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
+/* bs_ppl_ids_p with each product's rows split over team (borrowed; NULL: this thread). The
+ * caller keeps OpenBLAS at one thread meanwhile (model/forward.h). */
+int bs_ppl_ids_team(const bs_model *m, const int *ids, int n, int bos, int ctx, int max_chunks, int step,
+                    struct bs_team *team, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
 
 /* Reads a whole file into a malloc'd buffer (NUL-terminated). */
 char *bs_read_file(const char *path, size_t *len, bs_err *e);

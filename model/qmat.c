@@ -295,7 +295,7 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
         return bs_err_set(e, "%s: %d tokens at once, at most %d", m->name, ntok, BS_QMAT_MAX_BATCH);
     /* rows split across the team; a small matrix is not worth waking it */
     int parts = bs_team_threads(run->team);
-    if ((size_t)m->rows * (size_t)m->cols < 65536 || m->rows < 16)
+    if ((size_t)m->rows * (size_t)m->cols * (size_t)ntok < 65536 || m->rows < 16)
         parts = 1;
     bs_team *team = parts > 1 ? run->team : NULL;
     float *prep = run->scratch, *chunks = run->scratch + kernel_floats(m->cols, 1);
@@ -333,7 +333,8 @@ int bs_qmat_apply(const bs_qmat *q, float *y, const float *x, int ntok, int accu
         for (int i = 0; i < ns; i++) {
             j.set = &sets[i];
             j.accumulate = accumulate || i > 0;
-            if (ntok == 1) {
+            /* the prepared input depends on x and the shape only: one for every set */
+            if (ntok == 1 && i == 0) {
                 int rc = bs_kernel_planes_prepare(run->isa, &sets[i].k, x, prep);
                 if (rc)
                     return kernel_error(m, rc, e);

@@ -20,14 +20,14 @@ int bs_engine_dense(bs_engine *eng, int n, bs_model *out, bs_err *e)
 }
 
 int bs_engine_ppl_p(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, int decode,
-                    const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
+                    bs_team *team, const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e)
 {
     int bos = bs_tok_bos(eng->store.tok), rc;
     if (decode) {
         bs_stacked sm;
         if (stacked_at(eng, n, &sm, e))
             return -1;
-        rc = bs_ppl_ids_p(&sm.model, ids, nids, bos, ctx, max_chunks, 1, pg, r, e);
+        rc = bs_ppl_ids_team(&sm.model, ids, nids, bos, ctx, max_chunks, 1, team, pg, r, e);
         bs_stacked_free(&sm);
     } else {
         bs_model m;
@@ -42,11 +42,11 @@ int bs_engine_ppl_p(bs_engine *eng, int n, const int *ids, int nids, int ctx, in
 int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                   bs_err *e)
 {
-    return bs_engine_ppl_p(eng, n, ids, nids, ctx, max_chunks, 0, NULL, r, e);
+    return bs_engine_ppl_p(eng, n, ids, nids, ctx, max_chunks, 0, NULL, NULL, r, e);
 }
 
 int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                          bs_err *e)
 {
-    return bs_engine_ppl_p(eng, n, ids, nids, ctx, max_chunks, 1, NULL, r, e);
+    return bs_engine_ppl_p(eng, n, ids, nids, ctx, max_chunks, 1, NULL, NULL, r, e);
 }

@@ -5,6 +5,7 @@
 #define BS_STORE_EVAL_H
 
 #include "model/engine.h"
+#include "kernels/team.h"
 #include "model/ppl.h"
 
 int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
@@ -15,8 +16,11 @@ int bs_engine_ppl(bs_engine *eng, int n, const int *ids, int nids, int ctx, int 
 int bs_engine_ppl_decode(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, bs_ppl_result *r,
                          bs_err *e);
 
-/* bs_engine_ppl (decode 0) or bs_engine_ppl_decode (1), reporting windows to pg. */
+/* bs_engine_ppl (decode 0) or bs_engine_ppl_decode (1), reporting windows to pg; the
+ * decode path splits its products over team (borrowed; NULL: this thread; OpenBLAS at one
+ * thread meanwhile), the batch path uses OpenBLAS's own threads. */
 int bs_engine_ppl_p(bs_engine *eng, int n, const int *ids, int nids, int ctx, int max_chunks, int decode,
+                    bs_team *team,
                     const bs_ppl_progress *pg, bs_ppl_result *r, bs_err *e);
 
 /* A dense model of the prefix of n blocks (for evaluation and tests). */

@@ -235,13 +235,13 @@ static void check_materialize_matmul(int rows, int cols, int group, int d, int s
             int mid = rows / 2;
             CHECK(bs_kernel_planes_matmul(isa, &m.p, 0, mid, x, T, y, acc, scr) == 0);
             CHECK(bs_kernel_planes_matmul(isa, &m.p, mid, rows, x, T, y, acc, scr) == 0);
-            int q8 = is_int8(isa) && T < bs_kernel_matmul_crossover(isa);
+            int q8 = bs_kernel_planes_matmul_int8(isa, &m.p, T);
             for (int t = 0; t < T; t++)
                 CHECK(compare(&m, isa, x + (size_t)t * cols, y + (size_t)t * rows,
                               y0 + (size_t)t * rows, acc, q8, "matmul") == 0);
             /* below the crossover, every token's row is its own matvec's, bit for bit: a
              * session decoding in a batch gets the sums it would get alone */
-            if (T < bs_kernel_matmul_crossover(isa)) {
+            if (q8 || T < bs_kernel_matmul_crossover(isa)) {
                 float *y1 = malloc(sizeof(float) * rows);
                 REQUIRE(y1);
                 int diff = 0;
@@ -381,6 +381,10 @@ int main(void)
         {1, 1, 8},   {3, 7, 8},    {5, 9, 16},   {17, 63, 32}, {9, 65, 32},  {33, 127, 24},
         {7, 129, 40}, {64, 64, 64}, {2, 4100, 24}, {3, 8200, 40}, {4, 4096, 32}, {2, 4097, 128},
         {6, 300, 256}, {1, 33, 8},
+        /* the span kernel (512 inputs): partial last spans, groups across spans, > 8 planes */
+        {3, 1100, 96}, {2, 2600, 1024}, {5, 512, 32}, {4, 1536, 64},
+        /* packs of short rows (8, 16, 32 plane bytes), with a partial last pack */
+        {13, 64, 32}, {10, 128, 32}, {5, 250, 32}, {3, 60, 32}, {9, 121, 32},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int d = 1; d <= 16; d += (fixed[i][1] > 1000 ? 5 : 1))
@@ -403,6 +407,10 @@ int main(void)
     for (int t = 0; t < 6; t++)
         check_materialize_matmul(irand(1, 300), irand(1, 300), 8 * irand(1, 8), irand(1, 16), irand(1, 4));
     check_materialize_matmul(BS_KERNEL_MATMUL_BLOCK + 13, 77, 32, 4, 1);
+    check_materialize_matmul(37, 1100, 32, 12, 2);
+    check_materialize_matmul(21, 600, 64, 3, 1);
+    check_materialize_matmul(37, 64, 32, 12, 1);
+    check_materialize_matmul(19, 256, 32, 4, 2);
 
     for (int k = 1; k <= 32; k++)
         check_avd(irand(1, 40), irand(1, 300), k, k & 1);
