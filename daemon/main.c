@@ -763,6 +763,14 @@ int main(int argc, char **argv)
     bs_server_free(&d->srv);
     /* only now: a read still in flight at the stop targeted the engines' mappings */
     bs_models_free(&d->models);
+    bool abandoned = d->models.abandoned > 0;
     free(d);
+    if (abandoned) {
+        /* a model build still computes on its thread: exit handlers (OpenBLAS's among them)
+         * must not run under it. Its lock goes with the process; its .tmp is rewritten by
+         * the next build. */
+        fflush(stderr);
+        _exit(rc);
+    }
     return rc;
 }

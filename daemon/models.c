@@ -445,6 +445,7 @@ void bs_models_close(bs_models *set)
         if (set->m[i]->build) {
             bs_build_close(set->m[i]->build);   /* the build's thread ends on its own */
             set->m[i]->build = NULL;
+            set->abandoned++;
         }
     }
     uv_close((uv_handle_t *)&set->reap, NULL);

@@ -98,6 +98,7 @@ typedef struct bs_models {
     bs_served *closed[BS_MODELS_MAX];
     int n_closed;
     bool stopping;
+    int abandoned;                 /* builds still running on their threads when it closed */
 } bs_models;
 
 void bs_models_init(bs_models *set, uv_loop_t *loop, const bs_log *log, const bs_models_io *io,
@@ -144,7 +145,9 @@ void bs_models_forget_failed(bs_models *set, const char *name);
 /* Resident bytes of every model now (draining ones too). */
 uint64_t bs_models_resident(const bs_models *set);
 
-/* Closes everything (the loop must run on to finish closing handles). */
+/* Closes everything (the loop must run on to finish closing handles). A build still
+ * running goes on on its thread (counted in abandoned): compression has no cancel point,
+ * so a process that stops then must end with _exit, not run exit handlers under it. */
 void bs_models_close(bs_models *set);
 
 /* Frees what is left once the loop has ended. */

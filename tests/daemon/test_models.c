@@ -568,6 +568,19 @@ static void test_model_cache(void)
     snprintf(cache, sizeof cache, "%s/cache", F.dir);
     snprintf(src, sizeof src, "%s/models/stories260K.gguf", F.shared);
     snprintf(sock, sizeof sock, "%s/cache.sock", F.dir);
+    /* stopped while it builds: a clean exit (the build cannot be cut short; it is left) */
+    {
+        char other[300];
+        snprintf(other, sizeof other, "%s/cache-stopped", F.dir);
+        snprintf(log, sizeof log, "%s/cache-stop.log", F.dir);
+        const char *args[] = {"--model", src, "--cache-dir", other, "--socket", sock, NULL};
+        td_daemon d;
+        td_daemon_spawn(&d, F.daemon, args, log, NULL, NULL);
+        REQUIRE(td_wait_socket(&d, sock));
+        CHECK(model_int(sock, "stories260K", "requests") == 0);   /* listed while it builds */
+        CHECK(td_daemon_stop(&d));
+        CHECKF(WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0, "stopped mid-build: status %d", d.status);
+    }
     for (int run = 0; run < 2; run++) {
         snprintf(log, sizeof log, "%s/cache%d.log", F.dir, run);
         const char *args[] = {"--model", src, "--cache-dir", cache, "--socket", sock, NULL};
