@@ -104,10 +104,7 @@ int bs_exchange_model(const bs_opt *o, int no, const char *cmd, bs_request *r)
     if (!m)
         return 0;
     size_t n = strlen(m);
-    bool ok = n > 0 && n <= BS_PROTO_MODEL_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = bs_proto_model_char(m[i]);
-    if (!ok) {
+    if (!bs_proto_model_name_ok(m, n, NULL)) {
         fprintf(stderr, "bitstackctl: %s: --model '%s': a model name is 1..%d letters, digits or . _ - : + / "
                         "(bitstackctl status lists them)\n", cmd, m, BS_PROTO_MODEL_MAX);
         return -1;

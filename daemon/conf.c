@@ -9,13 +9,7 @@
 
 bool bs_conf_name_ok(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > BS_PROTO_MODEL_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!bs_proto_model_char(name[i]))
-            return false;
-    return true;
+    return bs_proto_model_name_ok(name, strlen(name), NULL);
 }
 
 static char *trim(char *s)

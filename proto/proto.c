@@ -682,8 +682,23 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
-/* A model name: 1..63 bytes of letters, digits and . _ - : + / (what file names and
- * OpenAI model ids use), so it is safe in logs and metric labels. */
+static bool model_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-' || c == ':' || c == '+' || c == '/';
+}
+
+bool bs_proto_model_name_ok(const char *s, size_t n, size_t *bad)
+{
+    size_t i = 0;
+    while (i < n && model_char(s[i]))
+        i++;
+    if (bad)
+        *bad = i;
+    return n > 0 && n <= BS_PROTO_MODEL_MAX && i == n;
+}
+
+/* Absent, null or "": the default model. */
 static int read_model(const json_t *root, bs_request *out, bs_proto_error *err)
 {
     json_t *v = field(root, "model");
@@ -693,21 +708,15 @@ static int read_model(const json_t *root, bs_request *out, bs_proto_error *err)
         return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "model: expected a string, got %s", type_name(v));
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
+    size_t bad;
     if (n > BS_PROTO_MODEL_MAX)
         return bs_proto_fail(err, BS_PERR_BAD_REQUEST, "model: %zu bytes, the limit is %d", n, BS_PROTO_MODEL_MAX);
-    for (size_t i = 0; i < n; i++)
-        if (!bs_proto_model_char(s[i]))
-            return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
-                                 "model: byte %zu is not a letter, digit or one of . _ - : + /", i);
+    if (n && !bs_proto_model_name_ok(s, n, &bad))
+        return bs_proto_fail(err, BS_PERR_BAD_REQUEST,
+                             "model: byte %zu is not a letter, digit or one of . _ - : + /", bad);
     memcpy(out->model, s, n);
     out->model[n] = '\0';
     return 0;
-}
-
-bool bs_proto_model_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-' || c == ':' || c == '+' || c == '/';
 }
 
 static int parse_object(const json_t *root, const bs_proto_limits *lim, bs_request *out,

@@ -80,8 +80,10 @@ typedef enum {
 
 const char *bs_proto_op_name(bs_op op);   /* "status", ...; "" for BS_OP_NONE */
 
-/* May c be in a model name? (letters, digits, . _ - : + /) */
-bool bs_proto_model_char(char c);
+/* Is s (n bytes) a model name: 1..BS_PROTO_MODEL_MAX letters, digits or . _ - : + / (what
+ * file names and OpenAI model ids use, safe in logs and metric labels)? *bad (may be
+ * NULL): the first byte that is not one of them, or n. */
+bool bs_proto_model_name_ok(const char *s, size_t n, size_t *bad);
 
 #define BS_PROTO_DEFAULT_TEMPERATURE 1.0
 #define BS_PROTO_DEFAULT_TOP_P 0.9
