@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,6 +168,30 @@ static inline bool tc_wait_exit(pid_t *pid, int ms, int *status)
         nanosleep(&ts, NULL);
     }
     return false;
+}
+
+/* Kills a hog (if *pid > 0) and reaps it. */
+static inline void tc_kill(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+        *pid = -1;
+    }
+}
+
+/* Under ASan the daemon's quarantine of freed memory would grow beside a hog or under a
+ * limit by up to 256 MiB, which no model resize can make up for, and which a release build
+ * does not hold: the daemons this test starts get a quarantine of mb MiB (and thread_kb
+ * KiB per thread, when > 0). */
+static inline void tc_asan_quarantine(int mb, int thread_kb)
+{
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[1024];
+    int k = snprintf(opts, sizeof opts, "%s%squarantine_size_mb=%d", asan ? asan : "", asan && *asan ? ":" : "", mb);
+    if (thread_kb > 0 && k > 0 && (size_t)k < sizeof opts)
+        snprintf(opts + k, sizeof opts - (size_t)k, ":thread_local_quarantine_size_kb=%d", thread_kb);
+    setenv("ASAN_OPTIONS", opts, 1);
 }
 
 /* Removes the cgroup (its processes must have ended; rmdir waits out their teardown). */

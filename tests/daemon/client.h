@@ -88,20 +88,6 @@ static inline int td_run(char *const argv[], const char *log)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Compresses stories260K into dir/s.bstk (a small store: a few seconds). */
-static inline int td_make_store(const char *ctl, const char *shared, const char *dir, char *out, size_t n)
-{
-    char model[1024], tok[1024], calib[1024], log[512];
-    snprintf(model, sizeof model, "%s/models/stories260K.bin", shared);
-    snprintf(tok, sizeof tok, "%s/models/tok512.bin", shared);
-    snprintf(calib, sizeof calib, "%s/data/tinystories_train_head.txt", shared);
-    snprintf(out, n, "%s/s.bstk", dir);
-    snprintf(log, sizeof log, "%s/compress.log", dir);
-    char *argv[] = {(char *)ctl, "compress", "--model", model, "--tokenizer", tok, "--calib", calib,
-                    "--out", out, "--calib-windows", "8", "--ctx", "64", "--quiet", NULL};
-    return td_run(argv, log);
-}
-
 typedef struct {
     pid_t pid;
     char log[512];
@@ -496,6 +482,32 @@ static inline int td_until_final(td_conn *c, const char *id, bs_response *fin, c
     }
 }
 
+/* Compresses ../shared/models/<model> (with its tokenizer <tok>) into dir/<name>.bstk, with
+ * few calibration windows (a small store: a few seconds); its output in
+ * dir/compress-<name>.log, dumped when it fails. */
+static inline int td_compress(const char *ctl, const char *shared, const char *dir, const char *model_file,
+                              const char *tok_file, const char *name, char *out, size_t n)
+{
+    char model[1024], tok[1024], calib[1024], log[512];
+    snprintf(model, sizeof model, "%s/models/%s", shared, model_file);
+    snprintf(tok, sizeof tok, "%s/models/%s", shared, tok_file);
+    snprintf(calib, sizeof calib, "%s/data/tinystories_train_head.txt", shared);
+    snprintf(out, n, "%s/%s.bstk", dir, name);
+    snprintf(log, sizeof log, "%s/compress-%s.log", dir, name);
+    char *argv[] = {(char *)ctl, "compress", "--model", model, "--tokenizer", tok, "--calib", calib,
+                    "--out", out, "--calib-windows", "8", "--ctx", "64", "--quiet", NULL};
+    int rc = td_run(argv, log);
+    if (rc)
+        td_dump_log(log);
+    return rc;
+}
+
+/* Compresses stories260K into dir/s.bstk. */
+static inline int td_make_store(const char *ctl, const char *shared, const char *dir, char *out, size_t n)
+{
+    return td_compress(ctl, shared, dir, "stories260K.bin", "tok512.bin", "s", out, n);
+}
+
 /* ---- a fixture: folder, store, daemons --------------------------------------------- */
 
 typedef struct {
@@ -517,10 +529,7 @@ static inline void td_fixture_init(td_fixture *f, int argc, char **argv, const c
     f->shared = shared;
     td_mkdtemp(f->dir, sizeof f->dir);
     if (td_make_store(f->ctl, shared, f->dir, f->store, sizeof f->store)) {
-        char log[256];
-        snprintf(log, sizeof log, "%s/compress.log", f->dir);
         fprintf(stderr, "bitstackctl compress failed\n");
-        td_dump_log(log);
         td_rmtree(f->dir);
         exit(1);
     }

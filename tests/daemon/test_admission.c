@@ -34,11 +34,8 @@ int main(int argc, char **argv)
         return 77;
     }
     td_fixture_init(&F, argc, argv, bs_shared(""));
-    /* ASan would hold freed KV chunks in its quarantine: not what a release build does */
-    const char *asan = getenv("ASAN_OPTIONS");
-    char opts[512];
-    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=1", asan ? asan : "", asan ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    /* ASan would hold freed KV chunks in its quarantine */
+    tc_asan_quarantine(1, 0);
     const char *args[] = {"--threads", "2", "--reserve", "8M", "--max-sessions", "64",
                           "--max-sessions-per-conn", "64", NULL};
     td_start(&F, &d, "admit", args);

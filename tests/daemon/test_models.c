@@ -38,29 +38,9 @@ static pid_t hog = -1;
 
 static void cleanup(void)
 {
-    if (hog > 0) {
-        kill(hog, SIGKILL);
-        waitpid(hog, NULL, 0);
-        hog = -1;
-    }
+    tc_kill(&hog);
     td_kill_children();
     tc_remove(&CG);
-}
-
-static int make_bl_store(void)
-{
-    char model[1024], tok[1024], calib[1024], log[512];
-    snprintf(model, sizeof model, "%s/models/babyllama-d128.bin", F.shared);
-    snprintf(tok, sizeof tok, "%s/models/babyllama-tok105.bin", F.shared);
-    snprintf(calib, sizeof calib, "%s/data/tinystories_train_head.txt", F.shared);
-    snprintf(bl_store, sizeof bl_store, "%s/bl.bstk", F.dir);
-    snprintf(log, sizeof log, "%s/compress-bl.log", F.dir);
-    char *argv[] = {(char *)F.ctl, "compress", "--model", model, "--tokenizer", tok, "--calib", calib,
-                    "--out", bl_store, "--calib-windows", "8", "--ctx", "64", "--quiet", NULL};
-    int rc = td_run(argv, log);
-    if (rc)
-        td_dump_log(log);
-    return rc;
 }
 
 /* ---- status of one model ---------------------------------------------------------------- */
@@ -637,13 +617,10 @@ int main(int argc, char **argv)
     atexit(cleanup);
     /* slow enough (portable kernels) that changes sent while a generation streams land in it */
     setenv("BS_KERNEL", "portable", 1);
-    const char *asan = getenv("ASAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=8:thread_local_quarantine_size_kb=256", asan ? asan : "",
-             asan && *asan ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    tc_asan_quarantine(8, 256);
     td_fixture_init(&F, argc, argv, bs_shared(""));
-    REQUIRE(make_bl_store() == 0);
+    REQUIRE(td_compress(F.ctl, F.shared, F.dir, "babyllama-d128.bin", "babyllama-tok105.bin", "bl", bl_store,
+                        sizeof bl_store) == 0);
 
     char bl_arg[300];
     snprintf(bl_arg, sizeof bl_arg, "bl=%s", bl_store);

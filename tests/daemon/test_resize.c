@@ -33,11 +33,7 @@ static ref_model M;
 
 static void cleanup(void)
 {
-    if (hog > 0) {
-        kill(hog, SIGKILL);
-        waitpid(hog, NULL, 0);
-        hog = -1;
-    }
+    tc_kill(&hog);
     td_kill_children();
     tc_remove(&CG);
 }
@@ -533,13 +529,7 @@ int main(int argc, char **argv)
      * arithmetic for (c), and a generation slow enough (hundreds of tokens a second rather
      * than thousands) that budget changes sent while it streams land inside it. */
     setenv("BS_KERNEL", "portable", 1);
-    /* under ASan the daemon's quarantine of freed memory would grow by up to 256 MiB beside
-     * the hog, which no model resize can make up for: keep it small */
-    const char *asan = getenv("ASAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=8:thread_local_quarantine_size_kb=256", asan ? asan : "",
-             asan && *asan ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    tc_asan_quarantine(8, 256);
     td_fixture_init(&F, argc, argv, bs_shared(""));
     REQUIRE(ref_open(&M, F.store, "max") == 0);
     int total = M.s->n_blocks;
