@@ -391,23 +391,27 @@ int bs_models_serving(const bs_models *set)
     return k;
 }
 
-bs_served *bs_models_first(bs_models *set)
+/* The model listed first among those ready_only allows (READY, else any not going away). */
+static bs_served *first(bs_models *set, bool ready_only)
 {
     bs_served *best = NULL;
-    for (int i = 0; i < set->n; i++)
-        if (set->m[i]->state != BS_SERVED_DRAINING && !set->m[i]->remove_pending &&
-            (!best || set->m[i]->order < best->order))
+    for (int i = 0; i < set->n; i++) {
+        const bs_served *m = set->m[i];
+        bool ok = ready_only ? m->state == BS_SERVED_READY : m->state != BS_SERVED_DRAINING && !m->remove_pending;
+        if (ok && (!best || m->order < best->order))
             best = set->m[i];
+    }
     return best;
+}
+
+bs_served *bs_models_first(bs_models *set)
+{
+    return first(set, false);
 }
 
 bs_served *bs_models_default(bs_models *set)
 {
-    bs_served *best = NULL;
-    for (int i = 0; i < set->n; i++)
-        if (set->m[i]->state == BS_SERVED_READY && (!best || set->m[i]->order < best->order))
-            best = set->m[i];
-    return best;
+    return first(set, true);
 }
 
 bs_served *bs_models_find(bs_models *set, const char *name)
